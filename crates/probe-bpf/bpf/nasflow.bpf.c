@@ -1,0 +1,590 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/*
+ * nasflow's NFS client probe: counts READ, WRITE and COMMIT RPCs per (cgroup, device,
+ * operation, errno) with bytes and a log2 latency histogram, aggregated in the kernel.
+ *
+ * Attribution:
+ * - READ: the context that starts the RPC is the reader's (also for readahead).
+ * - WRITE/COMMIT: buffered writes are flushed later, often by kworkers in the root cgroup.
+ *   nfs_file_write (kprobe/kretprobe) remembers per (dev, inode) which cgroups dirtied how many
+ *   bytes; a WRITE RPC is split among them by those bytes. Without a record (O_DIRECT, or
+ *   nothing pending) the RPC is charged to the context that sends it.
+ * - Completions run in rpciod; the in-flight map carries the cgroup from start to done.
+ */
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "nasflow.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Tracepoint field layouts, from tracefs format files. */
+const volatile struct nasflow_layout layout = {};
+/* Non-zero on cgroup v1 hosts: take the memory controller's cgroup from the task. */
+const volatile __u8 cgroup_v1 = 0;
+/* The root cgroup's id: where completions without a start are charged. */
+const volatile __u64 root_cgroup = 1;
+/* O_DIRECT of this architecture: direct writes never dirty the page cache. */
+const volatile __u32 o_direct_flag = 040000;
+
+/* Raw tracepoint records nasflow reads fit in this many bytes. */
+#define REC_BYTES 64
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 10240);
+	__type(key, struct nasflow_io_key);
+	__type(value, struct nasflow_io_counters);
+} io_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, struct nasflow_io_key);
+	__type(value, struct nasflow_io_hist);
+} io_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NASFLOW_H__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} health SEC(".maps");
+
+/* An RPC between its start and its completion. Both tracepoints carry these fields. */
+struct inflight_key {
+	__u32 dev;
+	__u16 op;
+	__u16 pad;
+	__u64 fileid;
+	__s64 offset;
+};
+
+struct inflight_val {
+	__u64 cgroup;
+	__u64 start_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct inflight_key);
+	__type(value, struct inflight_val);
+} inflight SEC(".maps");
+
+/* Who dirtied a file's page cache and how many bytes of it are not yet flushed. */
+struct dirty_key {
+	__u32 dev;
+	__u32 pad;
+	__u64 ino;
+};
+
+struct dirty_slot {
+	__u64 cgroup;
+	__s64 pending;
+};
+
+struct dirty_val {
+	struct dirty_slot slot[NASFLOW_DIRTY_SLOTS];
+	/* The cgroup charged with the last flushed WRITE: COMMITs follow it. */
+	__u64 last_cgroup;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dirty_key);
+	__type(value, struct dirty_val);
+} dirty SEC(".maps");
+
+/* nfs_file_write's inode between entry and return, per thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u64);
+} write_args SEC(".maps");
+
+struct rec {
+	__u64 words[REC_BYTES / 8];
+};
+
+static __always_inline void health_add(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&health, &idx);
+
+	if (v)
+		*v += n;
+}
+
+/* Reads a naturally aligned unsigned field of 1, 2, 4 or 8 bytes; 0 when absent. */
+static __always_inline __u64 field_u(const struct rec *r, __u16 off, __u16 size)
+{
+	const __u8 *base = (const __u8 *)r->words;
+
+	if (off > REC_BYTES - 8)
+		return 0;
+	switch (size) {
+	case 8:
+		return *(const __u64 *)(base + off);
+	case 4:
+		return *(const __u32 *)(base + off);
+	case 2:
+		return *(const __u16 *)(base + off);
+	case 1:
+		return *(const __u8 *)(base + off);
+	default:
+		return 0;
+	}
+}
+
+/* Reads a signed field (the done events' error), sign-extended. */
+static __always_inline __s64 field_s(const struct rec *r, __u16 off, __u16 size)
+{
+	__u64 v = field_u(r, off, size);
+
+	switch (size) {
+	case 4:
+		return (__s32)v;
+	case 2:
+		return (__s16)v;
+	case 1:
+		return (__s8)v;
+	default:
+		return (__s64)v;
+	}
+}
+
+static __always_inline int read_rec(void *ctx, struct rec *r)
+{
+	if (bpf_probe_read_kernel(r, sizeof(*r), ctx)) {
+		health_add(NASFLOW_H_READ_FAILED, 1);
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline __u64 current_cgroup(void)
+{
+	struct task_struct *task;
+	struct cgroup_subsys_state *css = NULL;
+	struct css_set *cgs;
+	int idx;
+
+	if (!cgroup_v1)
+		return bpf_get_current_cgroup_id();
+	task = (struct task_struct *)bpf_get_current_task();
+	cgs = BPF_CORE_READ(task, cgroups);
+	idx = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	if (!cgs || idx < 0 || idx >= 16)
+		return root_cgroup;
+	if (bpf_core_read(&css, sizeof(css), &cgs->subsys[idx]) || !css)
+		return root_cgroup;
+	return BPF_CORE_READ(css, cgroup, kn, id);
+}
+
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0, shift;
+
+	shift = (v > 0xFFFFFFFFULL) << 5;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xFFFF) << 4;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xFF) << 3;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xF) << 2;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0x3) << 1;
+	v >>= shift;
+	r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+/* The histogram slot of a latency: units of 2^-30 s, bucket (2^(s-1), 2^s] units. */
+static __always_inline __u32 latency_slot(__u64 ns)
+{
+	__u64 units;
+	__u32 slot;
+
+	/* ns * 2^30 / 10^9 without overflow for latencies up to 2^37 ns (137 s). */
+	if (ns > (1ULL << 37))
+		ns = 1ULL << 37;
+	units = ns + ns * 73741824ULL / 1000000000ULL;
+	if (units <= 1)
+		return 0;
+	slot = log2_u64(units - 1) + 1;
+	return slot < NASFLOW_HIST_SLOTS ? slot : NASFLOW_HIST_SLOTS - 1;
+}
+
+/* Adds to one key's counters, and a latency sample when has_latency. */
+static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes,
+			      __u64 latency_ns, __u64 has_latency)
+{
+	struct nasflow_io_counters *c;
+	struct nasflow_io_hist *h;
+	__u32 slot;
+
+	c = bpf_map_lookup_elem(&io_counters, key);
+	if (!c) {
+		struct nasflow_io_counters zero = {};
+
+		bpf_map_update_elem(&io_counters, key, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&io_counters, key);
+		if (!c) {
+			health_add(NASFLOW_H_COUNTERS_FULL, 1);
+			return 0;
+		}
+	}
+	c->ops += ops;
+	c->bytes += bytes;
+	if (!has_latency)
+		return 0;
+	c->latency_sum_ns += latency_ns;
+	c->latency_count += 1;
+
+	h = bpf_map_lookup_elem(&io_hist, key);
+	if (!h) {
+		struct nasflow_io_hist zero = {};
+
+		bpf_map_update_elem(&io_hist, key, &zero, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&io_hist, key);
+		if (!h) {
+			health_add(NASFLOW_H_HIST_FULL, 1);
+			return 0;
+		}
+	}
+	slot = latency_slot(latency_ns);
+	if (slot < NASFLOW_HIST_SLOTS)
+		__sync_fetch_and_add(&h->slots[slot], 1);
+	return 0;
+}
+
+static __always_inline void charge_bytes(__u64 cgroup, __u32 dev, __u16 op, __u64 bytes)
+{
+	struct nasflow_io_key key = { .cgroup = cgroup, .dev = dev, .op = op };
+
+	account(&key, 0, bytes, 0, 0);
+}
+
+static __always_inline void start_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 offset,
+				      __u64 cgroup, __u64 start_ns)
+{
+	struct inflight_key key = { .dev = dev, .op = op, .fileid = fileid, .offset = offset };
+	struct inflight_val val = { .cgroup = cgroup, .start_ns = start_ns };
+
+	if (bpf_map_update_elem(&inflight, &key, &val, BPF_ANY))
+		health_add(NASFLOW_H_INFLIGHT_FULL, 1);
+}
+
+/*
+ * Completes an RPC: one op with its latency and outcome, charged to the cgroup recorded at
+ * start. A short transfer that the kernel will resend for the rest keeps an in-flight entry
+ * at the next offset, so the resend is charged to the same cgroup.
+ */
+static __always_inline void finish_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 offset,
+				       __s64 error, __u64 bytes, __u64 resend_at)
+{
+	struct inflight_key ikey = { .dev = dev, .op = op, .fileid = fileid, .offset = offset };
+	struct nasflow_io_key key = { .dev = dev, .op = op };
+	struct inflight_val *start, started;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (error < 0)
+		key.err = (__u16)(-error);
+	start = bpf_map_lookup_elem(&inflight, &ikey);
+	if (!start) {
+		health_add(NASFLOW_H_UNMATCHED_DONE, 1);
+		key.cgroup = root_cgroup;
+		account(&key, 1, bytes, 0, 0);
+		return;
+	}
+	started = *start;
+	bpf_map_delete_elem(&inflight, &ikey);
+	key.cgroup = started.cgroup;
+	account(&key, 1, bytes, now - started.start_ns, 1);
+	if (resend_at)
+		start_rpc(dev, op, fileid, offset + resend_at, started.cgroup, now);
+}
+
+/*
+ * Charges a WRITE RPC's payload to the cgroups that dirtied the file, in proportion to what
+ * each has pending, and returns the cgroup that carries the op (the largest share).
+ */
+static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, __u64 current)
+{
+	struct dirty_key dkey = { .dev = dev, .ino = fileid };
+	__u64 pending[NASFLOW_DIRTY_SLOTS] = {};
+	__u64 share[NASFLOW_DIRTY_SLOTS] = {};
+	__u64 total = 0, scaled_total = 0, charged = 0, best = 0, primary = current;
+	__u32 shift = 0, largest = 0;
+	struct dirty_val *dv;
+	int i;
+
+	dv = bpf_map_lookup_elem(&dirty, &dkey);
+	if (!dv) {
+		charge_bytes(current, dev, NASFLOW_OP_WRITE, count);
+		return current;
+	}
+#pragma unroll
+	for (i = 0; i < NASFLOW_DIRTY_SLOTS; i++) {
+		__s64 p = dv->slot[i].pending;
+
+		if (dv->slot[i].cgroup && p > 0) {
+			pending[i] = p;
+			total += p;
+		}
+	}
+	if (total == 0) {
+		charge_bytes(current, dev, NASFLOW_OP_WRITE, count);
+		if (current == root_cgroup)
+			health_add(NASFLOW_H_WRITE_BYTES_UNOWNED, count);
+		return current;
+	}
+	if (total <= count) {
+		/* Everything pending goes out now; the rest was dirtied unseen. */
+#pragma unroll
+		for (i = 0; i < NASFLOW_DIRTY_SLOTS; i++)
+			share[i] = pending[i];
+		charged = total;
+	} else {
+		/* Keep count * pending below 2^64. */
+		if (total >> 31)
+			shift = log2_u64(total) - 30;
+#pragma unroll
+		for (i = 0; i < NASFLOW_DIRTY_SLOTS; i++)
+			scaled_total += pending[i] >> shift;
+#pragma unroll
+		for (i = 0; i < NASFLOW_DIRTY_SLOTS; i++) {
+			if (scaled_total)
+				share[i] = count * (pending[i] >> shift) / scaled_total;
+			charged += share[i];
+			if (pending[i] > pending[largest])
+				largest = i;
+		}
+		/* Rounding remainder to the largest dirtier. */
+		if (largest < NASFLOW_DIRTY_SLOTS) {
+			share[largest] += count - charged;
+			charged = count;
+		}
+	}
+#pragma unroll
+	for (i = 0; i < NASFLOW_DIRTY_SLOTS; i++) {
+		if (!share[i])
+			continue;
+		charge_bytes(dv->slot[i].cgroup, dev, NASFLOW_OP_WRITE, share[i]);
+		__sync_fetch_and_add(&dv->slot[i].pending, -(__s64)share[i]);
+		if (share[i] > best) {
+			best = share[i];
+			primary = dv->slot[i].cgroup;
+		}
+	}
+	if (charged < count) {
+		charge_bytes(current, dev, NASFLOW_OP_WRITE, count - charged);
+		if (current == root_cgroup)
+			health_add(NASFLOW_H_WRITE_BYTES_UNOWNED, count - charged);
+	}
+	dv->last_cgroup = primary;
+	return primary;
+}
+
+/* Remembers that `cgroup` dirtied `bytes` of a file whose size is now `size`. */
+static __always_inline void charge_dirty(__u32 dev, __u64 ino, __u64 cgroup, __u64 bytes,
+					 __s64 size)
+{
+	struct dirty_key dkey = { .dev = dev, .ino = ino };
+	struct dirty_val *dv;
+	struct dirty_slot *slot = NULL;
+	int i;
+
+	dv = bpf_map_lookup_elem(&dirty, &dkey);
+	if (!dv) {
+		struct dirty_val zero = {};
+
+		bpf_map_update_elem(&dirty, &dkey, &zero, BPF_NOEXIST);
+		dv = bpf_map_lookup_elem(&dirty, &dkey);
+		if (!dv) {
+			health_add(NASFLOW_H_DIRTY_FULL, 1);
+			return;
+		}
+	}
+#pragma unroll
+	for (i = 0; i < NASFLOW_DIRTY_SLOTS; i++) {
+		if (!slot && dv->slot[i].cgroup == cgroup)
+			slot = &dv->slot[i];
+	}
+	/* A free slot, or one whose bytes have all been flushed. */
+#pragma unroll
+	for (i = 0; i < NASFLOW_DIRTY_SLOTS; i++) {
+		__u64 owner = dv->slot[i].cgroup;
+
+		if (slot)
+			break;
+		if (owner == 0 || dv->slot[i].pending <= 0) {
+			if (__sync_val_compare_and_swap(&dv->slot[i].cgroup, owner, cgroup) == owner) {
+				slot = &dv->slot[i];
+				if (slot->pending < 0)
+					slot->pending = 0;
+			}
+		}
+	}
+	if (!slot) {
+		health_add(NASFLOW_H_DIRTY_SLOTS_FULL, 1);
+		return;
+	}
+	__sync_fetch_and_add(&slot->pending, (__s64)bytes);
+	/* Rewrites of the same pages cannot leave more pending than the file holds. */
+	if (size > 0 && slot->pending > size)
+		slot->pending = size;
+}
+
+#define FIELD(tp, name) layout.tp.name.offset, layout.tp.name.size
+
+SEC("tracepoint/nfs/nfs_initiate_read")
+int nfs_initiate_read(void *ctx)
+{
+	struct rec r;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	start_rpc(field_u(&r, FIELD(read_init, dev)), NASFLOW_OP_READ,
+		  field_u(&r, FIELD(read_init, fileid)), field_s(&r, FIELD(read_init, offset)),
+		  current_cgroup(), bpf_ktime_get_ns());
+	return 0;
+}
+
+SEC("tracepoint/nfs/nfs_readpage_done")
+int nfs_readpage_done(void *ctx)
+{
+	struct rec r;
+	__s64 error;
+	__u64 res, arg, resend = 0, bytes = 0;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	error = field_s(&r, FIELD(read_done, error));
+	res = field_u(&r, FIELD(read_done, count));
+	arg = field_u(&r, FIELD(read_done, arg_count));
+	if (error >= 0) {
+		bytes = res;
+		if (res < arg && !field_u(&r, FIELD(read_done, eof)) && res > 0)
+			resend = res;
+	}
+	finish_rpc(field_u(&r, FIELD(read_done, dev)), NASFLOW_OP_READ,
+		   field_u(&r, FIELD(read_done, fileid)), field_s(&r, FIELD(read_done, offset)),
+		   error, bytes, resend);
+	return 0;
+}
+
+SEC("tracepoint/nfs/nfs_initiate_write")
+int nfs_initiate_write(void *ctx)
+{
+	struct rec r;
+	__u32 dev;
+	__u64 fileid, primary;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	dev = field_u(&r, FIELD(write_init, dev));
+	fileid = field_u(&r, FIELD(write_init, fileid));
+	primary = charge_write(dev, fileid, field_u(&r, FIELD(write_init, count)),
+			       current_cgroup());
+	start_rpc(dev, NASFLOW_OP_WRITE, fileid, field_s(&r, FIELD(write_init, offset)), primary,
+		  bpf_ktime_get_ns());
+	return 0;
+}
+
+SEC("tracepoint/nfs/nfs_writeback_done")
+int nfs_writeback_done(void *ctx)
+{
+	struct rec r;
+	__s64 error;
+	__u64 res, arg, resend = 0;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	error = field_s(&r, FIELD(write_done, error));
+	res = field_u(&r, FIELD(write_done, count));
+	arg = field_u(&r, FIELD(write_done, arg_count));
+	if (error >= 0 && res < arg && res > 0)
+		resend = res;
+	/* WRITE payload bytes were charged when the RPC was sent. */
+	finish_rpc(field_u(&r, FIELD(write_done, dev)), NASFLOW_OP_WRITE,
+		   field_u(&r, FIELD(write_done, fileid)), field_s(&r, FIELD(write_done, offset)),
+		   error, 0, resend);
+	return 0;
+}
+
+SEC("tracepoint/nfs/nfs_initiate_commit")
+int nfs_initiate_commit(void *ctx)
+{
+	struct dirty_key dkey = {};
+	struct dirty_val *dv;
+	struct rec r;
+	__u64 cgroup = current_cgroup();
+
+	if (read_rec(ctx, &r))
+		return 0;
+	dkey.dev = field_u(&r, FIELD(commit_init, dev));
+	dkey.ino = field_u(&r, FIELD(commit_init, fileid));
+	/* A COMMIT makes the last flushed WRITEs durable: charge it to their owner. */
+	dv = bpf_map_lookup_elem(&dirty, &dkey);
+	if (dv && dv->last_cgroup)
+		cgroup = dv->last_cgroup;
+	start_rpc(dkey.dev, NASFLOW_OP_COMMIT, dkey.ino, field_s(&r, FIELD(commit_init, offset)),
+		  cgroup, bpf_ktime_get_ns());
+	return 0;
+}
+
+SEC("tracepoint/nfs/nfs_commit_done")
+int nfs_commit_done(void *ctx)
+{
+	struct rec r;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	finish_rpc(field_u(&r, FIELD(commit_done, dev)), NASFLOW_OP_COMMIT,
+		   field_u(&r, FIELD(commit_done, fileid)), field_s(&r, FIELD(commit_done, offset)),
+		   field_s(&r, FIELD(commit_done, error)), 0, 0);
+	return 0;
+}
+
+SEC("kprobe/nfs_file_write")
+int BPF_KPROBE(nfs_file_write_entry, struct kiocb *iocb)
+{
+	struct file *file = BPF_CORE_READ(iocb, ki_filp);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 inode;
+
+	if (!file || (BPF_CORE_READ(file, f_flags) & o_direct_flag))
+		return 0;
+	inode = (__u64)BPF_CORE_READ(file, f_inode);
+	if (bpf_map_update_elem(&write_args, &id, &inode, BPF_ANY))
+		health_add(NASFLOW_H_WRITE_ARGS_FULL, 1);
+	return 0;
+}
+
+SEC("kretprobe/nfs_file_write")
+int BPF_KRETPROBE(nfs_file_write_exit, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inode *inode;
+	__u64 *saved;
+
+	saved = bpf_map_lookup_elem(&write_args, &id);
+	if (!saved)
+		return 0;
+	inode = (struct inode *)*saved;
+	bpf_map_delete_elem(&write_args, &id);
+	if (ret <= 0 || !inode)
+		return 0;
+	charge_dirty(BPF_CORE_READ(inode, i_sb, s_dev), BPF_CORE_READ(inode, i_ino),
+		     current_cgroup(), (__u64)ret, BPF_CORE_READ(inode, i_size));
+	return 0;
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * The kernel/user ABI of nasflow's probe: every struct that crosses a BPF map or a
+ * `const volatile` global. The Rust mirrors live in crates/probe-bpf/src/lib.rs and assert the
+ * same sizes; change both together.
+ */
+#ifndef NASFLOW_H
+#define NASFLOW_H
+
+/* Log2 latency slots. Slot 0 holds samples of at most 1 unit (2^-30 s); slot s >= 1 holds
+ * samples in (2^(s-1), 2^s] units, i.e. (2^(s-31), 2^(s-30)] seconds: OTLP exponential
+ * bucket index s-31 at scale 0. 40 slots reach 2^9 s. */
+#define NASFLOW_HIST_SLOTS 40
+
+/* Dirtying cgroups remembered per (dev, inode) for writeback attribution. */
+#define NASFLOW_DIRTY_SLOTS 4
+
+/* What the RPC was. Stable numbers: user space names them. */
+enum nasflow_op {
+	NASFLOW_OP_READ = 0,
+	NASFLOW_OP_WRITE = 1,
+	NASFLOW_OP_COMMIT = 2,
+};
+
+/* Counter and histogram key: who (cgroup), where (NFS super block dev), what (op), how it
+ * ended (positive errno, 0 for success). */
+struct nasflow_io_key {
+	__u64 cgroup;
+	__u32 dev;
+	__u16 op;
+	__u16 err;
+};
+
+/* Per-CPU cumulative counters for one key. */
+struct nasflow_io_counters {
+	__u64 ops;
+	__u64 bytes;
+	__u64 latency_sum_ns;
+	__u64 latency_count;
+};
+
+/* Shared (not per-CPU) latency histogram for one key, updated with atomic adds. */
+struct nasflow_io_hist {
+	__u64 slots[NASFLOW_HIST_SLOTS];
+};
+
+/* Probe health counters, a per-CPU array indexed by this enum. */
+enum nasflow_health {
+	/* A counter update found the counters map full: ops/bytes were lost. */
+	NASFLOW_H_COUNTERS_FULL = 0,
+	/* A latency sample found the histogram map full. */
+	NASFLOW_H_HIST_FULL = 1,
+	/* A completion had no matching start (started before attach, or evicted): its op was
+	 * charged to the root cgroup, without latency. */
+	NASFLOW_H_UNMATCHED_DONE = 2,
+	/* The in-flight map was full at a start: the completion will be unmatched. */
+	NASFLOW_H_INFLIGHT_FULL = 3,
+	/* The dirty-owner map was full: those buffered bytes will be charged to the flusher. */
+	NASFLOW_H_DIRTY_FULL = 4,
+	/* More cgroups dirtied one file than it has slots: bytes charged to the flusher. */
+	NASFLOW_H_DIRTY_SLOTS_FULL = 5,
+	/* Bytes of flushed WRITEs that no dirtier accounted for (mmap, dirtied before attach). */
+	NASFLOW_H_WRITE_BYTES_UNOWNED = 6,
+	/* A tracepoint field could not be read. */
+	NASFLOW_H_READ_FAILED = 7,
+	/* The per-thread write-argument map was full at nfs_file_write entry. */
+	NASFLOW_H_WRITE_ARGS_FULL = 8,
+	NASFLOW_H__COUNT = 9,
+};
+
+/* Where one tracepoint field is in the raw record, from the tracefs format file. */
+struct nasflow_field {
+	__u16 offset;
+	__u16 size;
+};
+
+/* The fields nasflow reads from one NFS tracepoint. Unused fields stay zero-sized. */
+struct nasflow_tp_fields {
+	struct nasflow_field dev;
+	struct nasflow_field fileid;
+	struct nasflow_field offset;
+	/* initiate: requested count; done: res_count */
+	struct nasflow_field count;
+	/* done only: the count asked for, to see a short transfer the kernel resends */
+	struct nasflow_field arg_count;
+	/* read done only: end of file reached */
+	struct nasflow_field eof;
+	/* done only: error or status (negative errno) */
+	struct nasflow_field error;
+};
+
+/* Field layouts of the six tracepoints, read by user space before load. */
+struct nasflow_layout {
+	struct nasflow_tp_fields read_init;
+	struct nasflow_tp_fields read_done;
+	struct nasflow_tp_fields write_init;
+	struct nasflow_tp_fields write_done;
+	struct nasflow_tp_fields commit_init;
+	struct nasflow_tp_fields commit_done;
+};
+
+_Static_assert(sizeof(struct nasflow_io_key) == 16, "nasflow_io_key ABI");
+_Static_assert(sizeof(struct nasflow_io_counters) == 32, "nasflow_io_counters ABI");
+_Static_assert(sizeof(struct nasflow_io_hist) == 8 * NASFLOW_HIST_SLOTS, "nasflow_io_hist ABI");
+_Static_assert(sizeof(struct nasflow_tp_fields) == 28, "nasflow_tp_fields ABI");
+_Static_assert(sizeof(struct nasflow_layout) == 168, "nasflow_layout ABI");
+
+#endif /* NASFLOW_H */

@@ -1,0 +1,280 @@
+//! nasflow's BPF programs, as ELF objects built by clang, and the Rust mirrors of the
+//! kernel/user ABI in `bpf/nasflow.h`. Nothing else in nasflow knows these byte layouts.
+
+use core::mem::size_of;
+
+/// Keeps an embedded object 8-byte aligned, as the ELF parser expects.
+#[repr(C, align(8))]
+struct Aligned<B: ?Sized>(B);
+
+static PROBE_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nasflow.bpf.o")));
+static NOOP_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/noop.bpf.o")));
+
+/// The NFS client probe: counters, histograms and attribution (`bpf/nasflow.bpf.c`).
+#[must_use]
+pub fn probe_object() -> &'static [u8] {
+    &PROBE_OBJECT.0
+}
+
+/// Empty programs on the same tracepoints, the baseline for the kernel cost benchmark.
+#[must_use]
+pub fn noop_object() -> &'static [u8] {
+    &NOOP_OBJECT.0
+}
+
+/// Latency histogram slots per key; see `NASFLOW_HIST_SLOTS`.
+pub const HIST_SLOTS: usize = 40;
+
+/// Map names, as in the C source.
+pub mod maps {
+    /// Per-CPU counters per [`IoKey`](super::IoKey).
+    pub const IO_COUNTERS: &str = "io_counters";
+    /// Shared latency histograms per [`IoKey`](super::IoKey).
+    pub const IO_HIST: &str = "io_hist";
+    /// Per-CPU probe health counters indexed by [`Health`](super::Health).
+    pub const HEALTH: &str = "health";
+    /// RPCs between start and completion.
+    pub const INFLIGHT: &str = "inflight";
+    /// Dirtying cgroups per file, for writeback attribution.
+    pub const DIRTY: &str = "dirty";
+    /// `nfs_file_write` arguments between entry and return.
+    pub const WRITE_ARGS: &str = "write_args";
+}
+
+/// `const volatile` globals set before load.
+pub mod globals {
+    /// [`Layout`](super::Layout) of the six tracepoints.
+    pub const LAYOUT: &str = "layout";
+    /// `u8`: non-zero on cgroup v1 hosts.
+    pub const CGROUP_V1: &str = "cgroup_v1";
+    /// `u64`: id of the root cgroup.
+    pub const ROOT_CGROUP: &str = "root_cgroup";
+    /// `u32`: the architecture's `O_DIRECT`.
+    pub const O_DIRECT_FLAG: &str = "o_direct_flag";
+}
+
+/// Operation numbers of `enum nasflow_op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u16)]
+pub enum Op {
+    /// NFS READ.
+    Read = 0,
+    /// NFS WRITE.
+    Write = 1,
+    /// NFS COMMIT.
+    Commit = 2,
+}
+
+impl Op {
+    /// The operation for a kernel number, if nasflow knows it.
+    #[must_use]
+    pub fn from_raw(raw: u16) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Read),
+            1 => Some(Self::Write),
+            2 => Some(Self::Commit),
+            _ => None,
+        }
+    }
+
+    /// The name the kernel and the NFS RFCs give it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "READ",
+            Self::Write => "WRITE",
+            Self::Commit => "COMMIT",
+        }
+    }
+}
+
+/// `struct nasflow_io_key`: who, where, what, how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct IoKey {
+    /// cgroup v2 id, or the v1 memory cgroup's kernfs id.
+    pub cgroup: u64,
+    /// NFS super block device, `MAJOR << 20 | MINOR`.
+    pub dev: u32,
+    /// [`Op`] number.
+    pub op: u16,
+    /// Positive errno of failed operations, 0 for success.
+    pub err: u16,
+}
+
+/// `struct nasflow_io_counters`, one CPU's share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct IoCounters {
+    /// Completed operations.
+    pub ops: u64,
+    /// READ bytes received, WRITE bytes sent.
+    pub bytes: u64,
+    /// Sum of the latencies in the histogram, ns.
+    pub latency_sum_ns: u64,
+    /// Number of latency samples.
+    pub latency_count: u64,
+}
+
+/// `struct nasflow_io_hist`: log2 latency slots (see `nasflow.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct IoHist {
+    /// Sample counts per slot.
+    pub slots: [u64; HIST_SLOTS],
+}
+
+impl Default for IoHist {
+    fn default() -> Self {
+        Self { slots: [0; HIST_SLOTS] }
+    }
+}
+
+/// Indices of `enum nasflow_health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Health {
+    /// Counter updates lost to a full counters map.
+    CountersFull = 0,
+    /// Latency samples lost to a full histogram map.
+    HistFull = 1,
+    /// Completions without a start, charged to the root cgroup.
+    UnmatchedDone = 2,
+    /// Starts not recorded because the in-flight map was full.
+    InflightFull = 3,
+    /// Dirtying writes not recorded because the dirty map was full.
+    DirtyFull = 4,
+    /// Dirtying writes not recorded because a file had too many dirtying cgroups.
+    DirtySlotsFull = 5,
+    /// WRITE bytes charged to the root cgroup for want of a known dirtier.
+    WriteBytesUnowned = 6,
+    /// Tracepoint records that could not be read.
+    ReadFailed = 7,
+    /// `nfs_file_write` entries not recorded because the argument map was full.
+    WriteArgsFull = 8,
+}
+
+/// Number of health counters.
+pub const HEALTH_COUNT: u32 = 9;
+
+impl Health {
+    /// Every health counter, in index order.
+    pub const ALL: [Self; HEALTH_COUNT as usize] = [
+        Self::CountersFull,
+        Self::HistFull,
+        Self::UnmatchedDone,
+        Self::InflightFull,
+        Self::DirtyFull,
+        Self::DirtySlotsFull,
+        Self::WriteBytesUnowned,
+        Self::ReadFailed,
+        Self::WriteArgsFull,
+    ];
+
+    /// A stable snake_case name for logs and telemetry.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CountersFull => "counters_map_full",
+            Self::HistFull => "histogram_map_full",
+            Self::UnmatchedDone => "unmatched_completions",
+            Self::InflightFull => "inflight_map_full",
+            Self::DirtyFull => "dirty_map_full",
+            Self::DirtySlotsFull => "dirty_slots_full",
+            Self::WriteBytesUnowned => "write_bytes_unowned",
+            Self::ReadFailed => "record_read_failed",
+            Self::WriteArgsFull => "write_args_map_full",
+        }
+    }
+}
+
+/// `struct nasflow_field`: a tracepoint field's place in the raw record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct Field {
+    /// Byte offset in the record.
+    pub offset: u16,
+    /// Size in bytes; 0 when the field is not used.
+    pub size: u16,
+}
+
+/// `struct nasflow_tp_fields`: the fields read from one tracepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct TpFields {
+    /// `dev`.
+    pub dev: Field,
+    /// `fileid`.
+    pub fileid: Field,
+    /// `offset`.
+    pub offset: Field,
+    /// `count` at initiate, `res_count` at done.
+    pub count: Field,
+    /// `arg_count` at done.
+    pub arg_count: Field,
+    /// `eof` at read done.
+    pub eof: Field,
+    /// `error` (or `status`) at done.
+    pub error: Field,
+}
+
+/// `struct nasflow_layout`: field layouts of the six tracepoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct Layout {
+    /// `nfs:nfs_initiate_read`.
+    pub read_init: TpFields,
+    /// `nfs:nfs_readpage_done`.
+    pub read_done: TpFields,
+    /// `nfs:nfs_initiate_write`.
+    pub write_init: TpFields,
+    /// `nfs:nfs_writeback_done`.
+    pub write_done: TpFields,
+    /// `nfs:nfs_initiate_commit`.
+    pub commit_init: TpFields,
+    /// `nfs:nfs_commit_done`.
+    pub commit_done: TpFields,
+}
+
+const _: () = assert!(size_of::<IoKey>() == 16);
+const _: () = assert!(size_of::<IoCounters>() == 32);
+const _: () = assert!(size_of::<IoHist>() == 8 * HIST_SLOTS);
+const _: () = assert!(size_of::<TpFields>() == 28);
+const _: () = assert!(size_of::<Layout>() == 168);
+
+// SAFETY: all of these are `repr(C)`, made only of integers, with no padding bytes.
+unsafe impl aya::Pod for IoKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for IoCounters {}
+// SAFETY: as above.
+unsafe impl aya::Pod for IoHist {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Layout {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_elf_and_aligned() {
+        for obj in [probe_object(), noop_object()] {
+            assert_eq!(&obj[..4], b"\x7fELF");
+            assert_eq!(obj.as_ptr() as usize % 8, 0);
+        }
+    }
+
+    #[test]
+    fn health_names_follow_indices() {
+        for (i, h) in Health::ALL.iter().enumerate() {
+            assert_eq!(*h as usize, i);
+        }
+    }
+
+    #[test]
+    fn op_numbers_round_trip() {
+        for op in [Op::Read, Op::Write, Op::Commit] {
+            assert_eq!(Op::from_raw(op as u16), Some(op));
+        }
+        assert_eq!(Op::from_raw(99), None);
+    }
+}

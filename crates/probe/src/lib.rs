@@ -1,0 +1,487 @@
+//! Owns the kernel side of nasflow: loads the BPF programs, attaches them when the NFS client
+//! module is there (late, and again after a reload), and reads the kernel maps into plain
+//! cumulative [`Snapshot`]s. No names, no network: cgroup ids and device numbers only.
+
+pub mod tracefs;
+
+use std::{
+    collections::HashSet,
+    fs, io,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    programs::{KProbe, ProgramError, TracePoint},
+    Ebpf, EbpfLoader,
+};
+use nasflow_probe_bpf::{globals, maps, Health, IoCounters, IoHist, IoKey, Layout, Op, HEALTH_COUNT, HIST_SLOTS};
+
+pub use nasflow_probe_bpf::{Op as Operation, HIST_SLOTS as LATENCY_SLOTS};
+
+use crate::tracefs::{probe_events, Tracefs};
+
+/// Where the kernel publishes its own BTF; without it CO-RE cannot work.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// Why the probe cannot start or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No kernel BTF: CO-RE relocations would be silently skipped by aya.
+    #[error("{path} is missing: this kernel has no BTF. nasflow needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since 5.8)")]
+    NoBtf {
+        /// The path looked at.
+        path: PathBuf,
+    },
+    /// tracefs is neither mounted nor mountable.
+    #[error("tracefs is not mounted and mounting it at {target} failed: {source} (mount the host's tracefs there, or grant CAP_SYS_ADMIN)")]
+    Tracefs {
+        /// Where the mount was tried.
+        target: PathBuf,
+        /// The mount error.
+        source: io::Error,
+    },
+    /// A tracepoint lacks a field the probe needs.
+    #[error("tracepoint nfs:{event} has no field `{field}`: this kernel's NFS tracepoints are not supported")]
+    MissingField {
+        /// The tracepoint.
+        event: String,
+        /// The field (or alternatives) looked for.
+        field: String,
+    },
+    /// A tracepoint field has a size or place the probe cannot read.
+    #[error("tracepoint nfs:{event} field `{field}` is {size} bytes at offset {offset}: not a layout nasflow can read")]
+    UnsupportedField {
+        /// The tracepoint.
+        event: String,
+        /// The field.
+        field: String,
+        /// Its offset.
+        offset: u16,
+        /// Its size.
+        size: u16,
+    },
+    /// A format file could not be parsed.
+    #[error("tracepoint nfs:{event}: {detail}")]
+    BadFormat {
+        /// The tracepoint.
+        event: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The BPF object could not be loaded (verifier, permissions, maps).
+    #[error("loading the BPF object: {0} (nasflow needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)")]
+    Load(#[source] Box<aya::EbpfError>),
+    /// A program could not be loaded or attached.
+    #[error("program {name}: {source}")]
+    Program {
+        /// The program.
+        name: String,
+        /// The error.
+        source: Box<ProgramError>,
+    },
+    /// A map could not be opened or read.
+    #[error("map {name}: {source}")]
+    Map {
+        /// The map.
+        name: &'static str,
+        /// The error.
+        source: Box<MapError>,
+    },
+}
+
+/// How the probe identifies cgroups; decided by the caller from the host's hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupIdentity {
+    /// cgroup v1 (hybrid or legacy): take the memory controller's cgroup from the task.
+    pub v1: bool,
+    /// Id (inode number) of the hierarchy's root cgroup.
+    pub root_id: u64,
+}
+
+/// Map sizes and other knobs set before load.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// How cgroups are identified.
+    pub cgroup: CgroupIdentity,
+    /// Max (cgroup, dev, op, errno) keys in the counter and histogram maps.
+    pub max_series: u32,
+    /// Max RPCs in flight tracked at once.
+    pub max_inflight: u32,
+    /// Max files whose dirtying cgroups are remembered.
+    pub max_dirty_files: u32,
+    /// Where the kernel BTF is expected.
+    pub btf_path: PathBuf,
+}
+
+impl ProbeOptions {
+    /// Defaults sized for a busy node (see BENCHMARKS.md for their memory cost).
+    #[must_use]
+    pub fn new(cgroup: CgroupIdentity) -> Self {
+        Self {
+            cgroup,
+            max_series: 10_240,
+            max_inflight: 16_384,
+            max_dirty_files: 16_384,
+            btf_path: PathBuf::from(VMLINUX_BTF),
+        }
+    }
+}
+
+/// One (cgroup, device, operation, errno) row of cumulative kernel counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoRow {
+    /// cgroup id (v2 id or v1 memory cgroup kernfs id).
+    pub cgroup: u64,
+    /// NFS super block device as the kernel encodes it (`MAJOR << 20 | MINOR`).
+    pub dev: u32,
+    /// The operation.
+    pub op: Op,
+    /// Positive errno for failed operations, 0 for successes.
+    pub err: u16,
+    /// Completed operations.
+    pub ops: u64,
+    /// READ bytes received, WRITE bytes sent.
+    pub bytes: u64,
+    /// Latency samples and their sum.
+    pub latency_count: u64,
+    /// Sum of the latency samples, ns.
+    pub latency_sum_ns: u64,
+    /// Log2 latency slots: slot 0 is <= 2^-30 s, slot s covers (2^(s-31), 2^(s-30)] s.
+    pub latency_slots: [u64; HIST_SLOTS],
+}
+
+impl IoRow {
+    /// `major:minor` of the device, as mountinfo writes it.
+    #[must_use]
+    pub fn dev_string(&self) -> String {
+        format!("{}:{}", self.dev >> 20, self.dev & 0xf_ffff)
+    }
+}
+
+/// Probe health: what the kernel side could not count, and how full the maps are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeHealth {
+    /// Cumulative health counters, by name.
+    pub counters: Vec<(&'static str, u64)>,
+    /// Counter keys in use and the map's capacity.
+    pub series_used: u64,
+    /// Capacity of the counter map.
+    pub series_capacity: u32,
+    /// Whether the programs are attached now.
+    pub attached: bool,
+    /// Whether the buffered-write kprobe is attached (writeback attribution works).
+    pub write_attribution: bool,
+}
+
+/// Everything the kernel counted so far, cumulative since load.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// When the maps were read.
+    pub taken_at: Option<SystemTime>,
+    /// Rows, sorted by (cgroup, dev, op, err).
+    pub rows: Vec<IoRow>,
+    /// Probe health.
+    pub health: ProbeHealth,
+}
+
+/// What [`Probe::poll`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachEvent {
+    /// Nothing changed.
+    Unchanged,
+    /// The nfs module appeared (or came back) and the programs are attached now.
+    Attached,
+    /// The nfs module went away; waiting for it.
+    Detached,
+}
+
+/// Links held for one attachment of the programs.
+struct Attachment {
+    tracepoints: Vec<(String, aya::programs::trace_point::TracePointLinkId)>,
+    kprobes: Vec<(String, aya::programs::kprobe::KProbeLinkId)>,
+    /// Identity of the nfs module instance attached to (inode of /sys/module/nfs).
+    module: Option<u64>,
+}
+
+/// The loaded probe and its attach state.
+pub struct Probe {
+    opts: ProbeOptions,
+    tracefs: Tracefs,
+    ebpf: Option<Ebpf>,
+    layout: Option<Layout>,
+    attachment: Option<Attachment>,
+}
+
+const KPROBES: [(&str, &str); 2] = [("nfs_file_write_entry", "nfs_file_write"), ("nfs_file_write_exit", "nfs_file_write")];
+
+fn nfs_module_identity() -> Option<u64> {
+    fs::metadata("/sys/module/nfs").ok().map(|m| m.ino())
+}
+
+impl Probe {
+    /// Checks the kernel's prerequisites and prepares the probe. Nothing is loaded until the
+    /// nfs module's tracepoints exist: call [`Probe::poll`] (every second or so).
+    pub fn new(opts: ProbeOptions) -> Result<Self, ProbeError> {
+        if !opts.btf_path.is_file() {
+            return Err(ProbeError::NoBtf { path: opts.btf_path });
+        }
+        let tracefs = Tracefs::find_or_mount()?;
+        Ok(Self { opts, tracefs, ebpf: None, layout: None, attachment: None })
+    }
+
+    /// Whether the programs are attached.
+    #[must_use]
+    pub fn is_attached(&self) -> bool {
+        self.attachment.is_some()
+    }
+
+    /// Attaches when the nfs module is present, re-attaches after it was reloaded, and notes
+    /// when it went away. Cheap when nothing changed (two stat calls).
+    pub fn poll(&mut self) -> Result<AttachEvent, ProbeError> {
+        let present = self.tracefs.has_event("nfs", "nfs_initiate_read");
+        let module = nfs_module_identity();
+        match (&self.attachment, present) {
+            (Some(a), true) if a.module == module => Ok(AttachEvent::Unchanged),
+            (Some(_), true) => {
+                tracing::info!("nfs module was reloaded: re-attaching");
+                self.detach();
+                self.attach(module)?;
+                Ok(AttachEvent::Attached)
+            }
+            (Some(_), false) => {
+                self.detach();
+                Ok(AttachEvent::Detached)
+            }
+            (None, true) => {
+                self.attach(module)?;
+                Ok(AttachEvent::Attached)
+            }
+            (None, false) => Ok(AttachEvent::Unchanged),
+        }
+    }
+
+    fn load(&mut self, layout: Layout) -> Result<(), ProbeError> {
+        let o = &self.opts;
+        let v1 = u8::from(o.cgroup.v1);
+        let root = o.cgroup.root_id;
+        let o_direct = u32::try_from(libc::O_DIRECT).unwrap_or(0o40000);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::LAYOUT, &layout, true)
+            .override_global(globals::CGROUP_V1, &v1, true)
+            .override_global(globals::ROOT_CGROUP, &root, true)
+            .override_global(globals::O_DIRECT_FLAG, &o_direct, true)
+            .map_max_entries(maps::IO_COUNTERS, o.max_series)
+            .map_max_entries(maps::IO_HIST, o.max_series)
+            .map_max_entries(maps::INFLIGHT, o.max_inflight)
+            .map_max_entries(maps::DIRTY, o.max_dirty_files)
+            .load(nasflow_probe_bpf::probe_object())
+            .map_err(|e| ProbeError::Load(Box::new(e)))?;
+        for event in probe_events() {
+            let tp: &mut TracePoint = program(&mut ebpf, event)?;
+            tp.load().map_err(|e| prog_err(event, e))?;
+        }
+        for (name, _) in KPROBES {
+            let kp: &mut KProbe = program(&mut ebpf, name)?;
+            kp.load().map_err(|e| prog_err(name, e))?;
+        }
+        self.ebpf = Some(ebpf);
+        self.layout = Some(layout);
+        Ok(())
+    }
+
+    fn attach(&mut self, module: Option<u64>) -> Result<(), ProbeError> {
+        let Some(layout) = self.tracefs.read_layout()? else {
+            return Ok(());
+        };
+        if self.layout.is_some_and(|l| l != layout) {
+            tracing::warn!("the nfs tracepoint layout changed with the module reload: reloading the probe, counters restart");
+            self.ebpf = None;
+        }
+        if self.ebpf.is_none() {
+            self.load(layout)?;
+        }
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return Ok(());
+        };
+        let mut att = Attachment { tracepoints: Vec::new(), kprobes: Vec::new(), module };
+        for event in probe_events() {
+            let tp: &mut TracePoint = program(ebpf, event)?;
+            let id = tp.attach("nfs", event).map_err(|e| prog_err(event, e))?;
+            att.tracepoints.push((event.to_owned(), id));
+        }
+        for (name, func) in KPROBES {
+            let kp: &mut KProbe = program(ebpf, name)?;
+            match kp.attach(func, 0) {
+                Ok(id) => att.kprobes.push((name.to_owned(), id)),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cannot probe {func}: buffered writes flushed in the background will be charged to the flushing context (usually the root cgroup)"
+                ),
+            }
+        }
+        tracing::info!(
+            tracepoints = att.tracepoints.len(),
+            kprobes = att.kprobes.len(),
+            "attached to the NFS client"
+        );
+        self.attachment = Some(att);
+        Ok(())
+    }
+
+    fn detach(&mut self) {
+        let (Some(att), Some(ebpf)) = (self.attachment.take(), self.ebpf.as_mut()) else {
+            return;
+        };
+        for (name, id) in att.tracepoints {
+            if let Ok(tp) = program::<TracePoint>(ebpf, &name) {
+                let _ = tp.detach(id);
+            }
+        }
+        for (name, id) in att.kprobes {
+            if let Ok(kp) = program::<KProbe>(ebpf, &name) {
+                let _ = kp.detach(id);
+            }
+        }
+        tracing::info!("detached from the NFS client (module gone); waiting for it to return");
+    }
+
+    /// Reads the maps into a cumulative snapshot. Empty until first attached.
+    pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
+        let mut snap = Snapshot { taken_at: Some(SystemTime::now()), ..Snapshot::default() };
+        snap.health.series_capacity = self.opts.max_series;
+        snap.health.attached = self.attachment.is_some();
+        snap.health.write_attribution = self.attachment.as_ref().is_some_and(|a| a.kprobes.len() == KPROBES.len());
+        let Some(ebpf) = self.ebpf.as_ref() else {
+            return Ok(snap);
+        };
+        let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> = open_map(ebpf, maps::IO_COUNTERS)?;
+        let hists: BpfHashMap<&MapData, IoKey, IoHist> = open_map(ebpf, maps::IO_HIST)?;
+        for item in counters.iter() {
+            let (key, per_cpu) = item.map_err(|e| map_err(maps::IO_COUNTERS, e))?;
+            snap.health.series_used += 1;
+            let Some(op) = Op::from_raw(key.op) else {
+                continue;
+            };
+            let mut row = IoRow {
+                cgroup: key.cgroup,
+                dev: key.dev,
+                op,
+                err: key.err,
+                ops: 0,
+                bytes: 0,
+                latency_count: 0,
+                latency_sum_ns: 0,
+                latency_slots: [0; HIST_SLOTS],
+            };
+            for c in per_cpu.iter() {
+                row.ops += c.ops;
+                row.bytes += c.bytes;
+                row.latency_count += c.latency_count;
+                row.latency_sum_ns += c.latency_sum_ns;
+            }
+            match hists.get(&key, 0) {
+                Ok(h) => row.latency_slots = h.slots,
+                Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(maps::IO_HIST, e)),
+            }
+            snap.rows.push(row);
+        }
+        snap.rows.sort_by_key(|r| (r.cgroup, r.dev, r.op, r.err));
+        let health: PerCpuArray<&MapData, u64> = open_map(ebpf, maps::HEALTH)?;
+        for h in Health::ALL {
+            let total = health
+                .get(&(h as u32), 0)
+                .map_err(|e| map_err(maps::HEALTH, e))?
+                .iter()
+                .sum::<u64>();
+            snap.health.counters.push((h.name(), total));
+        }
+        debug_assert_eq!(snap.health.counters.len(), HEALTH_COUNT as usize);
+        Ok(snap)
+    }
+
+    /// Deletes every row of the given cgroups (they no longer exist), so the maps only hold
+    /// live series. Returns how many keys were removed.
+    pub fn forget_cgroups(&mut self, gone: &HashSet<u64>) -> Result<usize, ProbeError> {
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        {
+            let mut counters: PerCpuHashMap<&mut MapData, IoKey, IoCounters> = open_map_mut(ebpf, maps::IO_COUNTERS)?;
+            let keys: Vec<IoKey> = counters.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
+            for k in &keys {
+                if counters.remove(k).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        let mut hists: BpfHashMap<&mut MapData, IoKey, IoHist> = open_map_mut(ebpf, maps::IO_HIST)?;
+        let keys: Vec<IoKey> = hists.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
+        for k in &keys {
+            let _ = hists.remove(k);
+        }
+        Ok(removed)
+    }
+
+    /// The tracefs in use.
+    #[must_use]
+    pub fn tracefs(&self) -> &Tracefs {
+        &self.tracefs
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let p = ebpf.program_mut(name).ok_or_else(|| ProbeError::Program {
+        name: name.to_owned(),
+        source: Box::new(ProgramError::NotLoaded),
+    })?;
+    p.try_into().map_err(|e| prog_err(name, e))
+}
+
+fn prog_err(name: &str, e: ProgramError) -> ProbeError {
+    ProbeError::Program { name: name.to_owned(), source: Box::new(e) }
+}
+
+fn map_err(name: &'static str, e: MapError) -> ProbeError {
+    ProbeError::Map { name, source: Box::new(e) }
+}
+
+fn open_map<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<&'a aya::maps::Map, Error = MapError>,
+{
+    let m = ebpf.map(name).ok_or_else(|| map_err(name, MapError::InvalidName { name: name.to_owned() }))?;
+    T::try_from(m).map_err(|e| map_err(name, e))
+}
+
+fn open_map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, ProbeError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    let m = ebpf.map_mut(name).ok_or_else(|| map_err(name, MapError::InvalidName { name: name.to_owned() }))?;
+    T::try_from(m).map_err(|e| map_err(name, e))
+}
+
+/// Whether a path exists (for callers that check prerequisites before [`Probe::new`]).
+#[must_use]
+pub fn btf_present(path: &Path) -> bool {
+    path.is_file()
+}

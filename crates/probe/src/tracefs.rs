@@ -1,0 +1,317 @@
+//! tracefs: finding (or mounting) it, and reading tracepoint format files into the field
+//! layouts the BPF programs are given before load.
+
+use std::{
+    ffi::CString,
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use nasflow_probe_bpf::{Field, Layout, TpFields};
+
+use crate::ProbeError;
+
+/// Where aya (and so nasflow) looks for tracefs, in order.
+pub const TRACEFS_PATHS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// The raw record bytes the BPF programs read; every field must end within them.
+pub const RECORD_BYTES: u16 = 64;
+
+/// One `field:` line of a tracepoint format file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatField {
+    /// The field's name, without any array suffix.
+    pub name: String,
+    /// Byte offset in the raw record.
+    pub offset: u16,
+    /// Size in bytes.
+    pub size: u16,
+    /// Whether the field is signed.
+    pub signed: bool,
+}
+
+/// Parses a tracefs `format` file into its fields (common_* included).
+///
+/// Lines that are not `field:` lines are skipped; a `field:` line that cannot be parsed is
+/// an error, so that a changed format is noticed instead of misread.
+pub fn parse_format(text: &str) -> Result<Vec<FormatField>, String> {
+    let mut fields = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
+        let mut decl = None;
+        let mut offset = None;
+        let mut size = None;
+        let mut signed = false;
+        for part in rest.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            if let Some(v) = part.strip_prefix("offset:") {
+                offset = v.trim().parse::<u16>().ok();
+            } else if let Some(v) = part.strip_prefix("size:") {
+                size = v.trim().parse::<u16>().ok();
+            } else if let Some(v) = part.strip_prefix("signed:") {
+                signed = v.trim() == "1";
+            } else if decl.is_none() {
+                decl = Some(part);
+            }
+        }
+        let (Some(decl), Some(offset), Some(size)) = (decl, offset, size) else {
+            return Err(format!("unparsable format line: {line}"));
+        };
+        let last = decl.split_whitespace().last().unwrap_or_default();
+        let name = last.split('[').next().unwrap_or_default().trim_start_matches('*');
+        if name.is_empty() {
+            return Err(format!("unparsable field declaration: {line}"));
+        }
+        fields.push(FormatField { name: name.to_owned(), offset, size, signed });
+    }
+    Ok(fields)
+}
+
+/// How nasflow uses the fields of one event.
+struct EventSpec {
+    event: &'static str,
+    /// (layout slot, accepted names in order of preference, required)
+    fields: &'static [(Slot, &'static [&'static str], bool)],
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Dev,
+    FileId,
+    Offset,
+    Count,
+    ArgCount,
+    Eof,
+    Error,
+}
+
+const INITIATE: &[(Slot, &[&str], bool)] = &[
+    (Slot::Dev, &["dev"], true),
+    (Slot::FileId, &["fileid"], true),
+    (Slot::Offset, &["offset"], true),
+    (Slot::Count, &["count"], true),
+];
+const IO_DONE: &[(Slot, &[&str], bool)] = &[
+    (Slot::Dev, &["dev"], true),
+    (Slot::FileId, &["fileid"], true),
+    (Slot::Offset, &["offset"], true),
+    (Slot::Count, &["res_count", "count"], true),
+    (Slot::ArgCount, &["arg_count"], false),
+    (Slot::Eof, &["eof"], false),
+    (Slot::Error, &["error", "status"], true),
+];
+const COMMIT_DONE: &[(Slot, &[&str], bool)] = &[
+    (Slot::Dev, &["dev"], true),
+    (Slot::FileId, &["fileid"], true),
+    (Slot::Offset, &["offset"], true),
+    (Slot::Error, &["error", "status"], true),
+];
+
+/// The six events in `Layout` order.
+const EVENTS: [EventSpec; 6] = [
+    EventSpec { event: "nfs_initiate_read", fields: INITIATE },
+    EventSpec { event: "nfs_readpage_done", fields: IO_DONE },
+    EventSpec { event: "nfs_initiate_write", fields: INITIATE },
+    EventSpec { event: "nfs_writeback_done", fields: IO_DONE },
+    EventSpec { event: "nfs_initiate_commit", fields: INITIATE },
+    EventSpec { event: "nfs_commit_done", fields: COMMIT_DONE },
+];
+
+/// The tracepoint names (category `nfs`) the probe attaches to.
+#[must_use]
+pub fn probe_events() -> [&'static str; 6] {
+    EVENTS.map(|e| e.event)
+}
+
+fn expected_size(slot: Slot) -> &'static [u16] {
+    match slot {
+        Slot::Dev => &[4],
+        Slot::FileId | Slot::Offset => &[8],
+        Slot::Count | Slot::ArgCount | Slot::Error => &[4, 8],
+        Slot::Eof => &[1, 4],
+    }
+}
+
+/// Builds the layout of one event from its parsed format.
+fn event_fields(event: &str, fields: &[FormatField], spec: &[(Slot, &[&str], bool)]) -> Result<TpFields, ProbeError> {
+    let mut out = TpFields::default();
+    for &(slot, names, required) in spec {
+        let found = names.iter().find_map(|n| fields.iter().find(|f| f.name == *n));
+        let Some(f) = found else {
+            if required {
+                return Err(ProbeError::MissingField { event: event.to_owned(), field: names.join(" or ") });
+            }
+            continue;
+        };
+        if !expected_size(slot).contains(&f.size) || f.offset % f.size != 0 || f.offset + 8 > RECORD_BYTES {
+            return Err(ProbeError::UnsupportedField {
+                event: event.to_owned(),
+                field: f.name.clone(),
+                offset: f.offset,
+                size: f.size,
+            });
+        }
+        let field = Field { offset: f.offset, size: f.size };
+        match slot {
+            Slot::Dev => out.dev = field,
+            Slot::FileId => out.fileid = field,
+            Slot::Offset => out.offset = field,
+            Slot::Count => out.count = field,
+            Slot::ArgCount => out.arg_count = field,
+            Slot::Eof => out.eof = field,
+            Slot::Error => out.error = field,
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the probe's layout from the six format files' texts, in `probe_events()` order.
+pub fn layout_from_formats(texts: &[String; 6]) -> Result<Layout, ProbeError> {
+    let mut parts = [TpFields::default(); 6];
+    for ((spec, text), part) in EVENTS.iter().zip(texts).zip(parts.iter_mut()) {
+        let fields = parse_format(text)
+            .map_err(|detail| ProbeError::BadFormat { event: spec.event.to_owned(), detail })?;
+        *part = event_fields(spec.event, &fields, spec.fields)?;
+    }
+    let [read_init, read_done, write_init, write_done, commit_init, commit_done] = parts;
+    Ok(Layout { read_init, read_done, write_init, write_done, commit_init, commit_done })
+}
+
+/// A mounted tracefs.
+#[derive(Debug, Clone)]
+pub struct Tracefs {
+    root: PathBuf,
+}
+
+impl Tracefs {
+    /// Finds tracefs where aya looks for it, mounting it at the first place when absent.
+    pub fn find_or_mount() -> Result<Self, ProbeError> {
+        for p in TRACEFS_PATHS {
+            if Path::new(p).join("events").is_dir() {
+                return Ok(Self { root: PathBuf::from(p) });
+            }
+        }
+        let target = TRACEFS_PATHS[0];
+        mount_tracefs(target).map_err(|source| ProbeError::Tracefs { target: target.into(), source })?;
+        tracing::info!(path = target, "mounted tracefs");
+        Ok(Self { root: PathBuf::from(target) })
+    }
+
+    /// A tracefs rooted elsewhere (tests).
+    #[must_use]
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The format file of `category:event`.
+    #[must_use]
+    pub fn format_path(&self, category: &str, event: &str) -> PathBuf {
+        self.root.join("events").join(category).join(event).join("format")
+    }
+
+    /// Whether `category:event` exists now (its module is loaded).
+    #[must_use]
+    pub fn has_event(&self, category: &str, event: &str) -> bool {
+        self.format_path(category, event).is_file()
+    }
+
+    /// Reads the layout of the probe's six events; `None` while the nfs module is absent.
+    pub fn read_layout(&self) -> Result<Option<Layout>, ProbeError> {
+        let mut texts: [String; 6] = Default::default();
+        for (event, text) in probe_events().iter().zip(texts.iter_mut()) {
+            let path = self.format_path("nfs", event);
+            match fs::read_to_string(&path) {
+                Ok(t) => *text = t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(source) => return Err(ProbeError::Io { path, source }),
+            }
+        }
+        layout_from_formats(&texts).map(Some)
+    }
+}
+
+fn mount_tracefs(target: &str) -> io::Result<()> {
+    let src = CString::new("tracefs").map_err(io::Error::other)?;
+    let dst = CString::new(target).map_err(io::Error::other)?;
+    // SAFETY: all pointers are valid NUL-terminated strings or null for data.
+    let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READ_DONE_61: &str = include_str!("../tests/fixtures/formats/6.1/nfs_readpage_done");
+
+    fn formats(dir: &str) -> [String; 6] {
+        probe_events().map(|e| {
+            fs::read_to_string(format!("{}/tests/fixtures/formats/{dir}/{e}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+        })
+    }
+
+    #[test]
+    fn parses_debian_6_1_readpage_done() {
+        let fields = parse_format(READ_DONE_61).expect("parse");
+        let names: Vec<_> = fields.iter().map(|f| f.name.as_str()).collect();
+        assert!(names.starts_with(&["common_type", "common_flags", "common_preempt_count", "common_pid"]));
+        let err = fields.iter().find(|f| f.name == "error").expect("error field");
+        assert_eq!((err.offset, err.size, err.signed), (44, 4, true));
+        let eof = fields.iter().find(|f| f.name == "eof").expect("eof");
+        assert_eq!((eof.offset, eof.size), (40, 1));
+    }
+
+    #[test]
+    fn layout_of_debian_6_1() {
+        let layout = layout_from_formats(&formats("6.1")).expect("layout");
+        assert_eq!(layout.read_init.count, Field { offset: 32, size: 4 });
+        assert_eq!(layout.read_done.count, Field { offset: 36, size: 4 });
+        assert_eq!(layout.read_done.error, Field { offset: 44, size: 4 });
+        assert_eq!(layout.write_done.error, Field { offset: 40, size: 4 });
+        assert_eq!(layout.commit_done.error, Field { offset: 32, size: 4 });
+        assert_eq!(layout.commit_done.count, Field::default());
+        assert_eq!(layout.write_init.fileid, Field { offset: 16, size: 8 });
+    }
+
+    #[test]
+    fn old_kernel_without_res_count_is_refused_by_name() {
+        // 4.19: fields in another order, `count` as unsigned long, and no byte count on the
+        // done side (only `status`): nasflow cannot count READ bytes there and says so.
+        let msg = layout_from_formats(&formats("4.19")).expect_err("must fail").to_string();
+        assert!(msg.contains("nfs_readpage_done") && msg.contains("res_count or count"), "{msg}");
+        let read_init = parse_format(&formats("4.19")[0]).expect("parse");
+        let fields = event_fields("nfs_initiate_read", &read_init, INITIATE).expect("initiate");
+        assert_eq!(fields.count, Field { offset: 16, size: 8 });
+        assert_eq!(fields.dev, Field { offset: 24, size: 4 });
+    }
+
+    #[test]
+    fn missing_field_names_event_and_field() {
+        let mut texts = formats("6.1");
+        texts[1] = texts[1].replace("int error;", "int oops;");
+        let err = layout_from_formats(&texts).expect_err("must fail");
+        let msg = err.to_string();
+        assert!(msg.contains("nfs_readpage_done"), "{msg}");
+        assert!(msg.contains("error or status"), "{msg}");
+    }
+
+    #[test]
+    fn field_beyond_record_is_refused() {
+        let mut texts = formats("6.1");
+        texts[0] = texts[0].replace("offset:32;\tsize:4;", "offset:96;\tsize:4;");
+        let msg = layout_from_formats(&texts).expect_err("must fail").to_string();
+        assert!(msg.contains("nfs_initiate_read") && msg.contains("count"), "{msg}");
+    }
+
+    #[test]
+    fn garbage_line_is_an_error_not_a_panic() {
+        assert!(parse_format("\tfield:int x;\toffset:zz;\tsize:4;").is_err());
+        assert_eq!(parse_format("name: x\nID: 1\nprint fmt: \"\"").expect("ok"), vec![]);
+    }
+}
