@@ -149,7 +149,10 @@ pub enum CgroupName {
     /// Not in the current table, which is older than the id: a refresh will tell.
     Pending,
     /// Missing from a walk that started after the id appeared: the cgroup was removed.
-    Gone,
+    Gone {
+        /// Its path when it was last seen alive, if it ever was.
+        last_path: Option<String>,
+    },
 }
 
 /// Remembers when each id was first seen, to tell [`CgroupName::Pending`] from
@@ -157,6 +160,7 @@ pub enum CgroupName {
 #[derive(Debug, Default)]
 pub struct CgroupNamer {
     first_seen: HashMap<u64, Instant>,
+    last_path: HashMap<u64, String>,
 }
 
 impl CgroupNamer {
@@ -164,8 +168,13 @@ impl CgroupNamer {
     pub fn name(&mut self, table: &CgroupTable, id: u64, now: Instant) -> CgroupName {
         let first = *self.first_seen.entry(id).or_insert(now);
         match table.path(id) {
-            Some(p) => CgroupName::Path(p.to_owned()),
-            None if table.scanned_at > first => CgroupName::Gone,
+            Some(p) => {
+                if self.last_path.get(&id).map(String::as_str) != Some(p) {
+                    self.last_path.insert(id, p.to_owned());
+                }
+                CgroupName::Path(p.to_owned())
+            }
+            None if table.scanned_at > first => CgroupName::Gone { last_path: self.last_path.get(&id).cloned() },
             None => CgroupName::Pending,
         }
     }
@@ -174,6 +183,7 @@ impl CgroupNamer {
     pub fn forget(&mut self, ids: impl IntoIterator<Item = u64>) {
         for id in ids {
             self.first_seen.remove(&id);
+            self.last_path.remove(&id);
         }
     }
 }
@@ -277,14 +287,17 @@ mod tests {
         let t0 = Instant::now();
         let seen = t0 + Duration::from_secs(1);
         let mut namer = CgroupNamer::default();
-        let old = CgroupTable::from_paths(t0, HashMap::from([(1, "/".to_owned())]));
+        let old = CgroupTable::from_paths(t0, HashMap::from([(1, "/".to_owned()), (7, "/a".to_owned())]));
         assert_eq!(namer.name(&old, 1, seen), CgroupName::Path("/".into()));
+        assert_eq!(namer.name(&old, 7, seen), CgroupName::Path("/a".into()));
         assert_eq!(namer.name(&old, 42, seen), CgroupName::Pending);
         let newer = CgroupTable::from_paths(seen + Duration::from_secs(1), HashMap::from([(1, "/".to_owned())]));
-        // Seen again later: first sighting still counts.
-        assert_eq!(namer.name(&newer, 42, seen + Duration::from_secs(5)), CgroupName::Gone);
-        namer.forget([42]);
+        // Seen again later: the first sighting still counts.
+        assert_eq!(namer.name(&newer, 42, seen + Duration::from_secs(5)), CgroupName::Gone { last_path: None });
+        assert_eq!(namer.name(&newer, 7, seen), CgroupName::Gone { last_path: Some("/a".into()) });
+        namer.forget([42, 7]);
         assert_eq!(namer.first_seen.len(), 1);
+        assert!(namer.last_path.get(&7).is_none());
     }
 
     #[test]

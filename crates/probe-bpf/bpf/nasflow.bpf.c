@@ -83,7 +83,12 @@ struct dirty_key {
 struct dirty_slot {
 	__u64 cgroup;
 	__s64 pending;
+	/* Smooth weighted round-robin credit, in 1/OP_CREDIT ops: which dirtier carries the
+	 * next WRITE op, so ops follow the byte shares over time. */
+	__s64 credit;
 };
+
+#define OP_CREDIT 1024
 
 struct dirty_val {
 	struct dirty_slot slot[NASFLOW_DIRTY_SLOTS];
@@ -109,6 +114,9 @@ struct {
 struct rec {
 	__u64 words[REC_BYTES / 8];
 };
+
+/* Initial histogram value: too large for the 512-byte BPF stack, so it lives in .bss. */
+struct nasflow_io_hist zero_hist = {};
 
 static __always_inline void health_add(__u32 idx, __u64 n)
 {
@@ -184,6 +192,16 @@ static __always_inline __u64 current_cgroup(void)
 	return BPF_CORE_READ(css, cgroup, kn, id);
 }
 
+/* PF_KTHREAD from linux/sched.h: a kernel thread (writeback kworkers, rpciod). */
+#define PF_KTHREAD 0x00200000
+
+static __always_inline bool current_is_kthread(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, flags) & PF_KTHREAD;
+}
+
 static __always_inline __u32 log2_u64(__u64 v)
 {
 	__u32 r = 0, shift;
@@ -251,9 +269,7 @@ static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes
 
 	h = bpf_map_lookup_elem(&io_hist, key);
 	if (!h) {
-		struct nasflow_io_hist zero = {};
-
-		bpf_map_update_elem(&io_hist, key, &zero, BPF_NOEXIST);
+		bpf_map_update_elem(&io_hist, key, &zero_hist, BPF_NOEXIST);
 		h = bpf_map_lookup_elem(&io_hist, key);
 		if (!h) {
 			health_add(NASFLOW_H_HIST_FULL, 1);
@@ -322,14 +338,20 @@ static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, 
 	struct dirty_key dkey = { .dev = dev, .ino = fileid };
 	__u64 pending[NASFLOW_DIRTY_SLOTS] = {};
 	__u64 share[NASFLOW_DIRTY_SLOTS] = {};
-	__u64 total = 0, scaled_total = 0, charged = 0, best = 0, primary = current;
-	__u32 shift = 0, largest = 0;
+	__u64 total = 0, scaled_total = 0, charged = 0, primary = current;
+	__u32 shift = 0, largest = 0, chosen = 0, found = 0;
+	__s64 best_credit = 0;
 	struct dirty_val *dv;
 	int i;
 
 	dv = bpf_map_lookup_elem(&dirty, &dkey);
 	if (!dv) {
+		/* O_DIRECT or flush in the writer's context. Remember the writer: the COMMIT of
+		 * a direct write is sent from a workqueue. */
+		struct dirty_val first = { .last_cgroup = current };
+
 		charge_bytes(current, dev, NASFLOW_OP_WRITE, count);
+		bpf_map_update_elem(&dirty, &dkey, &first, BPF_NOEXIST);
 		return current;
 	}
 #pragma unroll
@@ -343,8 +365,10 @@ static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, 
 	}
 	if (total == 0) {
 		charge_bytes(current, dev, NASFLOW_OP_WRITE, count);
-		if (current == root_cgroup)
+		if (current_is_kthread())
 			health_add(NASFLOW_H_WRITE_BYTES_UNOWNED, count);
+		else
+			dv->last_cgroup = current;
 		return current;
 	}
 	if (total <= count) {
@@ -374,20 +398,27 @@ static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, 
 			charged = count;
 		}
 	}
+	/* Bytes by share; the op to the dirtier with the most round-robin credit. */
 #pragma unroll
 	for (i = 0; i < NASFLOW_DIRTY_SLOTS; i++) {
 		if (!share[i])
 			continue;
 		charge_bytes(dv->slot[i].cgroup, dev, NASFLOW_OP_WRITE, share[i]);
 		__sync_fetch_and_add(&dv->slot[i].pending, -(__s64)share[i]);
-		if (share[i] > best) {
-			best = share[i];
-			primary = dv->slot[i].cgroup;
+		dv->slot[i].credit += (__s64)(share[i] * OP_CREDIT / count);
+		if (!found || dv->slot[i].credit > best_credit) {
+			found = 1;
+			best_credit = dv->slot[i].credit;
+			chosen = i;
 		}
+	}
+	if (found && chosen < NASFLOW_DIRTY_SLOTS) {
+		dv->slot[chosen].credit -= OP_CREDIT;
+		primary = dv->slot[chosen].cgroup;
 	}
 	if (charged < count) {
 		charge_bytes(current, dev, NASFLOW_OP_WRITE, count - charged);
-		if (current == root_cgroup)
+		if (current_is_kthread())
 			health_add(NASFLOW_H_WRITE_BYTES_UNOWNED, count - charged);
 	}
 	dv->last_cgroup = primary;
@@ -431,6 +462,8 @@ static __always_inline void charge_dirty(__u32 dev, __u64 ino, __u64 cgroup, __u
 				slot = &dv->slot[i];
 				if (slot->pending < 0)
 					slot->pending = 0;
+				if (owner != cgroup)
+					slot->credit = 0;
 			}
 		}
 	}

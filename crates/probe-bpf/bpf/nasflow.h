@@ -59,7 +59,8 @@ enum nasflow_health {
 	NASFLOW_H_DIRTY_FULL = 4,
 	/* More cgroups dirtied one file than it has slots: bytes charged to the flusher. */
 	NASFLOW_H_DIRTY_SLOTS_FULL = 5,
-	/* Bytes of flushed WRITEs that no dirtier accounted for (mmap, dirtied before attach). */
+	/* WRITE bytes a kernel thread sent that no dirtier accounted for (mmap writes, pages
+	 * dirtied before attach): charged to the kernel thread's (root) cgroup. */
 	NASFLOW_H_WRITE_BYTES_UNOWNED = 6,
 	/* A tracepoint field could not be read. */
 	NASFLOW_H_READ_FAILED = 7,

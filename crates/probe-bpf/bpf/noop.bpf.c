@@ -8,16 +8,17 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define NOOP(event)                          \
+/* Program names stay under 16 bytes so the kernel's (bpftool's) names are distinct. */
+#define NOOP(name, event)                    \
 	SEC("tracepoint/nfs/" #event)        \
-	int noop_##event(void *ctx)          \
+	int name(void *ctx)                  \
 	{                                    \
 		return 0;                    \
 	}
 
-NOOP(nfs_initiate_read)
-NOOP(nfs_readpage_done)
-NOOP(nfs_initiate_write)
-NOOP(nfs_writeback_done)
-NOOP(nfs_initiate_commit)
-NOOP(nfs_commit_done)
+NOOP(noop_rd_init, nfs_initiate_read)
+NOOP(noop_rd_done, nfs_readpage_done)
+NOOP(noop_wr_init, nfs_initiate_write)
+NOOP(noop_wr_done, nfs_writeback_done)
+NOOP(noop_cm_init, nfs_initiate_commit)
+NOOP(noop_cm_done, nfs_commit_done)

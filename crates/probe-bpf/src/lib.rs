@@ -146,7 +146,7 @@ pub enum Health {
     DirtyFull = 4,
     /// Dirtying writes not recorded because a file had too many dirtying cgroups.
     DirtySlotsFull = 5,
-    /// WRITE bytes charged to the root cgroup for want of a known dirtier.
+    /// WRITE bytes a kernel thread sent with no known dirtier (charged to its cgroup, the root).
     WriteBytesUnowned = 6,
     /// Tracepoint records that could not be read.
     ReadFailed = 7,

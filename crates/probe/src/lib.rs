@@ -221,6 +221,8 @@ pub struct Probe {
     ebpf: Option<Ebpf>,
     layout: Option<Layout>,
     attachment: Option<Attachment>,
+    /// The module instance a load or attach failed for: not retried until it changes.
+    failed_for: Option<Option<u64>>,
 }
 
 const KPROBES: [(&str, &str); 2] = [("nfs_file_write_entry", "nfs_file_write"), ("nfs_file_write_exit", "nfs_file_write")];
@@ -237,7 +239,7 @@ impl Probe {
             return Err(ProbeError::NoBtf { path: opts.btf_path });
         }
         let tracefs = Tracefs::find_or_mount()?;
-        Ok(Self { opts, tracefs, ebpf: None, layout: None, attachment: None })
+        Ok(Self { opts, tracefs, ebpf: None, layout: None, attachment: None, failed_for: None })
     }
 
     /// Whether the programs are attached.
@@ -257,16 +259,26 @@ impl Probe {
                 tracing::info!("nfs module was reloaded: re-attaching");
                 self.detach();
                 self.attach(module)?;
-                Ok(AttachEvent::Attached)
+                Ok(if self.attachment.is_some() { AttachEvent::Attached } else { AttachEvent::Detached })
             }
             (Some(_), false) => {
                 self.detach();
                 Ok(AttachEvent::Detached)
             }
-            (None, true) => {
-                self.attach(module)?;
-                Ok(AttachEvent::Attached)
-            }
+            (None, true) if self.failed_for == Some(module) => Ok(AttachEvent::Unchanged),
+            (None, true) => match self.attach(module) {
+                Ok(true) => {
+                    self.failed_for = None;
+                    Ok(AttachEvent::Attached)
+                }
+                Ok(false) => Ok(AttachEvent::Unchanged),
+                Err(e) => {
+                    // Verifier or layout errors do not heal by retrying: wait for another
+                    // module instance (or a restart) instead of reloading every second.
+                    self.failed_for = Some(module);
+                    Err(e)
+                }
+            },
             (None, false) => Ok(AttachEvent::Unchanged),
         }
     }
@@ -300,9 +312,10 @@ impl Probe {
         Ok(())
     }
 
-    fn attach(&mut self, module: Option<u64>) -> Result<(), ProbeError> {
+    /// Loads (once) and attaches; `false` when the module vanished meanwhile.
+    fn attach(&mut self, module: Option<u64>) -> Result<bool, ProbeError> {
         let Some(layout) = self.tracefs.read_layout()? else {
-            return Ok(());
+            return Ok(false);
         };
         if self.layout.is_some_and(|l| l != layout) {
             tracing::warn!("the nfs tracepoint layout changed with the module reload: reloading the probe, counters restart");
@@ -312,7 +325,7 @@ impl Probe {
             self.load(layout)?;
         }
         let Some(ebpf) = self.ebpf.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         let mut att = Attachment { tracepoints: Vec::new(), kprobes: Vec::new(), module };
         for event in probe_events() {
@@ -336,7 +349,7 @@ impl Probe {
             "attached to the NFS client"
         );
         self.attachment = Some(att);
-        Ok(())
+        Ok(true)
     }
 
     fn detach(&mut self) {

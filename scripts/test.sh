@@ -1,0 +1,10 @@
+#!/bin/bash
+# Every test nasflow has: format, lints, unit and integration tests, then the VM suite
+# (a real kernel NFS client and server under virtme-ng). Sets the machine up first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace
+bash tests/vm/run.sh

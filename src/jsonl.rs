@@ -1,0 +1,230 @@
+//! `--output jsonl`: one JSON object per (cgroup, device, operation) and interval, plus one
+//! health object per interval. The probe's test surface, and a debug/pipe mode.
+
+use std::{collections::BTreeMap, io::Write};
+
+use nasflow_enrich::{cgroup::CgroupName, errno::errno_name};
+use nasflow_probe::{IoRow, Snapshot, LATENCY_SLOTS};
+use serde::Serialize;
+
+/// One latency slot with samples.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Bucket {
+    /// Kernel slot number.
+    pub slot: usize,
+    /// Upper bound in seconds: 2^(slot-30).
+    pub le_s: f64,
+    /// Samples in the slot.
+    pub count: u64,
+}
+
+/// Latency of an operation group.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Sum of the samples, seconds.
+    pub sum_s: f64,
+    /// Non-empty slots.
+    pub buckets: Vec<Bucket>,
+}
+
+/// One (cgroup, device, operation) line.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct IoLine {
+    /// Always `io`.
+    pub kind: &'static str,
+    /// Interval number since start.
+    pub seq: u64,
+    /// When the maps were read, Unix ms.
+    pub ts_ms: u128,
+    /// cgroup id.
+    pub cgroup_id: u64,
+    /// cgroup path, when known.
+    pub cgroup: Option<String>,
+    /// The cgroup is gone: this is the series' last line.
+    pub cgroup_gone: bool,
+    /// `major:minor`.
+    pub dev: String,
+    /// Operation name.
+    pub op: &'static str,
+    /// Completed operations, failed ones included.
+    pub ops: u64,
+    /// Bytes (READ received, WRITE sent).
+    pub bytes: u64,
+    /// Failed operations.
+    pub errors: u64,
+    /// Failed operations by errno name.
+    pub errors_by_type: BTreeMap<String, u64>,
+    /// Latency of all completed operations.
+    pub latency: Latency,
+}
+
+/// Upper bound of a latency slot in seconds.
+#[must_use]
+pub fn slot_upper_bound_s(slot: usize) -> f64 {
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)] // slot < 40
+    2f64.powi(slot as i32 - 30)
+}
+
+/// Groups rows of one (cgroup, dev, op) across their errno variants into lines.
+pub fn lines<'a>(
+    snap: &'a Snapshot,
+    seq: u64,
+    mut name: impl FnMut(&IoRow) -> &'a CgroupName,
+) -> Vec<IoLine> {
+    let ts_ms = snap
+        .taken_at
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis());
+    let mut out: Vec<IoLine> = Vec::new();
+    let mut slots = [0u64; LATENCY_SLOTS];
+    let mut sum_ns = 0u64;
+    // Rows come sorted by (cgroup, dev, op, err), so a group is a run of rows.
+    for (i, row) in snap.rows.iter().enumerate() {
+        let first = i == 0 || {
+            let p = &snap.rows[i - 1];
+            (p.cgroup, p.dev, p.op) != (row.cgroup, row.dev, row.op)
+        };
+        if first {
+            let (cgroup, gone) = match name(row) {
+                CgroupName::Path(p) => (Some(p.clone()), false),
+                CgroupName::Pending => (None, false),
+                CgroupName::Gone { last_path } => (last_path.clone(), true),
+            };
+            out.push(IoLine {
+                kind: "io",
+                seq,
+                ts_ms,
+                cgroup_id: row.cgroup,
+                cgroup,
+                cgroup_gone: gone,
+                dev: row.dev_string(),
+                op: row.op.name(),
+                ops: 0,
+                bytes: 0,
+                errors: 0,
+                errors_by_type: BTreeMap::new(),
+                latency: Latency { count: 0, sum_s: 0.0, buckets: Vec::new() },
+            });
+            slots = [0; LATENCY_SLOTS];
+            sum_ns = 0;
+        }
+        let Some(line) = out.last_mut() else { continue };
+        line.ops += row.ops;
+        line.bytes += row.bytes;
+        if row.err != 0 {
+            line.errors += row.ops;
+            *line.errors_by_type.entry(errno_name(row.err)).or_default() += row.ops;
+        }
+        line.latency.count += row.latency_count;
+        sum_ns += row.latency_sum_ns;
+        line.latency.sum_s = sum_ns as f64 / 1e9;
+        for (acc, v) in slots.iter_mut().zip(row.latency_slots) {
+            *acc += v;
+        }
+        line.latency.buckets = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(slot, &count)| Bucket { slot, le_s: slot_upper_bound_s(slot), count })
+            .collect();
+    }
+    out
+}
+
+/// The per-interval health line.
+#[derive(Debug, Serialize)]
+pub struct HealthLine<'a> {
+    /// Always `health`.
+    pub kind: &'static str,
+    /// Interval number.
+    pub seq: u64,
+    /// Programs attached.
+    pub attached: bool,
+    /// Buffered-write attribution available.
+    pub write_attribution: bool,
+    /// Kernel series in use.
+    pub series_used: u64,
+    /// Kernel series capacity.
+    pub series_capacity: u32,
+    /// Cumulative probe health counters.
+    pub counters: BTreeMap<&'a str, u64>,
+}
+
+/// Writes one interval: the io lines, then the health line.
+pub fn write_interval(w: &mut impl Write, snap: &Snapshot, seq: u64, io: &[IoLine]) -> std::io::Result<()> {
+    for line in io {
+        serde_json::to_writer(&mut *w, line)?;
+        w.write_all(b"\n")?;
+    }
+    let h = &snap.health;
+    let health = HealthLine {
+        kind: "health",
+        seq,
+        attached: h.attached,
+        write_attribution: h.write_attribution,
+        series_used: h.series_used,
+        series_capacity: h.series_capacity,
+        counters: h.counters.iter().copied().collect(),
+    };
+    serde_json::to_writer(&mut *w, &health)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use nasflow_probe::Operation;
+
+    use super::*;
+
+    fn row(cgroup: u64, op: Operation, err: u16, ops: u64, bytes: u64, slot: usize) -> IoRow {
+        let mut latency_slots = [0; LATENCY_SLOTS];
+        latency_slots[slot] = ops;
+        IoRow {
+            cgroup,
+            dev: (0 << 20) | 53,
+            op,
+            err,
+            ops,
+            bytes,
+            latency_count: ops,
+            latency_sum_ns: ops * 1_000_000,
+            latency_slots,
+        }
+    }
+
+    #[test]
+    fn groups_errno_rows_and_merges_histograms() {
+        let snap = Snapshot {
+            taken_at: None,
+            rows: vec![
+                row(7, Operation::Read, 0, 8, 8 << 20, 20),
+                row(7, Operation::Read, 5, 2, 0, 21),
+                row(7, Operation::Write, 0, 1, 4096, 20),
+                row(9, Operation::Read, 0, 1, 100, 20),
+            ],
+            health: nasflow_probe::ProbeHealth::default(),
+        };
+        let a = CgroupName::Path("/a".into());
+        let gone = CgroupName::Gone { last_path: Some("/b".into()) };
+        let out = lines(&snap, 3, |r| if r.cgroup == 7 { &a } else { &gone });
+        assert_eq!(out.len(), 3);
+        let read = &out[0];
+        assert_eq!((read.op, read.ops, read.bytes, read.errors), ("READ", 10, 8 << 20, 2));
+        assert_eq!(read.errors_by_type.get("EIO"), Some(&2));
+        assert_eq!(read.dev, "0:53");
+        assert_eq!(read.latency.count, 10);
+        assert_eq!(
+            read.latency.buckets,
+            vec![
+                Bucket { slot: 20, le_s: 2f64.powi(-10), count: 8 },
+                Bucket { slot: 21, le_s: 2f64.powi(-9), count: 2 }
+            ]
+        );
+        assert!((read.latency.sum_s - 0.010).abs() < 1e-12);
+        assert_eq!((out[1].op, out[1].bytes, out[1].errors), ("WRITE", 4096, 0));
+        assert_eq!((out[2].cgroup.as_deref(), out[2].cgroup_gone), (Some("/b"), true));
+    }
+}

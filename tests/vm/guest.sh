@@ -1,0 +1,167 @@
+#!/bin/bash
+# Runs inside the VM (Debian's kernel under virtme-ng): starts nasflow before the NFS modules
+# load, sets up a loopback kernel NFS server with an NFSv3 and an NFSv4.2 mount, runs
+# workloads in distinct cgroups, and writes what they did (expect.json) beside what nasflow
+# printed (*.jsonl) into $R for the host's assertions.
+set -u
+R=$1
+BIN=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+exec >"$R/guest.log" 2>&1
+set -x
+CG=/sys/fs/cgroup
+EXP="$R/expect.txt"
+: >"$EXP"
+expect() { echo "$*" >>"$EXP"; }
+
+# Deterministic but varied sizes: the seed is logged, the sizes land in expect.txt.
+SEED=${NASFLOW_VM_SEED:-$(( $(date +%s) % 100000 ))}
+RANDOM=$SEED
+expect seed "$SEED"
+rnd() { echo $(( ($1) + (RANDOM * 32768 + RANDOM) % ($2 - $1 + 1) )); }
+
+run_in() { # cgroup-path cmd...: runs cmd in the cgroup (v2 or the v1 memory hierarchy)
+	local cg=$1; shift
+	mkdir -p "$CGDIR$cg"
+	( echo $BASHPID >"$CGDIR$cg/cgroup.procs" && exec "$@" )
+}
+
+wait_for() { # file pattern seconds
+	local i
+	for ((i = 0; i < $3 * 10; i++)); do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+start_agent() { # name
+	"$BIN" run --output jsonl --interval 1s >"$R/$1.jsonl" 2>"$R/$1.log" &
+	AGENT=$!
+}
+
+stop_agent() {
+	sleep 3
+	kill -TERM "$AGENT"
+	wait "$AGENT"
+	expect agent_exit $?
+}
+
+hold_write() { # cgroup file offset size tag: buffered write kept open
+	run_in "$1" /usr/bin/python3 "$HERE/hold_write.py" "$2" "$3" "$4" "$R/ready.$5" "$R/release.$5" &
+	local i
+	for ((i = 0; i < 600; i++)); do [ -e "$R/ready.$5" ] && return 0; sleep 0.1; done
+	expect fatal "writer $5 never became ready"
+}
+
+########## cgroup v2 phase ##########
+CGDIR=$CG
+start_agent v2
+sleep 3
+grep -q '"attached":false' "$R/v2.jsonl" && expect unattached_before_modules 1
+modprobe nfs
+T0=$(date +%s%N)
+wait_for "$R/v2.jsonl" '"attached":true' 20
+expect attach_ms $(( ($(date +%s%N) - T0) / 1000000 ))
+modprobe nfsd; modprobe nfsv3; modprobe nfsv4
+mount -t nfsd nfsd /proc/fs/nfsd
+mkdir -p /srv/v4 && mount -t tmpfs -o size=256m tmpfs /srv/v4
+mkdir -p /srv/v4/exa /srv/v4/exb
+mount -t tmpfs -o size=256m tmpfs /srv/v4/exa
+mount -t tmpfs -o size=256m tmpfs /srv/v4/exb
+cat >/etc/exports <<EOX
+/srv/v4 127.0.0.0/8(rw,fsid=0,crossmnt,no_root_squash,no_subtree_check,insecure)
+/srv/v4/exa 127.0.0.0/8(rw,fsid=1,no_root_squash,no_subtree_check,insecure)
+/srv/v4/exb 127.0.0.0/8(rw,fsid=2,no_root_squash,no_subtree_check,insecure)
+EOX
+rpcbind -w; exportfs -ra; rpc.mountd; rpc.nfsd 8
+mkdir -p /srv/nas-a /srv/nas-b
+mount -t nfs -o vers=3,tcp,nolock,rsize=65536,wsize=65536 127.0.0.1:/srv/v4/exa /srv/nas-a
+mount -t nfs -o vers=4.2,rsize=65536,wsize=65536 127.0.0.2:/exb /srv/nas-b
+mountpoint /srv/nas-a && mountpoint /srv/nas-b || { expect fatal mounts_failed; exit 1; }
+expect dev nas-a "$(mountpoint -d /srv/nas-a)"
+expect dev nas-b "$(mountpoint -d /srv/nas-b)"
+
+# Direct I/O, odd sizes: every byte goes on the wire in the caller's context.
+for m in a b; do
+	n=$(rnd 1 9000000)
+	run_in "/dw-$m" dd if=/dev/zero of=/srv/nas-$m/direct bs=$n count=1 oflag=direct
+	expect write "/dw-$m" nas-$m "$n"
+	run_in "/dr-$m" dd if=/srv/nas-$m/direct of=/dev/null bs=1M iflag=direct
+	expect read "/dr-$m" nas-$m "$n"
+done
+
+# Buffered writes kept open, flushed by `sync` from another cgroup: charged to the writer.
+for m in a b; do
+	n=$(rnd 1 6000000)
+	hold_write "/bw-$m" /srv/nas-$m/buffered 0 "$n" "bw-$m"
+	expect write "/bw-$m" nas-$m "$n"
+	run_in /syncer sync
+	touch "$R/release.bw-$m"
+done
+expect absent /syncer
+
+# Two cgroups dirty one file; a sync from the root cgroup flushes both.
+n1=$(rnd 1 5000000); n2=$(rnd 1 5000000)
+hold_write /share-1 /srv/nas-a/shared 0 "$n1" s1
+hold_write /share-2 /srv/nas-a/shared "$n1" "$n2" s2
+sync
+touch "$R/release.s1" "$R/release.s2"
+expect write /share-1 nas-a "$n1"
+expect write /share-2 nas-a "$n2"
+
+# Buffered writes flushed by close() in the writer's own context.
+n=$(rnd 1 7000000)
+run_in /close-writer dd if=/dev/zero of=/srv/nas-b/closed bs=$n count=1
+expect write /close-writer nas-b "$n"
+
+# Buffered reads of uncached files (written with O_DIRECT): whole file, and a partial read
+# whose readahead may fetch a bounded amount more.
+n=$(rnd 1 12000000)
+dd if=/dev/zero of=/srv/nas-a/toread bs=$n count=1 oflag=direct
+expect write / nas-a "$n"
+run_in /reader cat /srv/nas-a/toread >/dev/null
+expect read /reader nas-a "$n"
+dd if=/dev/zero of=/srv/nas-b/big bs=1M count=16 oflag=direct
+expect write / nas-b 16777216
+p=$(rnd 100000 2000000)
+run_in /partial-reader head -c "$p" /srv/nas-b/big >/dev/null
+expect read_at_least /partial-reader nas-b "$p"
+
+# A cgroup that never touches NFS.
+run_in /idle dd if=/dev/zero of=/tmp/idle bs=1M count=4
+run_in /idle cat /etc/hostname >/dev/null
+expect absent /idle
+
+# A cgroup that goes away: its series is exported once more, marked gone, then dropped.
+n=$(rnd 1 3000000)
+run_in /ephemeral dd if=/dev/zero of=/srv/nas-a/eph bs=$n count=1 oflag=direct
+expect write /ephemeral nas-a "$n"
+sleep 2
+rmdir $CG/ephemeral
+expect gone /ephemeral
+sleep 14
+stop_agent
+
+########## cgroup v1 phase ##########
+umount $CG
+mount -t tmpfs cgroup_root $CG
+mkdir -p $CG/memory $CG/pids $CG/unified
+mount -t cgroup -o memory memory $CG/memory
+mount -t cgroup -o pids pids $CG/pids
+mount -t cgroup2 none $CG/unified
+CGDIR=$CG/memory
+start_agent v1
+wait_for "$R/v1.jsonl" '"attached":true' 20
+P=/kubepods/burstable/pod1111-2222/c0ffee
+n=$(rnd 1 9000000)
+run_in $P dd if=/dev/zero of=/srv/nas-a/v1direct bs=$n count=1 oflag=direct
+expect v1write $P nas-a "$n"
+n=$(rnd 1 6000000)
+hold_write /kubepods/besteffort/pod3333/beef /srv/nas-b/v1buffered 0 "$n" v1bw
+run_in /system.slice/backup.service sync
+touch "$R/release.v1bw"
+expect v1write /kubepods/besteffort/pod3333/beef nas-b "$n"
+expect v1absent /system.slice/backup.service
+stop_agent
+expect done
