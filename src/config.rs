@@ -72,7 +72,8 @@ mod humantime_serde_opt {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
-        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
@@ -98,7 +99,8 @@ impl RunArgs {
     pub fn resolve(self) -> Result<RunConfig> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
                 parse_file(path, &text)?
             }
             None => FileConfig::default(),
@@ -106,15 +108,24 @@ impl RunArgs {
         let Some(output) = self.output.or(file.output) else {
             bail!("no output configured: pass --output jsonl (or set NASFLOW_OUTPUT=jsonl) to print snapshots as JSON lines");
         };
-        let interval = self.interval.or(file.interval).unwrap_or(Duration::from_secs(10));
+        let interval = self
+            .interval
+            .or(file.interval)
+            .unwrap_or(Duration::from_secs(10));
         if interval < Duration::from_millis(100) {
             bail!("--interval {interval:?} is too short: use 100ms or more");
         }
         Ok(RunConfig {
             output,
             interval,
-            cgroup_root: self.cgroup_root.or(file.cgroup_root).unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
-            max_kernel_series: self.max_kernel_series.or(file.max_kernel_series).unwrap_or(10_240),
+            cgroup_root: self
+                .cgroup_root
+                .or(file.cgroup_root)
+                .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
+            max_kernel_series: self
+                .max_kernel_series
+                .or(file.max_kernel_series)
+                .unwrap_or(10_240),
         })
     }
 }
@@ -135,8 +146,14 @@ mod tests {
     fn flags_win_over_file_and_defaults_fill_in() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.yaml");
-        std::fs::write(&path, "output: jsonl\ninterval: 5s\ncgroup_root: /host/cgroup\n").expect("write");
-        let cfg = args(&["--config", path.to_str().expect("utf8"), "--interval", "2s"]).resolve().expect("resolve");
+        std::fs::write(
+            &path,
+            "output: jsonl\ninterval: 5s\ncgroup_root: /host/cgroup\n",
+        )
+        .expect("write");
+        let cfg = args(&["--config", path.to_str().expect("utf8"), "--interval", "2s"])
+            .resolve()
+            .expect("resolve");
         assert_eq!(cfg.interval, Duration::from_secs(2));
         assert_eq!(cfg.cgroup_root, PathBuf::from("/host/cgroup"));
         assert_eq!(cfg.output, Output::Jsonl);
@@ -145,8 +162,12 @@ mod tests {
 
     #[test]
     fn unknown_config_keys_are_refused() {
-        let err = parse_file(Path::new("x.yaml"), "output: jsonl\nintervall: 5s\n").expect_err("must fail");
-        assert!(format!("{err:#}").contains("unknown field `intervall`"), "{err:#}");
+        let err = parse_file(Path::new("x.yaml"), "output: jsonl\nintervall: 5s\n")
+            .expect_err("must fail");
+        assert!(
+            format!("{err:#}").contains("unknown field `intervall`"),
+            "{err:#}"
+        );
     }
 
     #[test]

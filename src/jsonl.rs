@@ -105,7 +105,11 @@ pub fn lines<'a>(
                 bytes: 0,
                 errors: 0,
                 errors_by_type: BTreeMap::new(),
-                latency: Latency { count: 0, sum_s: 0.0, buckets: Vec::new() },
+                latency: Latency {
+                    count: 0,
+                    sum_s: 0.0,
+                    buckets: Vec::new(),
+                },
             });
             slots = [0; LATENCY_SLOTS];
             sum_ns = 0;
@@ -127,7 +131,11 @@ pub fn lines<'a>(
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(slot, &count)| Bucket { slot, le_s: slot_upper_bound_s(slot), count })
+            .map(|(slot, &count)| Bucket {
+                slot,
+                le_s: slot_upper_bound_s(slot),
+                count,
+            })
             .collect();
     }
     out
@@ -153,7 +161,12 @@ pub struct HealthLine<'a> {
 }
 
 /// Writes one interval: the io lines, then the health line.
-pub fn write_interval(w: &mut impl Write, snap: &Snapshot, seq: u64, io: &[IoLine]) -> std::io::Result<()> {
+pub fn write_interval(
+    w: &mut impl Write,
+    snap: &Snapshot,
+    seq: u64,
+    io: &[IoLine],
+) -> std::io::Result<()> {
     for line in io {
         serde_json::to_writer(&mut *w, line)?;
         w.write_all(b"\n")?;
@@ -184,7 +197,7 @@ mod tests {
         latency_slots[slot] = ops;
         IoRow {
             cgroup,
-            dev: (0 << 20) | 53,
+            dev: (1 << 20) | 0x35,
             op,
             err,
             ops,
@@ -208,23 +221,39 @@ mod tests {
             health: nasflow_probe::ProbeHealth::default(),
         };
         let a = CgroupName::Path("/a".into());
-        let gone = CgroupName::Gone { last_path: Some("/b".into()) };
+        let gone = CgroupName::Gone {
+            last_path: Some("/b".into()),
+        };
         let out = lines(&snap, 3, |r| if r.cgroup == 7 { &a } else { &gone });
         assert_eq!(out.len(), 3);
         let read = &out[0];
-        assert_eq!((read.op, read.ops, read.bytes, read.errors), ("READ", 10, 8 << 20, 2));
+        assert_eq!(
+            (read.op, read.ops, read.bytes, read.errors),
+            ("READ", 10, 8 << 20, 2)
+        );
         assert_eq!(read.errors_by_type.get("EIO"), Some(&2));
-        assert_eq!(read.dev, "0:53");
+        assert_eq!(read.dev, "1:53");
         assert_eq!(read.latency.count, 10);
         assert_eq!(
             read.latency.buckets,
             vec![
-                Bucket { slot: 20, le_s: 2f64.powi(-10), count: 8 },
-                Bucket { slot: 21, le_s: 2f64.powi(-9), count: 2 }
+                Bucket {
+                    slot: 20,
+                    le_s: 2f64.powi(-10),
+                    count: 8
+                },
+                Bucket {
+                    slot: 21,
+                    le_s: 2f64.powi(-9),
+                    count: 2
+                }
             ]
         );
         assert!((read.latency.sum_s - 0.010).abs() < 1e-12);
         assert_eq!((out[1].op, out[1].bytes, out[1].errors), ("WRITE", 4096, 0));
-        assert_eq!((out[2].cgroup.as_deref(), out[2].cgroup_gone), (Some("/b"), true));
+        assert_eq!(
+            (out[2].cgroup.as_deref(), out[2].cgroup_gone),
+            (Some("/b"), true)
+        );
     }
 }

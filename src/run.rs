@@ -38,7 +38,10 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         mount = %hierarchy.mount.display(),
         "cgroup hierarchy"
     );
-    let mut opts = ProbeOptions::new(CgroupIdentity { v1: hierarchy.v1, root_id: hierarchy.root_id });
+    let mut opts = ProbeOptions::new(CgroupIdentity {
+        v1: hierarchy.v1,
+        root_id: hierarchy.root_id,
+    });
     opts.max_series = cfg.max_kernel_series;
     let probe: SharedProbe = Arc::new(Mutex::new(Probe::new(opts).context("starting the probe")?));
 
@@ -46,7 +49,12 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let _walker = cache.spawn_refresher(CGROUP_WALK, CGROUP_WALK_MIN_GAP);
     let _attacher = tokio::spawn(attach_loop(Arc::clone(&probe)));
 
-    let mut pipe = Pipe { probe, cache, namer: CgroupNamer::default(), seq: 0 };
+    let mut pipe = Pipe {
+        probe,
+        cache,
+        namer: CgroupNamer::default(),
+        seq: 0,
+    };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -119,7 +127,9 @@ impl Pipe {
             self.cache.request_refresh();
         }
         let unknown = CgroupName::Pending;
-        let lines = jsonl::lines(&snap, self.seq, |r| names.get(&r.cgroup).unwrap_or(&unknown));
+        let lines = jsonl::lines(&snap, self.seq, |r| {
+            names.get(&r.cgroup).unwrap_or(&unknown)
+        });
         let mut stdout = io::stdout().lock();
         if let Err(e) = jsonl::write_interval(&mut stdout, &snap, self.seq, &lines) {
             if e.kind() == io::ErrorKind::BrokenPipe {
@@ -132,8 +142,14 @@ impl Pipe {
         if !gone.is_empty() {
             let p = Arc::clone(&self.probe);
             let ids = gone.clone();
-            match tokio::task::spawn_blocking(move || with_probe(&p, |p| p.forget_cgroups(&ids))).await {
-                Ok(Ok(n)) => tracing::debug!(cgroups = gone.len(), keys = n, "dropped series of removed cgroups"),
+            match tokio::task::spawn_blocking(move || with_probe(&p, |p| p.forget_cgroups(&ids)))
+                .await
+            {
+                Ok(Ok(n)) => tracing::debug!(
+                    cgroups = gone.len(),
+                    keys = n,
+                    "dropped series of removed cgroups"
+                ),
                 Ok(Err(e)) => tracing::warn!(error = %e, "dropping series of removed cgroups"),
                 Err(e) => tracing::warn!(error = %e, "forget task failed"),
             }

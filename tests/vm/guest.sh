@@ -7,6 +7,7 @@ set -u
 R=$1
 BIN=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
 exec >"$R/guest.log" 2>&1
 set -x
 CG=/sys/fs/cgroup
@@ -63,22 +64,7 @@ modprobe nfs
 T0=$(date +%s%N)
 wait_for "$R/v2.jsonl" '"attached":true' 20
 expect attach_ms $(( ($(date +%s%N) - T0) / 1000000 ))
-modprobe nfsd; modprobe nfsv3; modprobe nfsv4
-mount -t nfsd nfsd /proc/fs/nfsd
-mkdir -p /srv/v4 && mount -t tmpfs -o size=256m tmpfs /srv/v4
-mkdir -p /srv/v4/exa /srv/v4/exb
-mount -t tmpfs -o size=256m tmpfs /srv/v4/exa
-mount -t tmpfs -o size=256m tmpfs /srv/v4/exb
-cat >/etc/exports <<EOX
-/srv/v4 127.0.0.0/8(rw,fsid=0,crossmnt,no_root_squash,no_subtree_check,insecure)
-/srv/v4/exa 127.0.0.0/8(rw,fsid=1,no_root_squash,no_subtree_check,insecure)
-/srv/v4/exb 127.0.0.0/8(rw,fsid=2,no_root_squash,no_subtree_check,insecure)
-EOX
-rpcbind -w; exportfs -ra; rpc.mountd; rpc.nfsd 8
-mkdir -p /srv/nas-a /srv/nas-b
-mount -t nfs -o vers=3,tcp,nolock,rsize=65536,wsize=65536 127.0.0.1:/srv/v4/exa /srv/nas-a
-mount -t nfs -o vers=4.2,rsize=65536,wsize=65536 127.0.0.2:/exb /srv/nas-b
-mountpoint /srv/nas-a && mountpoint /srv/nas-b || { expect fatal mounts_failed; exit 1; }
+nfs_up || { expect fatal nfs_setup_failed; exit 1; }
 expect dev nas-a "$(mountpoint -d /srv/nas-a)"
 expect dev nas-b "$(mountpoint -d /srv/nas-b)"
 

@@ -43,10 +43,11 @@ fn fs_magic(path: &Path) -> io::Result<i64> {
     // SAFETY: statfs is plain old data; the kernel fills it on success.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out pointer.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+    if unsafe { libc::statfs(c.as_ptr(), &raw mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    #[allow(clippy::unnecessary_cast, clippy::cast_lossless)] // f_type's width differs by libc target
+    #[allow(clippy::unnecessary_cast, clippy::cast_lossless)]
+    // f_type's width differs by libc target
     Ok(st.f_type as i64)
 }
 
@@ -54,19 +55,34 @@ impl CgroupHierarchy {
     /// Finds the hierarchy under `cgroup_root` (usually `/sys/fs/cgroup`): cgroup v2 when it
     /// is a cgroup2 mount, else the v1 memory controller's hierarchy beneath it.
     pub fn detect(cgroup_root: &Path) -> Result<Self, EnrichError> {
-        let io_err = |path: &Path, source| EnrichError::Io { path: path.to_owned(), source };
+        let io_err = |path: &Path, source| EnrichError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let magic = fs_magic(cgroup_root).map_err(|e| io_err(cgroup_root, e))?;
         if magic == CGROUP2_SUPER_MAGIC {
-            let root_id = fs::metadata(cgroup_root).map_err(|e| io_err(cgroup_root, e))?.ino();
-            return Ok(Self { v1: false, mount: cgroup_root.to_owned(), root_id });
+            let root_id = fs::metadata(cgroup_root)
+                .map_err(|e| io_err(cgroup_root, e))?
+                .ino();
+            return Ok(Self {
+                v1: false,
+                mount: cgroup_root.to_owned(),
+                root_id,
+            });
         }
         let memory = cgroup_root.join("memory");
         match fs_magic(&memory) {
             Ok(m) if m == CGROUP_SUPER_MAGIC => {
                 let root_id = fs::metadata(&memory).map_err(|e| io_err(&memory, e))?.ino();
-                Ok(Self { v1: true, mount: memory, root_id })
+                Ok(Self {
+                    v1: true,
+                    mount: memory,
+                    root_id,
+                })
             }
-            _ => Err(EnrichError::NoCgroupHierarchy { root: cgroup_root.to_owned() }),
+            _ => Err(EnrichError::NoCgroupHierarchy {
+                root: cgroup_root.to_owned(),
+            }),
         }
     }
 }
@@ -83,7 +99,10 @@ impl CgroupTable {
     /// An empty table (nothing walked yet).
     #[must_use]
     pub fn empty(now: Instant) -> Self {
-        Self { scanned_at: now, paths: HashMap::new() }
+        Self {
+            scanned_at: now,
+            paths: HashMap::new(),
+        }
     }
 
     /// Walks the hierarchy and records each cgroup's id and path (`/` for the root).
@@ -91,8 +110,10 @@ impl CgroupTable {
     pub fn scan(hierarchy: &CgroupHierarchy) -> Result<Self, EnrichError> {
         let scanned_at = Instant::now();
         let mut paths = HashMap::new();
-        let root_meta = fs::metadata(&hierarchy.mount)
-            .map_err(|source| EnrichError::Io { path: hierarchy.mount.clone(), source })?;
+        let root_meta = fs::metadata(&hierarchy.mount).map_err(|source| EnrichError::Io {
+            path: hierarchy.mount.clone(),
+            source,
+        })?;
         paths.insert(root_meta.ino(), "/".to_owned());
         let mut stack = vec![(hierarchy.mount.clone(), String::new(), 0usize)];
         while let Some((dir, rel, depth)) = stack.pop() {
@@ -174,7 +195,9 @@ impl CgroupNamer {
                 }
                 CgroupName::Path(p.to_owned())
             }
-            None if table.scanned_at > first => CgroupName::Gone { last_path: self.last_path.get(&id).cloned() },
+            None if table.scanned_at > first => CgroupName::Gone {
+                last_path: self.last_path.get(&id).cloned(),
+            },
             None => CgroupName::Pending,
         }
     }
@@ -199,6 +222,7 @@ pub struct CgroupCache {
 
 impl CgroupCache {
     /// A cache over `hierarchy`, walked once now.
+    #[must_use]
     pub fn new(hierarchy: CgroupHierarchy) -> Self {
         let table = CgroupTable::scan(&hierarchy).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "first cgroup walk failed");
@@ -227,7 +251,12 @@ impl CgroupCache {
 
     /// Runs the refresher until the runtime stops: a walk every `every`, and on request at
     /// most once per `min_gap`.
-    pub fn spawn_refresher(&self, every: Duration, min_gap: Duration) -> tokio::task::JoinHandle<()> {
+    #[must_use = "dropping the handle does not stop the task; keep it to abort it"]
+    pub fn spawn_refresher(
+        &self,
+        every: Duration,
+        min_gap: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut last = Instant::now();
@@ -235,9 +264,8 @@ impl CgroupCache {
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
                     () = this.wake.notified() => {
-                        let since = last.elapsed();
-                        if since < min_gap {
-                            tokio::time::sleep(min_gap - since).await;
+                        if let Some(wait) = min_gap.checked_sub(last.elapsed()) {
+                            tokio::time::sleep(wait).await;
                         }
                     }
                 }
@@ -267,18 +295,30 @@ mod tests {
     fn scan_names_every_directory_by_inode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        fs::create_dir_all(root.join("kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope")).expect("mkdir");
+        fs::create_dir_all(
+            root.join("kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope"),
+        )
+        .expect("mkdir");
         fs::create_dir_all(root.join("system.slice/backup.service")).expect("mkdir");
         fs::write(root.join("cgroup.procs"), "").expect("file");
-        let h = CgroupHierarchy { v1: false, mount: root.to_owned(), root_id: 0 };
+        let h = CgroupHierarchy {
+            v1: false,
+            mount: root.to_owned(),
+            root_id: 0,
+        };
         let t = CgroupTable::scan(&h).expect("scan");
         let ino = |p: &str| fs::metadata(root.join(p)).expect("stat").ino();
         assert_eq!(t.path(ino(".")), Some("/"));
         assert_eq!(
-            t.path(ino("kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope")),
+            t.path(ino(
+                "kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope"
+            )),
             Some("/kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope")
         );
-        assert_eq!(t.path(ino("system.slice/backup.service")), Some("/system.slice/backup.service"));
+        assert_eq!(
+            t.path(ino("system.slice/backup.service")),
+            Some("/system.slice/backup.service")
+        );
         assert_eq!(t.len(), 6);
     }
 
@@ -287,17 +327,31 @@ mod tests {
         let t0 = Instant::now();
         let seen = t0 + Duration::from_secs(1);
         let mut namer = CgroupNamer::default();
-        let old = CgroupTable::from_paths(t0, HashMap::from([(1, "/".to_owned()), (7, "/a".to_owned())]));
+        let old = CgroupTable::from_paths(
+            t0,
+            HashMap::from([(1, "/".to_owned()), (7, "/a".to_owned())]),
+        );
         assert_eq!(namer.name(&old, 1, seen), CgroupName::Path("/".into()));
         assert_eq!(namer.name(&old, 7, seen), CgroupName::Path("/a".into()));
         assert_eq!(namer.name(&old, 42, seen), CgroupName::Pending);
-        let newer = CgroupTable::from_paths(seen + Duration::from_secs(1), HashMap::from([(1, "/".to_owned())]));
+        let newer = CgroupTable::from_paths(
+            seen + Duration::from_secs(1),
+            HashMap::from([(1, "/".to_owned())]),
+        );
         // Seen again later: the first sighting still counts.
-        assert_eq!(namer.name(&newer, 42, seen + Duration::from_secs(5)), CgroupName::Gone { last_path: None });
-        assert_eq!(namer.name(&newer, 7, seen), CgroupName::Gone { last_path: Some("/a".into()) });
+        assert_eq!(
+            namer.name(&newer, 42, seen + Duration::from_secs(5)),
+            CgroupName::Gone { last_path: None }
+        );
+        assert_eq!(
+            namer.name(&newer, 7, seen),
+            CgroupName::Gone {
+                last_path: Some("/a".into())
+            }
+        );
         namer.forget([42, 7]);
         assert_eq!(namer.first_seen.len(), 1);
-        assert!(namer.last_path.get(&7).is_none());
+        assert!(!namer.last_path.contains_key(&7));
     }
 
     #[test]

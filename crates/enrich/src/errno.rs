@@ -1,4 +1,4 @@
-//! errno numbers to their names, for `error.type`. Linux numbers (the same on x86_64 and
+//! errno numbers to their names, for `error.type`. Linux numbers (the same on `x86_64` and
 //! arm64), plus the kernel-internal NFS codes (512 and up) that RPC status can carry.
 
 /// The symbolic name of a positive errno, or `E<number>` for one nasflow does not know.

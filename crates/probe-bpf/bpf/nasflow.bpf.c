@@ -589,7 +589,7 @@ int nfs_commit_done(void *ctx)
 }
 
 SEC("kprobe/nfs_file_write")
-int BPF_KPROBE(nfs_file_write_entry, struct kiocb *iocb)
+int BPF_KPROBE(nfs_fwrite_ent, struct kiocb *iocb)
 {
 	struct file *file = BPF_CORE_READ(iocb, ki_filp);
 	__u64 id = bpf_get_current_pid_tgid();
@@ -604,7 +604,7 @@ int BPF_KPROBE(nfs_file_write_entry, struct kiocb *iocb)
 }
 
 SEC("kretprobe/nfs_file_write")
-int BPF_KRETPROBE(nfs_file_write_exit, long ret)
+int BPF_KRETPROBE(nfs_fwrite_ret, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct inode *inode;

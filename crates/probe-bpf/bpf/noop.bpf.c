@@ -22,3 +22,15 @@ NOOP(noop_wr_init, nfs_initiate_write)
 NOOP(noop_wr_done, nfs_writeback_done)
 NOOP(noop_cm_init, nfs_initiate_commit)
 NOOP(noop_cm_done, nfs_commit_done)
+
+SEC("kprobe/nfs_file_write")
+int noop_fw_entry(void *ctx)
+{
+	return 0;
+}
+
+SEC("kretprobe/nfs_file_write")
+int noop_fw_exit(void *ctx)
+{
+	return 0;
+}

@@ -7,8 +7,10 @@ use core::mem::size_of;
 #[repr(C, align(8))]
 struct Aligned<B: ?Sized>(B);
 
-static PROBE_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nasflow.bpf.o")));
-static NOOP_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/noop.bpf.o")));
+static PROBE_OBJECT: &Aligned<[u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nasflow.bpf.o")));
+static NOOP_OBJECT: &Aligned<[u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/noop.bpf.o")));
 
 /// The NFS client probe: counters, histograms and attribution (`bpf/nasflow.bpf.c`).
 #[must_use]
@@ -126,7 +128,9 @@ pub struct IoHist {
 
 impl Default for IoHist {
     fn default() -> Self {
-        Self { slots: [0; HIST_SLOTS] }
+        Self {
+            slots: [0; HIST_SLOTS],
+        }
     }
 }
 
@@ -171,7 +175,7 @@ impl Health {
         Self::WriteArgsFull,
     ];
 
-    /// A stable snake_case name for logs and telemetry.
+    /// A stable `snake_case` name for logs and telemetry.
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {

@@ -1,9 +1,12 @@
-//! Attaches the empty baseline programs to nasflow's tracepoints and waits for a signal:
+//! Attaches the empty baseline programs to nasflow's tracepoints and kprobes and waits for a signal:
 //! the "no-op" side of the kernel cost benchmark (BENCHMARKS.md).
 
 use std::{thread, time::Duration};
 
-use aya::{programs::TracePoint, Ebpf};
+use aya::{
+    programs::{KProbe, TracePoint},
+    Ebpf,
+};
 
 const PROGRAMS: [(&str, &str); 6] = [
     ("noop_rd_init", "nfs_initiate_read"),
@@ -20,6 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let tp: &mut TracePoint = ebpf.program_mut(name).ok_or(name)?.try_into()?;
         tp.load()?;
         tp.attach("nfs", event)?;
+    }
+    for name in ["noop_fw_entry", "noop_fw_exit"] {
+        let kp: &mut KProbe = ebpf.program_mut(name).ok_or(name)?.try_into()?;
+        kp.load()?;
+        kp.attach("nfs_file_write", 0)?;
     }
     println!("attached");
     loop {

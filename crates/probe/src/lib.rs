@@ -17,7 +17,9 @@ use aya::{
     programs::{KProbe, ProgramError, TracePoint},
     Ebpf, EbpfLoader,
 };
-use nasflow_probe_bpf::{globals, maps, Health, IoCounters, IoHist, IoKey, Layout, Op, HEALTH_COUNT, HIST_SLOTS};
+use nasflow_probe_bpf::{
+    globals, maps, Health, IoCounters, IoHist, IoKey, Layout, Op, HEALTH_COUNT, HIST_SLOTS,
+};
 
 pub use nasflow_probe_bpf::{Op as Operation, HIST_SLOTS as LATENCY_SLOTS};
 
@@ -210,9 +212,14 @@ pub enum AttachEvent {
 struct Attachment {
     tracepoints: Vec<(String, aya::programs::trace_point::TracePointLinkId)>,
     kprobes: Vec<(String, aya::programs::kprobe::KProbeLinkId)>,
-    /// Identity of the nfs module instance attached to (inode of /sys/module/nfs).
-    module: Option<u64>,
+    /// The nfs module instance attached to.
+    module: ModuleInstance,
 }
+
+/// Which load of the nfs module this is: the inode of `/sys/module/nfs` changes with every
+/// load; `None` when nfs is built into the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ModuleInstance(Option<u64>);
 
 /// The loaded probe and its attach state.
 pub struct Probe {
@@ -222,13 +229,17 @@ pub struct Probe {
     layout: Option<Layout>,
     attachment: Option<Attachment>,
     /// The module instance a load or attach failed for: not retried until it changes.
-    failed_for: Option<Option<u64>>,
+    failed_for: Option<ModuleInstance>,
 }
 
-const KPROBES: [(&str, &str); 2] = [("nfs_file_write_entry", "nfs_file_write"), ("nfs_file_write_exit", "nfs_file_write")];
+/// kprobe programs and the function they probe (names under 16 bytes: the kernel truncates).
+const KPROBES: [(&str, &str); 2] = [
+    ("nfs_fwrite_ent", "nfs_file_write"),
+    ("nfs_fwrite_ret", "nfs_file_write"),
+];
 
-fn nfs_module_identity() -> Option<u64> {
-    fs::metadata("/sys/module/nfs").ok().map(|m| m.ino())
+fn nfs_module_instance() -> ModuleInstance {
+    ModuleInstance(fs::metadata("/sys/module/nfs").ok().map(|m| m.ino()))
 }
 
 impl Probe {
@@ -236,10 +247,19 @@ impl Probe {
     /// nfs module's tracepoints exist: call [`Probe::poll`] (every second or so).
     pub fn new(opts: ProbeOptions) -> Result<Self, ProbeError> {
         if !opts.btf_path.is_file() {
-            return Err(ProbeError::NoBtf { path: opts.btf_path });
+            return Err(ProbeError::NoBtf {
+                path: opts.btf_path,
+            });
         }
         let tracefs = Tracefs::find_or_mount()?;
-        Ok(Self { opts, tracefs, ebpf: None, layout: None, attachment: None, failed_for: None })
+        Ok(Self {
+            opts,
+            tracefs,
+            ebpf: None,
+            layout: None,
+            attachment: None,
+            failed_for: None,
+        })
     }
 
     /// Whether the programs are attached.
@@ -252,14 +272,18 @@ impl Probe {
     /// when it went away. Cheap when nothing changed (two stat calls).
     pub fn poll(&mut self) -> Result<AttachEvent, ProbeError> {
         let present = self.tracefs.has_event("nfs", "nfs_initiate_read");
-        let module = nfs_module_identity();
+        let module = nfs_module_instance();
         match (&self.attachment, present) {
             (Some(a), true) if a.module == module => Ok(AttachEvent::Unchanged),
             (Some(_), true) => {
                 tracing::info!("nfs module was reloaded: re-attaching");
                 self.detach();
                 self.attach(module)?;
-                Ok(if self.attachment.is_some() { AttachEvent::Attached } else { AttachEvent::Detached })
+                Ok(if self.attachment.is_some() {
+                    AttachEvent::Attached
+                } else {
+                    AttachEvent::Detached
+                })
             }
             (Some(_), false) => {
                 self.detach();
@@ -313,7 +337,7 @@ impl Probe {
     }
 
     /// Loads (once) and attaches; `false` when the module vanished meanwhile.
-    fn attach(&mut self, module: Option<u64>) -> Result<bool, ProbeError> {
+    fn attach(&mut self, module: ModuleInstance) -> Result<bool, ProbeError> {
         let Some(layout) = self.tracefs.read_layout()? else {
             return Ok(false);
         };
@@ -327,7 +351,11 @@ impl Probe {
         let Some(ebpf) = self.ebpf.as_mut() else {
             return Ok(false);
         };
-        let mut att = Attachment { tracepoints: Vec::new(), kprobes: Vec::new(), module };
+        let mut att = Attachment {
+            tracepoints: Vec::new(),
+            kprobes: Vec::new(),
+            module,
+        };
         for event in probe_events() {
             let tp: &mut TracePoint = program(ebpf, event)?;
             let id = tp.attach("nfs", event).map_err(|e| prog_err(event, e))?;
@@ -371,16 +399,23 @@ impl Probe {
 
     /// Reads the maps into a cumulative snapshot. Empty until first attached.
     pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
-        let mut snap = Snapshot { taken_at: Some(SystemTime::now()), ..Snapshot::default() };
+        let mut snap = Snapshot {
+            taken_at: Some(SystemTime::now()),
+            ..Snapshot::default()
+        };
         snap.health.series_capacity = self.opts.max_series;
         snap.health.attached = self.attachment.is_some();
-        snap.health.write_attribution = self.attachment.as_ref().is_some_and(|a| a.kprobes.len() == KPROBES.len());
+        snap.health.write_attribution = self
+            .attachment
+            .as_ref()
+            .is_some_and(|a| a.kprobes.len() == KPROBES.len());
         let Some(ebpf) = self.ebpf.as_ref() else {
             return Ok(snap);
         };
-        let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> = open_map(ebpf, maps::IO_COUNTERS)?;
+        let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> =
+            open_map(ebpf, maps::IO_COUNTERS)?;
         let hists: BpfHashMap<&MapData, IoKey, IoHist> = open_map(ebpf, maps::IO_HIST)?;
-        for item in counters.iter() {
+        for item in &counters {
             let (key, per_cpu) = item.map_err(|e| map_err(maps::IO_COUNTERS, e))?;
             snap.health.series_used += 1;
             let Some(op) = Op::from_raw(key.op) else {
@@ -435,8 +470,13 @@ impl Probe {
         };
         let mut removed = 0;
         {
-            let mut counters: PerCpuHashMap<&mut MapData, IoKey, IoCounters> = open_map_mut(ebpf, maps::IO_COUNTERS)?;
-            let keys: Vec<IoKey> = counters.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
+            let mut counters: PerCpuHashMap<&mut MapData, IoKey, IoCounters> =
+                open_map_mut(ebpf, maps::IO_COUNTERS)?;
+            let keys: Vec<IoKey> = counters
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| gone.contains(&k.cgroup))
+                .collect();
             for k in &keys {
                 if counters.remove(k).is_ok() {
                     removed += 1;
@@ -444,7 +484,11 @@ impl Probe {
             }
         }
         let mut hists: BpfHashMap<&mut MapData, IoKey, IoHist> = open_map_mut(ebpf, maps::IO_HIST)?;
-        let keys: Vec<IoKey> = hists.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
+        let keys: Vec<IoKey> = hists
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| gone.contains(&k.cgroup))
+            .collect();
         for k in &keys {
             let _ = hists.remove(k);
         }
@@ -470,18 +514,31 @@ where
 }
 
 fn prog_err(name: &str, e: ProgramError) -> ProbeError {
-    ProbeError::Program { name: name.to_owned(), source: Box::new(e) }
+    ProbeError::Program {
+        name: name.to_owned(),
+        source: Box::new(e),
+    }
 }
 
 fn map_err(name: &'static str, e: MapError) -> ProbeError {
-    ProbeError::Map { name, source: Box::new(e) }
+    ProbeError::Map {
+        name,
+        source: Box::new(e),
+    }
 }
 
 fn open_map<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, ProbeError>
 where
     T: TryFrom<&'a aya::maps::Map, Error = MapError>,
 {
-    let m = ebpf.map(name).ok_or_else(|| map_err(name, MapError::InvalidName { name: name.to_owned() }))?;
+    let m = ebpf.map(name).ok_or_else(|| {
+        map_err(
+            name,
+            MapError::InvalidName {
+                name: name.to_owned(),
+            },
+        )
+    })?;
     T::try_from(m).map_err(|e| map_err(name, e))
 }
 
@@ -489,7 +546,14 @@ fn open_map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, Prob
 where
     T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
 {
-    let m = ebpf.map_mut(name).ok_or_else(|| map_err(name, MapError::InvalidName { name: name.to_owned() }))?;
+    let m = ebpf.map_mut(name).ok_or_else(|| {
+        map_err(
+            name,
+            MapError::InvalidName {
+                name: name.to_owned(),
+            },
+        )
+    })?;
     T::try_from(m).map_err(|e| map_err(name, e))
 }
 
