@@ -13,9 +13,9 @@ timeout 1500 vng -r "$KERNEL" --user root --disable-kvm --memory 2G --rwdir "$R"
 python3 - "$R/progs.json" <<'PY'
 import json, sys
 progs = {p["name"]: p for p in json.load(open(sys.argv[1])) if p.get("type") in ("tracepoint", "kprobe")}
-pairs = [("nfs_initiate_re", "noop_rd_init", "nfs_initiate_read"), ("nfs_readpage_do", "noop_rd_done", "nfs_readpage_done"),
-         ("nfs_initiate_wr", "noop_wr_init", "nfs_initiate_write"), ("nfs_writeback_d", "noop_wr_done", "nfs_writeback_done"),
-         ("nfs_initiate_co", "noop_cm_init", "nfs_initiate_commit"), ("nfs_commit_done", "noop_cm_done", "nfs_commit_done"),
+pairs = [("nfs_initiate_read", "noop_rd_init", "nfs_initiate_read"), ("nfs_readpage_done", "noop_rd_done", "nfs_readpage_done"),
+         ("nfs_initiate_write", "noop_wr_init", "nfs_initiate_write"), ("nfs_writeback_done", "noop_wr_done", "nfs_writeback_done"),
+         ("nfs_initiate_commit", "noop_cm_init", "nfs_initiate_commit"), ("nfs_commit_done", "noop_cm_done", "nfs_commit_done"),
          ("nfs_fwrite_ent", "noop_fw_entry", "kprobe nfs_file_write"), ("nfs_fwrite_ret", "noop_fw_exit", "kretprobe nfs_file_write")]
 print("| tracepoint | events | nasflow ns/event | no-op ns/event | ratio |")
 print("|---|---:|---:|---:|---:|")

@@ -3,8 +3,8 @@
 
 use std::{collections::BTreeMap, io::Write};
 
-use nasflow_enrich::{cgroup::CgroupName, errno::errno_name};
-use nasflow_probe::{IoRow, Snapshot, LATENCY_SLOTS};
+use nasflow_enrich::{errno::errno_name, names::Names};
+use nasflow_probe::{Snapshot, LATENCY_SLOTS};
 use serde::Serialize;
 
 /// One latency slot with samples.
@@ -42,6 +42,10 @@ pub struct IoLine {
     pub cgroup_id: u64,
     /// cgroup path, when known.
     pub cgroup: Option<String>,
+    /// Workload attributes (pod, container, owner, task; or container id / cgroup path).
+    pub workload: BTreeMap<&'static str, String>,
+    /// NAS attributes (server, export, version, mount point, volume).
+    pub nas: BTreeMap<&'static str, String>,
     /// The cgroup is gone: this is the series' last line.
     pub cgroup_gone: bool,
     /// `major:minor`.
@@ -68,15 +72,8 @@ pub fn slot_upper_bound_s(slot: usize) -> f64 {
 }
 
 /// Groups rows of one (cgroup, dev, op) across their errno variants into lines.
-pub fn lines<'a>(
-    snap: &'a Snapshot,
-    seq: u64,
-    mut name: impl FnMut(&IoRow) -> &'a CgroupName,
-) -> Vec<IoLine> {
-    let ts_ms = snap
-        .taken_at
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis());
+pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
+    let ts_ms = snap.taken_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis());
     let mut out: Vec<IoLine> = Vec::new();
     let mut slots = [0u64; LATENCY_SLOTS];
     let mut sum_ns = 0u64;
@@ -87,29 +84,26 @@ pub fn lines<'a>(
             (p.cgroup, p.dev, p.op) != (row.cgroup, row.dev, row.op)
         };
         if first {
-            let (cgroup, gone) = match name(row) {
-                CgroupName::Path(p) => (Some(p.clone()), false),
-                CgroupName::Pending => (None, false),
-                CgroupName::Gone { last_path } => (last_path.clone(), true),
-            };
+            let w = names.workloads.get(&row.cgroup);
             out.push(IoLine {
                 kind: "io",
                 seq,
                 ts_ms,
                 cgroup_id: row.cgroup,
-                cgroup,
-                cgroup_gone: gone,
+                cgroup: w.and_then(|w| w.cgroup_path.clone()),
+                workload: w.map(|w| w.attributes().into_iter().collect()).unwrap_or_default(),
+                nas: names
+                    .nas_of(row.dev, row.cgroup)
+                    .map(|n| n.attributes().into_iter().collect())
+                    .unwrap_or_default(),
+                cgroup_gone: w.is_some_and(|w| w.gone),
                 dev: row.dev_string(),
                 op: row.op.name(),
                 ops: 0,
                 bytes: 0,
                 errors: 0,
                 errors_by_type: BTreeMap::new(),
-                latency: Latency {
-                    count: 0,
-                    sum_s: 0.0,
-                    buckets: Vec::new(),
-                },
+                latency: Latency { count: 0, sum_s: 0.0, buckets: Vec::new() },
             });
             slots = [0; LATENCY_SLOTS];
             sum_ns = 0;
@@ -131,11 +125,7 @@ pub fn lines<'a>(
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(slot, &count)| Bucket {
-                slot,
-                le_s: slot_upper_bound_s(slot),
-                count,
-            })
+            .map(|(slot, &count)| Bucket { slot, le_s: slot_upper_bound_s(slot), count })
             .collect();
     }
     out
@@ -158,15 +148,23 @@ pub struct HealthLine<'a> {
     pub series_capacity: u32,
     /// Cumulative probe health counters.
     pub counters: BTreeMap<&'a str, u64>,
+    /// RPCs in flight per device.
+    pub inflight: Vec<InflightLine>,
+}
+
+/// RPCs in flight on one device.
+#[derive(Debug, Serialize)]
+pub struct InflightLine {
+    /// `major:minor`.
+    pub dev: String,
+    /// RPCs started and not completed.
+    pub count: u64,
+    /// Age of the oldest, seconds.
+    pub oldest_s: f64,
 }
 
 /// Writes one interval: the io lines, then the health line.
-pub fn write_interval(
-    w: &mut impl Write,
-    snap: &Snapshot,
-    seq: u64,
-    io: &[IoLine],
-) -> std::io::Result<()> {
+pub fn write_interval(w: &mut impl Write, snap: &Snapshot, seq: u64, io: &[IoLine]) -> std::io::Result<()> {
     for line in io {
         serde_json::to_writer(&mut *w, line)?;
         w.write_all(b"\n")?;
@@ -180,6 +178,15 @@ pub fn write_interval(
         series_used: h.series_used,
         series_capacity: h.series_capacity,
         counters: h.counters.iter().copied().collect(),
+        inflight: snap
+            .inflight
+            .iter()
+            .map(|i| InflightLine {
+                dev: format!("{}:{}", i.dev >> 20, i.dev & 0xf_ffff),
+                count: i.count,
+                oldest_s: i.oldest.as_secs_f64(),
+            })
+            .collect(),
     };
     serde_json::to_writer(&mut *w, &health)?;
     w.write_all(b"\n")?;
@@ -188,7 +195,10 @@ pub fn write_interval(
 
 #[cfg(test)]
 mod tests {
-    use nasflow_probe::Operation;
+    use std::sync::Arc;
+
+    use nasflow_enrich::names::Workload;
+    use nasflow_probe::{IoRow, Operation};
 
     use super::*;
 
@@ -218,42 +228,32 @@ mod tests {
                 row(7, Operation::Write, 0, 1, 4096, 20),
                 row(9, Operation::Read, 0, 1, 100, 20),
             ],
+            inflight: vec![],
             health: nasflow_probe::ProbeHealth::default(),
         };
-        let a = CgroupName::Path("/a".into());
-        let gone = CgroupName::Gone {
-            last_path: Some("/b".into()),
-        };
-        let out = lines(&snap, 3, |r| if r.cgroup == 7 { &a } else { &gone });
+        let mut names = Names::default();
+        let a = Workload { cgroup_path: Some("/a".into()), ..Workload::default() };
+        let gone = Workload { cgroup_path: Some("/b".into()), gone: true, ..Workload::default() };
+        names.workloads.insert(7, Arc::new(a));
+        names.workloads.insert(9, Arc::new(gone));
+        let out = lines(&snap, 3, &names);
         assert_eq!(out.len(), 3);
         let read = &out[0];
-        assert_eq!(
-            (read.op, read.ops, read.bytes, read.errors),
-            ("READ", 10, 8 << 20, 2)
-        );
+        assert_eq!((read.op, read.ops, read.bytes, read.errors), ("READ", 10, 8 << 20, 2));
         assert_eq!(read.errors_by_type.get("EIO"), Some(&2));
         assert_eq!(read.dev, "1:53");
         assert_eq!(read.latency.count, 10);
         assert_eq!(
             read.latency.buckets,
             vec![
-                Bucket {
-                    slot: 20,
-                    le_s: 2f64.powi(-10),
-                    count: 8
-                },
-                Bucket {
-                    slot: 21,
-                    le_s: 2f64.powi(-9),
-                    count: 2
-                }
+                Bucket { slot: 20, le_s: 2f64.powi(-10), count: 8 },
+                Bucket { slot: 21, le_s: 2f64.powi(-9), count: 2 }
             ]
         );
         assert!((read.latency.sum_s - 0.010).abs() < 1e-12);
         assert_eq!((out[1].op, out[1].bytes, out[1].errors), ("WRITE", 4096, 0));
-        assert_eq!(
-            (out[2].cgroup.as_deref(), out[2].cgroup_gone),
-            (Some("/b"), true)
-        );
+        assert_eq!((out[2].cgroup.as_deref(), out[2].cgroup_gone), (Some("/b"), true));
+        assert_eq!(read.workload.get("process.linux.cgroup").map(String::as_str), Some("/a"));
+        assert!(read.nas.is_empty());
     }
 }

@@ -28,11 +28,7 @@ fn main() -> std::process::ExitCode {
     init_logging();
     let result = match cli.command {
         config::Command::Run(args) => args.resolve().and_then(|cfg| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?
-                .block_on(run::run(cfg))
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(run::run(cfg))
         }),
     };
     match result {

@@ -2,24 +2,25 @@
 //! them to the output; attaching and cgroup walks run beside it and never hold it up.
 
 use std::{
-    collections::HashSet,
     io::{self, Write},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
-use nasflow_enrich::cgroup::{CgroupCache, CgroupHierarchy, CgroupName, CgroupNamer};
+use nasflow_enrich::{
+    cgroup::CgroupHierarchy,
+    names::{EnrichConfig, Enricher},
+};
 use nasflow_probe::{AttachEvent, CgroupIdentity, Probe, ProbeOptions, Snapshot};
 
 use crate::{config::RunConfig, jsonl};
 
 /// How often the probe looks for the nfs module to (re)attach.
 const ATTACH_POLL: Duration = Duration::from_secs(1);
-/// Full cgroup walk period; unknown ids trigger one sooner.
-const CGROUP_WALK: Duration = Duration::from_secs(10);
-/// Least time between two on-demand cgroup walks.
-const CGROUP_WALK_MIN_GAP: Duration = Duration::from_secs(1);
+/// In-flight records older than this lost their completion: deleted. Far beyond any RPC
+/// timeout with retries, so a hung server's RPCs stay visible for an hour.
+const INFLIGHT_MAX_AGE: Duration = Duration::from_secs(3600);
 
 type SharedProbe = Arc<Mutex<Probe>>;
 
@@ -38,23 +39,30 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         mount = %hierarchy.mount.display(),
         "cgroup hierarchy"
     );
-    let mut opts = ProbeOptions::new(CgroupIdentity {
-        v1: hierarchy.v1,
-        root_id: hierarchy.root_id,
-    });
+    let mut opts = ProbeOptions::new(CgroupIdentity { v1: hierarchy.v1, root_id: hierarchy.root_id });
     opts.max_series = cfg.max_kernel_series;
     let probe: SharedProbe = Arc::new(Mutex::new(Probe::new(opts).context("starting the probe")?));
-
-    let cache = CgroupCache::new(hierarchy);
-    let _walker = cache.spawn_refresher(CGROUP_WALK, CGROUP_WALK_MIN_GAP);
+    match &cfg.kubelet {
+        Some(k) => {
+            tracing::info!(url = %k.url, node = cfg.node_name.as_deref().unwrap_or("-"), "pods from the kubelet");
+        }
+        None => {
+            tracing::info!("no --node-name or --kubelet-url: not naming pods (cgroup paths and container ids only)");
+        }
+    }
+    let enricher = Enricher::spawn(EnrichConfig {
+        hierarchy,
+        proc_root: cfg.proc_root.clone(),
+        kubelet: cfg.kubelet.clone(),
+        kubelet_every: cfg.kubelet_refresh,
+        task_labels: cfg.task_labels.clone(),
+    })?;
     let _attacher = tokio::spawn(attach_loop(Arc::clone(&probe)));
 
-    let mut pipe = Pipe {
-        probe,
-        cache,
-        namer: CgroupNamer::default(),
-        seq: 0,
-    };
+    // Waiting for a refresh when a new cgroup, container or mount shows up is bounded so an
+    // interval never slips by more than half.
+    let budget = (cfg.interval / 2).min(Duration::from_secs(2));
+    let mut pipe = Pipe { probe, enricher, budget, seq: 0 };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -80,7 +88,7 @@ async fn attach_loop(probe: SharedProbe) {
             Ok(Err(e)) => {
                 let msg = format!("{e:#}");
                 if msg != last_error {
-                    tracing::error!(error = %msg, "cannot attach to the NFS client; retrying");
+                    tracing::error!(error = %msg, "cannot attach to the NFS client");
                     last_error = msg;
                 }
             }
@@ -92,8 +100,8 @@ async fn attach_loop(probe: SharedProbe) {
 
 struct Pipe {
     probe: SharedProbe,
-    cache: CgroupCache,
-    namer: CgroupNamer,
+    enricher: Enricher,
+    budget: Duration,
     seq: u64,
 }
 
@@ -101,35 +109,22 @@ impl Pipe {
     async fn tick(&mut self) -> Result<()> {
         self.seq += 1;
         let p = Arc::clone(&self.probe);
-        let snap: Snapshot = tokio::task::spawn_blocking(move || with_probe(&p, |p| p.snapshot()))
-            .await
-            .context("snapshot task")?
-            .context("reading the probe's maps")?;
-        let table = self.cache.current();
-        let now = Instant::now();
-        let mut names = std::collections::HashMap::new();
-        let mut gone = HashSet::new();
-        let mut pending = false;
-        for row in &snap.rows {
-            names.entry(row.cgroup).or_insert_with(|| {
-                let n = self.namer.name(&table, row.cgroup, now);
-                match n {
-                    CgroupName::Pending => pending = true,
-                    CgroupName::Gone { .. } => {
-                        gone.insert(row.cgroup);
-                    }
-                    CgroupName::Path(_) => {}
+        let snap: Snapshot = tokio::task::spawn_blocking(move || {
+            with_probe(&p, |p| {
+                if let Err(e) = p.sweep_inflight(INFLIGHT_MAX_AGE) {
+                    tracing::warn!(error = %e, "sweeping stale in-flight records");
                 }
-                n
-            });
-        }
-        if pending {
-            self.cache.request_refresh();
-        }
-        let unknown = CgroupName::Pending;
-        let lines = jsonl::lines(&snap, self.seq, |r| {
-            names.get(&r.cgroup).unwrap_or(&unknown)
-        });
+                p.snapshot()
+            })
+        })
+        .await
+        .context("snapshot task")?
+        .context("reading the probe's maps")?;
+        let seen_at = Instant::now();
+        let mut pairs: Vec<(u64, u32)> = snap.rows.iter().map(|r| (r.cgroup, r.dev)).collect();
+        pairs.dedup();
+        let names = self.enricher.resolve(&pairs, seen_at, self.budget).await;
+        let lines = jsonl::lines(&snap, self.seq, &names);
         let mut stdout = io::stdout().lock();
         if let Err(e) = jsonl::write_interval(&mut stdout, &snap, self.seq, &lines) {
             if e.kind() == io::ErrorKind::BrokenPipe {
@@ -139,21 +134,15 @@ impl Pipe {
         }
         let _ = stdout.flush();
         drop(stdout);
-        if !gone.is_empty() {
+        if !names.gone.is_empty() {
             let p = Arc::clone(&self.probe);
-            let ids = gone.clone();
-            match tokio::task::spawn_blocking(move || with_probe(&p, |p| p.forget_cgroups(&ids)))
-                .await
-            {
-                Ok(Ok(n)) => tracing::debug!(
-                    cgroups = gone.len(),
-                    keys = n,
-                    "dropped series of removed cgroups"
-                ),
+            let ids = names.gone.clone();
+            match tokio::task::spawn_blocking(move || with_probe(&p, |p| p.forget_cgroups(&ids))).await {
+                Ok(Ok(n)) => tracing::debug!(cgroups = names.gone.len(), keys = n, "dropped series of removed cgroups"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "dropping series of removed cgroups"),
                 Err(e) => tracing::warn!(error = %e, "forget task failed"),
             }
-            self.namer.forget(gone);
+            self.enricher.forget(names.gone.iter().copied());
         }
         Ok(())
     }

@@ -25,7 +25,9 @@ fn main() -> Result<()> {
             .arg(&obj)
             .status()
             .with_context(|| {
-                format!("running {clang} to build {src}: install clang and libbpf-dev (apt-get install clang libbpf-dev)")
+                format!(
+                    "running {clang} to build {src}: install clang and libbpf-dev (apt-get install clang libbpf-dev)"
+                )
             })?;
         if !status.success() {
             bail!("{clang} failed on {src} ({status})");

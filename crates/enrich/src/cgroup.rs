@@ -12,11 +12,11 @@ use std::{
     fs, io,
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use crate::EnrichError;
+use crate::{refresh::Refreshed, EnrichError};
 
 /// `CGROUP2_SUPER_MAGIC` from `linux/magic.h`.
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -55,34 +55,19 @@ impl CgroupHierarchy {
     /// Finds the hierarchy under `cgroup_root` (usually `/sys/fs/cgroup`): cgroup v2 when it
     /// is a cgroup2 mount, else the v1 memory controller's hierarchy beneath it.
     pub fn detect(cgroup_root: &Path) -> Result<Self, EnrichError> {
-        let io_err = |path: &Path, source| EnrichError::Io {
-            path: path.to_owned(),
-            source,
-        };
+        let io_err = |path: &Path, source| EnrichError::Io { path: path.to_owned(), source };
         let magic = fs_magic(cgroup_root).map_err(|e| io_err(cgroup_root, e))?;
         if magic == CGROUP2_SUPER_MAGIC {
-            let root_id = fs::metadata(cgroup_root)
-                .map_err(|e| io_err(cgroup_root, e))?
-                .ino();
-            return Ok(Self {
-                v1: false,
-                mount: cgroup_root.to_owned(),
-                root_id,
-            });
+            let root_id = fs::metadata(cgroup_root).map_err(|e| io_err(cgroup_root, e))?.ino();
+            return Ok(Self { v1: false, mount: cgroup_root.to_owned(), root_id });
         }
         let memory = cgroup_root.join("memory");
         match fs_magic(&memory) {
             Ok(m) if m == CGROUP_SUPER_MAGIC => {
                 let root_id = fs::metadata(&memory).map_err(|e| io_err(&memory, e))?.ino();
-                Ok(Self {
-                    v1: true,
-                    mount: memory,
-                    root_id,
-                })
+                Ok(Self { v1: true, mount: memory, root_id })
             }
-            _ => Err(EnrichError::NoCgroupHierarchy {
-                root: cgroup_root.to_owned(),
-            }),
+            _ => Err(EnrichError::NoCgroupHierarchy { root: cgroup_root.to_owned() }),
         }
     }
 }
@@ -99,10 +84,7 @@ impl CgroupTable {
     /// An empty table (nothing walked yet).
     #[must_use]
     pub fn empty(now: Instant) -> Self {
-        Self {
-            scanned_at: now,
-            paths: HashMap::new(),
-        }
+        Self { scanned_at: now, paths: HashMap::new() }
     }
 
     /// Walks the hierarchy and records each cgroup's id and path (`/` for the root).
@@ -110,10 +92,8 @@ impl CgroupTable {
     pub fn scan(hierarchy: &CgroupHierarchy) -> Result<Self, EnrichError> {
         let scanned_at = Instant::now();
         let mut paths = HashMap::new();
-        let root_meta = fs::metadata(&hierarchy.mount).map_err(|source| EnrichError::Io {
-            path: hierarchy.mount.clone(),
-            source,
-        })?;
+        let root_meta = fs::metadata(&hierarchy.mount)
+            .map_err(|source| EnrichError::Io { path: hierarchy.mount.clone(), source })?;
         paths.insert(root_meta.ino(), "/".to_owned());
         let mut stack = vec![(hierarchy.mount.clone(), String::new(), 0usize)];
         while let Some((dir, rel, depth)) = stack.pop() {
@@ -195,9 +175,7 @@ impl CgroupNamer {
                 }
                 CgroupName::Path(p.to_owned())
             }
-            None if table.scanned_at > first => CgroupName::Gone {
-                last_path: self.last_path.get(&id).cloned(),
-            },
+            None if table.scanned_at > first => CgroupName::Gone { last_path: self.last_path.get(&id).cloned() },
             None => CgroupName::Pending,
         }
     }
@@ -211,79 +189,40 @@ impl CgroupNamer {
     }
 }
 
-/// The current [`CgroupTable`], refreshed in the background on an interval and on demand
-/// (rate-limited), so lookups on the export path never walk the file system.
+/// The current [`CgroupTable`], walked in the background every `every` and on demand, so
+/// lookups on the export path never walk the file system.
 #[derive(Debug, Clone)]
 pub struct CgroupCache {
-    hierarchy: Arc<CgroupHierarchy>,
-    table: Arc<RwLock<Arc<CgroupTable>>>,
-    wake: Arc<tokio::sync::Notify>,
+    tables: Refreshed<CgroupTable>,
 }
 
 impl CgroupCache {
-    /// A cache over `hierarchy`, walked once now.
+    /// Starts walking `hierarchy` now, then every `every`; on request at most once per
+    /// `min_gap`.
     #[must_use]
-    pub fn new(hierarchy: CgroupHierarchy) -> Self {
-        let table = CgroupTable::scan(&hierarchy).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "first cgroup walk failed");
-            CgroupTable::empty(Instant::now())
+    pub fn spawn(hierarchy: CgroupHierarchy, every: Duration, min_gap: Duration) -> Self {
+        let hierarchy = Arc::new(hierarchy);
+        let tables = Refreshed::spawn("cgroups", CgroupTable::empty(Instant::now()), every, min_gap, move || {
+            let h = Arc::clone(&hierarchy);
+            async move {
+                tokio::task::spawn_blocking(move || CgroupTable::scan(&h))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            }
         });
-        Self {
-            hierarchy: Arc::new(hierarchy),
-            table: Arc::new(RwLock::new(Arc::new(table))),
-            wake: Arc::new(tokio::sync::Notify::new()),
-        }
+        Self { tables }
     }
 
     /// The table as of the last walk.
     #[must_use]
     pub fn current(&self) -> Arc<CgroupTable> {
-        match self.table.read() {
-            Ok(t) => Arc::clone(&t),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&self.tables.current().value)
     }
 
-    /// Asks the background task for a walk soon (at most one per `min_gap`).
-    pub fn request_refresh(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Runs the refresher until the runtime stops: a walk every `every`, and on request at
-    /// most once per `min_gap`.
-    #[must_use = "dropping the handle does not stop the task; keep it to abort it"]
-    pub fn spawn_refresher(
-        &self,
-        every: Duration,
-        min_gap: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut last = Instant::now();
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(every) => {}
-                    () = this.wake.notified() => {
-                        if let Some(wait) = min_gap.checked_sub(last.elapsed()) {
-                            tokio::time::sleep(wait).await;
-                        }
-                    }
-                }
-                last = Instant::now();
-                let hierarchy = Arc::clone(&this.hierarchy);
-                match tokio::task::spawn_blocking(move || CgroupTable::scan(&hierarchy)).await {
-                    Ok(Ok(table)) => {
-                        let table = Arc::new(table);
-                        match this.table.write() {
-                            Ok(mut t) => *t = table,
-                            Err(poisoned) => *poisoned.into_inner() = table,
-                        }
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cgroup walk failed"),
-                    Err(e) => tracing::warn!(error = %e, "cgroup walk task failed"),
-                }
-            }
-        })
+    /// A table from a walk started at or after `since`, waiting at most `timeout`.
+    pub async fn fresh_since(&self, since: Instant, timeout: Duration) -> Arc<CgroupTable> {
+        Arc::clone(&self.tables.fresh_since(since, timeout).await.value)
     }
 }
 
@@ -295,30 +234,18 @@ mod tests {
     fn scan_names_every_directory_by_inode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        fs::create_dir_all(
-            root.join("kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope"),
-        )
-        .expect("mkdir");
+        fs::create_dir_all(root.join("kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope")).expect("mkdir");
         fs::create_dir_all(root.join("system.slice/backup.service")).expect("mkdir");
         fs::write(root.join("cgroup.procs"), "").expect("file");
-        let h = CgroupHierarchy {
-            v1: false,
-            mount: root.to_owned(),
-            root_id: 0,
-        };
+        let h = CgroupHierarchy { v1: false, mount: root.to_owned(), root_id: 0 };
         let t = CgroupTable::scan(&h).expect("scan");
         let ino = |p: &str| fs::metadata(root.join(p)).expect("stat").ino();
         assert_eq!(t.path(ino(".")), Some("/"));
         assert_eq!(
-            t.path(ino(
-                "kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope"
-            )),
+            t.path(ino("kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope")),
             Some("/kubepods.slice/kubepods-pod1.slice/cri-containerd-abc.scope")
         );
-        assert_eq!(
-            t.path(ino("system.slice/backup.service")),
-            Some("/system.slice/backup.service")
-        );
+        assert_eq!(t.path(ino("system.slice/backup.service")), Some("/system.slice/backup.service"));
         assert_eq!(t.len(), 6);
     }
 
@@ -327,28 +254,14 @@ mod tests {
         let t0 = Instant::now();
         let seen = t0 + Duration::from_secs(1);
         let mut namer = CgroupNamer::default();
-        let old = CgroupTable::from_paths(
-            t0,
-            HashMap::from([(1, "/".to_owned()), (7, "/a".to_owned())]),
-        );
+        let old = CgroupTable::from_paths(t0, HashMap::from([(1, "/".to_owned()), (7, "/a".to_owned())]));
         assert_eq!(namer.name(&old, 1, seen), CgroupName::Path("/".into()));
         assert_eq!(namer.name(&old, 7, seen), CgroupName::Path("/a".into()));
         assert_eq!(namer.name(&old, 42, seen), CgroupName::Pending);
-        let newer = CgroupTable::from_paths(
-            seen + Duration::from_secs(1),
-            HashMap::from([(1, "/".to_owned())]),
-        );
+        let newer = CgroupTable::from_paths(seen + Duration::from_secs(1), HashMap::from([(1, "/".to_owned())]));
         // Seen again later: the first sighting still counts.
-        assert_eq!(
-            namer.name(&newer, 42, seen + Duration::from_secs(5)),
-            CgroupName::Gone { last_path: None }
-        );
-        assert_eq!(
-            namer.name(&newer, 7, seen),
-            CgroupName::Gone {
-                last_path: Some("/a".into())
-            }
-        );
+        assert_eq!(namer.name(&newer, 42, seen + Duration::from_secs(5)), CgroupName::Gone { last_path: None });
+        assert_eq!(namer.name(&newer, 7, seen), CgroupName::Gone { last_path: Some("/a".into()) });
         namer.forget([42, 7]);
         assert_eq!(namer.first_seen.len(), 1);
         assert!(!namer.last_path.contains_key(&7));

@@ -52,25 +52,13 @@ struct {
 	__type(value, __u64);
 } health SEC(".maps");
 
-/* An RPC between its start and its completion. Both tracepoints carry these fields. */
-struct inflight_key {
-	__u32 dev;
-	__u16 op;
-	__u16 pad;
-	__u64 fileid;
-	__s64 offset;
-};
-
-struct inflight_val {
-	__u64 cgroup;
-	__u64 start_ns;
-};
-
+/* RPCs between start and completion. A plain preallocated hash (cheaper than an LRU's
+ * global list lock); user space deletes entries whose completion never came. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct inflight_key);
-	__type(value, struct inflight_val);
+	__type(key, struct nasflow_inflight_key);
+	__type(value, struct nasflow_inflight_val);
 } inflight SEC(".maps");
 
 /* Who dirtied a file's page cache and how many bytes of it are not yet flushed. */
@@ -103,9 +91,10 @@ struct {
 	__type(value, struct dirty_val);
 } dirty SEC(".maps");
 
-/* nfs_file_write's inode between entry and return, per thread. */
+/* nfs_file_write's inode between entry and return, per thread. Deleted at return; a
+ * return the kretprobe missed leaves an entry that the thread's next write overwrites. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u64);
 	__type(value, __u64);
@@ -292,10 +281,17 @@ static __always_inline void charge_bytes(__u64 cgroup, __u32 dev, __u16 op, __u6
 static __always_inline void start_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 offset,
 				      __u64 cgroup, __u64 start_ns)
 {
-	struct inflight_key key = { .dev = dev, .op = op, .fileid = fileid, .offset = offset };
-	struct inflight_val val = { .cgroup = cgroup, .start_ns = start_ns };
+	struct nasflow_inflight_key key = { .dev = dev, .op = op, .fileid = fileid, .offset = offset };
+	struct nasflow_inflight_val val = { .cgroup = cgroup, .start_ns = start_ns, .pending = 1 };
+	struct nasflow_inflight_val *cur;
 
-	if (bpf_map_update_elem(&inflight, &key, &val, BPF_ANY))
+	if (!bpf_map_update_elem(&inflight, &key, &val, BPF_NOEXIST))
+		return;
+	/* Another RPC with this key is in flight: share its entry. */
+	cur = bpf_map_lookup_elem(&inflight, &key);
+	if (cur)
+		__sync_fetch_and_add(&cur->pending, 1);
+	else if (bpf_map_update_elem(&inflight, &key, &val, BPF_ANY))
 		health_add(NASFLOW_H_INFLIGHT_FULL, 1);
 }
 
@@ -307,9 +303,9 @@ static __always_inline void start_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 o
 static __always_inline void finish_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 offset,
 				       __s64 error, __u64 bytes, __u64 resend_at)
 {
-	struct inflight_key ikey = { .dev = dev, .op = op, .fileid = fileid, .offset = offset };
+	struct nasflow_inflight_key ikey = { .dev = dev, .op = op, .fileid = fileid, .offset = offset };
 	struct nasflow_io_key key = { .dev = dev, .op = op };
-	struct inflight_val *start, started;
+	struct nasflow_inflight_val *start, started;
 	__u64 now = bpf_ktime_get_ns();
 
 	if (error < 0)
@@ -322,7 +318,10 @@ static __always_inline void finish_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 
 		return;
 	}
 	started = *start;
-	bpf_map_delete_elem(&inflight, &ikey);
+	if (started.pending > 1)
+		__sync_fetch_and_add(&start->pending, -1);
+	else
+		bpf_map_delete_elem(&inflight, &ikey);
 	key.cgroup = started.cgroup;
 	account(&key, 1, bytes, now - started.start_ns, 1);
 	if (resend_at)

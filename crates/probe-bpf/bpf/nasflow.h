@@ -44,6 +44,25 @@ struct nasflow_io_hist {
 	__u64 slots[NASFLOW_HIST_SLOTS];
 };
 
+/* An RPC between its start and its completion; both tracepoints carry these fields. */
+struct nasflow_inflight_key {
+	__u32 dev;
+	__u16 op;
+	__u16 pad;
+	__u64 fileid;
+	__s64 offset;
+};
+
+/* Who started the RPC and when (bpf_ktime_get_ns, CLOCK_MONOTONIC). Overlapping RPCs with
+ * the same key (two COMMITs of one file) share the entry: `pending` counts them, and the
+ * later ones are timed from the first start. */
+struct nasflow_inflight_val {
+	__u64 cgroup;
+	__u64 start_ns;
+	__u32 pending;
+	__u32 pad;
+};
+
 /* Probe health counters, a per-CPU array indexed by this enum. */
 enum nasflow_health {
 	/* A counter update found the counters map full: ops/bytes were lost. */
@@ -103,6 +122,8 @@ struct nasflow_layout {
 _Static_assert(sizeof(struct nasflow_io_key) == 16, "nasflow_io_key ABI");
 _Static_assert(sizeof(struct nasflow_io_counters) == 32, "nasflow_io_counters ABI");
 _Static_assert(sizeof(struct nasflow_io_hist) == 8 * NASFLOW_HIST_SLOTS, "nasflow_io_hist ABI");
+_Static_assert(sizeof(struct nasflow_inflight_key) == 24, "nasflow_inflight_key ABI");
+_Static_assert(sizeof(struct nasflow_inflight_val) == 24, "nasflow_inflight_val ABI");
 _Static_assert(sizeof(struct nasflow_tp_fields) == 28, "nasflow_tp_fields ABI");
 _Static_assert(sizeof(struct nasflow_layout) == 168, "nasflow_layout ABI");
 

@@ -7,10 +7,8 @@ use core::mem::size_of;
 #[repr(C, align(8))]
 struct Aligned<B: ?Sized>(B);
 
-static PROBE_OBJECT: &Aligned<[u8]> =
-    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nasflow.bpf.o")));
-static NOOP_OBJECT: &Aligned<[u8]> =
-    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/noop.bpf.o")));
+static PROBE_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nasflow.bpf.o")));
+static NOOP_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/noop.bpf.o")));
 
 /// The NFS client probe: counters, histograms and attribution (`bpf/nasflow.bpf.c`).
 #[must_use]
@@ -128,10 +126,38 @@ pub struct IoHist {
 
 impl Default for IoHist {
     fn default() -> Self {
-        Self {
-            slots: [0; HIST_SLOTS],
-        }
+        Self { slots: [0; HIST_SLOTS] }
     }
+}
+
+/// `struct nasflow_inflight_key`: an RPC between start and completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct InflightKey {
+    /// NFS super block device.
+    pub dev: u32,
+    /// [`Op`] number.
+    pub op: u16,
+    /// Padding, zero.
+    pub pad: u16,
+    /// NFS file id.
+    pub fileid: u64,
+    /// Byte offset of the transfer.
+    pub offset: i64,
+}
+
+/// `struct nasflow_inflight_val`: who started the RPC, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct InflightVal {
+    /// cgroup charged.
+    pub cgroup: u64,
+    /// `CLOCK_MONOTONIC` ns at start.
+    pub start_ns: u64,
+    /// RPCs sharing the entry (same file, offset and operation in flight at once).
+    pub pending: u32,
+    /// Padding, zero.
+    pub pad: u32,
 }
 
 /// Indices of `enum nasflow_health`.
@@ -243,6 +269,8 @@ pub struct Layout {
 const _: () = assert!(size_of::<IoKey>() == 16);
 const _: () = assert!(size_of::<IoCounters>() == 32);
 const _: () = assert!(size_of::<IoHist>() == 8 * HIST_SLOTS);
+const _: () = assert!(size_of::<InflightKey>() == 24);
+const _: () = assert!(size_of::<InflightVal>() == 24);
 const _: () = assert!(size_of::<TpFields>() == 28);
 const _: () = assert!(size_of::<Layout>() == 168);
 
@@ -254,6 +282,10 @@ unsafe impl aya::Pod for IoCounters {}
 unsafe impl aya::Pod for IoHist {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Layout {}
+// SAFETY: as above.
+unsafe impl aya::Pod for InflightKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for InflightVal {}
 
 #[cfg(test)]
 mod tests {

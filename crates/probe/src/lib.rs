@@ -9,7 +9,7 @@ use std::{
     fs, io,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
 use aya::{
@@ -18,7 +18,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use nasflow_probe_bpf::{
-    globals, maps, Health, IoCounters, IoHist, IoKey, Layout, Op, HEALTH_COUNT, HIST_SLOTS,
+    globals, maps, Health, InflightKey, InflightVal, IoCounters, IoHist, IoKey, Layout, Op, HEALTH_COUNT, HIST_SLOTS,
 };
 
 pub use nasflow_probe_bpf::{Op as Operation, HIST_SLOTS as LATENCY_SLOTS};
@@ -54,7 +54,9 @@ pub enum ProbeError {
         field: String,
     },
     /// A tracepoint field has a size or place the probe cannot read.
-    #[error("tracepoint nfs:{event} field `{field}` is {size} bytes at offset {offset}: not a layout nasflow can read")]
+    #[error(
+        "tracepoint nfs:{event} field `{field}` is {size} bytes at offset {offset}: not a layout nasflow can read"
+    )]
     UnsupportedField {
         /// The tracepoint.
         event: String,
@@ -82,7 +84,9 @@ pub enum ProbeError {
         source: io::Error,
     },
     /// The BPF object could not be loaded (verifier, permissions, maps).
-    #[error("loading the BPF object: {0} (nasflow needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)")]
+    #[error(
+        "loading the BPF object: {0} (nasflow needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN on kernels before 5.8)"
+    )]
     Load(#[source] Box<aya::EbpfError>),
     /// A program could not be loaded or attached.
     #[error("program {name}: {source}")]
@@ -186,6 +190,17 @@ pub struct ProbeHealth {
     pub write_attribution: bool,
 }
 
+/// RPCs in flight on one device when the snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inflight {
+    /// NFS super block device.
+    pub dev: u32,
+    /// RPCs started and not completed.
+    pub count: u64,
+    /// Age of the oldest of them.
+    pub oldest: Duration,
+}
+
 /// Everything the kernel counted so far, cumulative since load.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -193,8 +208,18 @@ pub struct Snapshot {
     pub taken_at: Option<SystemTime>,
     /// Rows, sorted by (cgroup, dev, op, err).
     pub rows: Vec<IoRow>,
+    /// RPCs in flight per device, sorted by device.
+    pub inflight: Vec<Inflight>,
     /// Probe health.
     pub health: ProbeHealth,
+}
+
+/// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// What [`Probe::poll`] changed.
@@ -233,10 +258,7 @@ pub struct Probe {
 }
 
 /// kprobe programs and the function they probe (names under 16 bytes: the kernel truncates).
-const KPROBES: [(&str, &str); 2] = [
-    ("nfs_fwrite_ent", "nfs_file_write"),
-    ("nfs_fwrite_ret", "nfs_file_write"),
-];
+const KPROBES: [(&str, &str); 2] = [("nfs_fwrite_ent", "nfs_file_write"), ("nfs_fwrite_ret", "nfs_file_write")];
 
 fn nfs_module_instance() -> ModuleInstance {
     ModuleInstance(fs::metadata("/sys/module/nfs").ok().map(|m| m.ino()))
@@ -247,19 +269,10 @@ impl Probe {
     /// nfs module's tracepoints exist: call [`Probe::poll`] (every second or so).
     pub fn new(opts: ProbeOptions) -> Result<Self, ProbeError> {
         if !opts.btf_path.is_file() {
-            return Err(ProbeError::NoBtf {
-                path: opts.btf_path,
-            });
+            return Err(ProbeError::NoBtf { path: opts.btf_path });
         }
         let tracefs = Tracefs::find_or_mount()?;
-        Ok(Self {
-            opts,
-            tracefs,
-            ebpf: None,
-            layout: None,
-            attachment: None,
-            failed_for: None,
-        })
+        Ok(Self { opts, tracefs, ebpf: None, layout: None, attachment: None, failed_for: None })
     }
 
     /// Whether the programs are attached.
@@ -275,15 +288,19 @@ impl Probe {
         let module = nfs_module_instance();
         match (&self.attachment, present) {
             (Some(a), true) if a.module == module => Ok(AttachEvent::Unchanged),
+            // The module registers its tracepoints before it appears in sysfs: a module
+            // identity showing up after attaching is the same module, not a reload.
+            (Some(a), true) if a.module.0.is_none() => {
+                if let Some(att) = self.attachment.as_mut() {
+                    att.module = module;
+                }
+                Ok(AttachEvent::Unchanged)
+            }
             (Some(_), true) => {
                 tracing::info!("nfs module was reloaded: re-attaching");
                 self.detach();
                 self.attach(module)?;
-                Ok(if self.attachment.is_some() {
-                    AttachEvent::Attached
-                } else {
-                    AttachEvent::Detached
-                })
+                Ok(if self.attachment.is_some() { AttachEvent::Attached } else { AttachEvent::Detached })
             }
             (Some(_), false) => {
                 self.detach();
@@ -342,7 +359,9 @@ impl Probe {
             return Ok(false);
         };
         if self.layout.is_some_and(|l| l != layout) {
-            tracing::warn!("the nfs tracepoint layout changed with the module reload: reloading the probe, counters restart");
+            tracing::warn!(
+                "the nfs tracepoint layout changed with the module reload: reloading the probe, counters restart"
+            );
             self.ebpf = None;
         }
         if self.ebpf.is_none() {
@@ -351,11 +370,7 @@ impl Probe {
         let Some(ebpf) = self.ebpf.as_mut() else {
             return Ok(false);
         };
-        let mut att = Attachment {
-            tracepoints: Vec::new(),
-            kprobes: Vec::new(),
-            module,
-        };
+        let mut att = Attachment { tracepoints: Vec::new(), kprobes: Vec::new(), module };
         for event in probe_events() {
             let tp: &mut TracePoint = program(ebpf, event)?;
             let id = tp.attach("nfs", event).map_err(|e| prog_err(event, e))?;
@@ -371,11 +386,7 @@ impl Probe {
                 ),
             }
         }
-        tracing::info!(
-            tracepoints = att.tracepoints.len(),
-            kprobes = att.kprobes.len(),
-            "attached to the NFS client"
-        );
+        tracing::info!(tracepoints = att.tracepoints.len(), kprobes = att.kprobes.len(), "attached to the NFS client");
         self.attachment = Some(att);
         Ok(true)
     }
@@ -399,21 +410,14 @@ impl Probe {
 
     /// Reads the maps into a cumulative snapshot. Empty until first attached.
     pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
-        let mut snap = Snapshot {
-            taken_at: Some(SystemTime::now()),
-            ..Snapshot::default()
-        };
+        let mut snap = Snapshot { taken_at: Some(SystemTime::now()), ..Snapshot::default() };
         snap.health.series_capacity = self.opts.max_series;
         snap.health.attached = self.attachment.is_some();
-        snap.health.write_attribution = self
-            .attachment
-            .as_ref()
-            .is_some_and(|a| a.kprobes.len() == KPROBES.len());
+        snap.health.write_attribution = self.attachment.as_ref().is_some_and(|a| a.kprobes.len() == KPROBES.len());
         let Some(ebpf) = self.ebpf.as_ref() else {
             return Ok(snap);
         };
-        let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> =
-            open_map(ebpf, maps::IO_COUNTERS)?;
+        let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> = open_map(ebpf, maps::IO_COUNTERS)?;
         let hists: BpfHashMap<&MapData, IoKey, IoHist> = open_map(ebpf, maps::IO_HIST)?;
         for item in &counters {
             let (key, per_cpu) = item.map_err(|e| map_err(maps::IO_COUNTERS, e))?;
@@ -446,13 +450,19 @@ impl Probe {
             snap.rows.push(row);
         }
         snap.rows.sort_by_key(|r| (r.cgroup, r.dev, r.op, r.err));
+        let inflight: BpfHashMap<&MapData, InflightKey, InflightVal> = open_map(ebpf, maps::INFLIGHT)?;
+        let now = monotonic_ns();
+        let mut per_dev: std::collections::BTreeMap<u32, Inflight> = std::collections::BTreeMap::new();
+        for (k, v) in inflight.iter().filter_map(Result::ok) {
+            let age = Duration::from_nanos(now.saturating_sub(v.start_ns));
+            let e = per_dev.entry(k.dev).or_insert(Inflight { dev: k.dev, count: 0, oldest: Duration::ZERO });
+            e.count += 1;
+            e.oldest = e.oldest.max(age);
+        }
+        snap.inflight = per_dev.into_values().collect();
         let health: PerCpuArray<&MapData, u64> = open_map(ebpf, maps::HEALTH)?;
         for h in Health::ALL {
-            let total = health
-                .get(&(h as u32), 0)
-                .map_err(|e| map_err(maps::HEALTH, e))?
-                .iter()
-                .sum::<u64>();
+            let total = health.get(&(h as u32), 0).map_err(|e| map_err(maps::HEALTH, e))?.iter().sum::<u64>();
             snap.health.counters.push((h.name(), total));
         }
         debug_assert_eq!(snap.health.counters.len(), HEALTH_COUNT as usize);
@@ -470,13 +480,9 @@ impl Probe {
         };
         let mut removed = 0;
         {
-            let mut counters: PerCpuHashMap<&mut MapData, IoKey, IoCounters> =
-                open_map_mut(ebpf, maps::IO_COUNTERS)?;
-            let keys: Vec<IoKey> = counters
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|k| gone.contains(&k.cgroup))
-                .collect();
+            let mut counters: PerCpuHashMap<&mut MapData, IoKey, IoCounters> = open_map_mut(ebpf, maps::IO_COUNTERS)?;
+            let keys: Vec<IoKey> =
+                counters.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
             for k in &keys {
                 if counters.remove(k).is_ok() {
                     removed += 1;
@@ -484,13 +490,28 @@ impl Probe {
             }
         }
         let mut hists: BpfHashMap<&mut MapData, IoKey, IoHist> = open_map_mut(ebpf, maps::IO_HIST)?;
-        let keys: Vec<IoKey> = hists
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| gone.contains(&k.cgroup))
-            .collect();
+        let keys: Vec<IoKey> = hists.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
         for k in &keys {
             let _ = hists.remove(k);
+        }
+        Ok(removed)
+    }
+
+    /// Deletes in-flight records older than `max_age`: completions that never came (a
+    /// module reload, a missed event). Returns how many were deleted.
+    pub fn sweep_inflight(&mut self, max_age: Duration) -> Result<usize, ProbeError> {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return Ok(0);
+        };
+        let mut inflight: BpfHashMap<&mut MapData, InflightKey, InflightVal> = open_map_mut(ebpf, maps::INFLIGHT)?;
+        let cutoff = monotonic_ns().saturating_sub(u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX));
+        let stale: Vec<InflightKey> =
+            inflight.iter().filter_map(Result::ok).filter(|(_, v)| v.start_ns < cutoff).map(|(k, _)| k).collect();
+        let mut removed = 0;
+        for k in &stale {
+            if inflight.remove(k).is_ok() {
+                removed += 1;
+            }
         }
         Ok(removed)
     }
@@ -506,39 +527,25 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProbeErro
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
-    let p = ebpf.program_mut(name).ok_or_else(|| ProbeError::Program {
-        name: name.to_owned(),
-        source: Box::new(ProgramError::NotLoaded),
-    })?;
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| ProbeError::Program { name: name.to_owned(), source: Box::new(ProgramError::NotLoaded) })?;
     p.try_into().map_err(|e| prog_err(name, e))
 }
 
 fn prog_err(name: &str, e: ProgramError) -> ProbeError {
-    ProbeError::Program {
-        name: name.to_owned(),
-        source: Box::new(e),
-    }
+    ProbeError::Program { name: name.to_owned(), source: Box::new(e) }
 }
 
 fn map_err(name: &'static str, e: MapError) -> ProbeError {
-    ProbeError::Map {
-        name,
-        source: Box::new(e),
-    }
+    ProbeError::Map { name, source: Box::new(e) }
 }
 
 fn open_map<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, ProbeError>
 where
     T: TryFrom<&'a aya::maps::Map, Error = MapError>,
 {
-    let m = ebpf.map(name).ok_or_else(|| {
-        map_err(
-            name,
-            MapError::InvalidName {
-                name: name.to_owned(),
-            },
-        )
-    })?;
+    let m = ebpf.map(name).ok_or_else(|| map_err(name, MapError::InvalidName { name: name.to_owned() }))?;
     T::try_from(m).map_err(|e| map_err(name, e))
 }
 
@@ -546,14 +553,7 @@ fn open_map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, Prob
 where
     T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
 {
-    let m = ebpf.map_mut(name).ok_or_else(|| {
-        map_err(
-            name,
-            MapError::InvalidName {
-                name: name.to_owned(),
-            },
-        )
-    })?;
+    let m = ebpf.map_mut(name).ok_or_else(|| map_err(name, MapError::InvalidName { name: name.to_owned() }))?;
     T::try_from(m).map_err(|e| map_err(name, e))
 }
 

@@ -60,20 +60,11 @@ pub fn parse_format(text: &str) -> Result<Vec<FormatField>, String> {
             return Err(format!("unparsable format line: {line}"));
         };
         let last = decl.split_whitespace().last().unwrap_or_default();
-        let name = last
-            .split('[')
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches('*');
+        let name = last.split('[').next().unwrap_or_default().trim_start_matches('*');
         if name.is_empty() {
             return Err(format!("unparsable field declaration: {line}"));
         }
-        fields.push(FormatField {
-            name: name.to_owned(),
-            offset,
-            size,
-            signed,
-        });
+        fields.push(FormatField { name: name.to_owned(), offset, size, signed });
     }
     Ok(fields)
 }
@@ -120,30 +111,12 @@ const COMMIT_DONE: &[(Slot, &[&str], bool)] = &[
 
 /// The six events in `Layout` order.
 const EVENTS: [EventSpec; 6] = [
-    EventSpec {
-        event: "nfs_initiate_read",
-        fields: INITIATE,
-    },
-    EventSpec {
-        event: "nfs_readpage_done",
-        fields: IO_DONE,
-    },
-    EventSpec {
-        event: "nfs_initiate_write",
-        fields: INITIATE,
-    },
-    EventSpec {
-        event: "nfs_writeback_done",
-        fields: IO_DONE,
-    },
-    EventSpec {
-        event: "nfs_initiate_commit",
-        fields: INITIATE,
-    },
-    EventSpec {
-        event: "nfs_commit_done",
-        fields: COMMIT_DONE,
-    },
+    EventSpec { event: "nfs_initiate_read", fields: INITIATE },
+    EventSpec { event: "nfs_readpage_done", fields: IO_DONE },
+    EventSpec { event: "nfs_initiate_write", fields: INITIATE },
+    EventSpec { event: "nfs_writeback_done", fields: IO_DONE },
+    EventSpec { event: "nfs_initiate_commit", fields: INITIATE },
+    EventSpec { event: "nfs_commit_done", fields: COMMIT_DONE },
 ];
 
 /// The tracepoint names (category `nfs`) the probe attaches to.
@@ -162,29 +135,17 @@ fn expected_size(slot: Slot) -> &'static [u16] {
 }
 
 /// Builds the layout of one event from its parsed format.
-fn event_fields(
-    event: &str,
-    fields: &[FormatField],
-    spec: &[(Slot, &[&str], bool)],
-) -> Result<TpFields, ProbeError> {
+fn event_fields(event: &str, fields: &[FormatField], spec: &[(Slot, &[&str], bool)]) -> Result<TpFields, ProbeError> {
     let mut out = TpFields::default();
     for &(slot, names, required) in spec {
-        let found = names
-            .iter()
-            .find_map(|n| fields.iter().find(|f| f.name == *n));
+        let found = names.iter().find_map(|n| fields.iter().find(|f| f.name == *n));
         let Some(f) = found else {
             if required {
-                return Err(ProbeError::MissingField {
-                    event: event.to_owned(),
-                    field: names.join(" or "),
-                });
+                return Err(ProbeError::MissingField { event: event.to_owned(), field: names.join(" or ") });
             }
             continue;
         };
-        if !expected_size(slot).contains(&f.size)
-            || f.offset % f.size != 0
-            || f.offset + 8 > RECORD_BYTES
-        {
+        if !expected_size(slot).contains(&f.size) || f.offset % f.size != 0 || f.offset + 8 > RECORD_BYTES {
             return Err(ProbeError::UnsupportedField {
                 event: event.to_owned(),
                 field: f.name.clone(),
@@ -192,10 +153,7 @@ fn event_fields(
                 size: f.size,
             });
         }
-        let field = Field {
-            offset: f.offset,
-            size: f.size,
-        };
+        let field = Field { offset: f.offset, size: f.size };
         match slot {
             Slot::Dev => out.dev = field,
             Slot::FileId => out.fileid = field,
@@ -213,21 +171,12 @@ fn event_fields(
 pub fn layout_from_formats(texts: &[String; 6]) -> Result<Layout, ProbeError> {
     let mut parts = [TpFields::default(); 6];
     for ((spec, text), part) in EVENTS.iter().zip(texts).zip(parts.iter_mut()) {
-        let fields = parse_format(text).map_err(|detail| ProbeError::BadFormat {
-            event: spec.event.to_owned(),
-            detail,
-        })?;
+        let fields =
+            parse_format(text).map_err(|detail| ProbeError::BadFormat { event: spec.event.to_owned(), detail })?;
         *part = event_fields(spec.event, &fields, spec.fields)?;
     }
     let [read_init, read_done, write_init, write_done, commit_init, commit_done] = parts;
-    Ok(Layout {
-        read_init,
-        read_done,
-        write_init,
-        write_done,
-        commit_init,
-        commit_done,
-    })
+    Ok(Layout { read_init, read_done, write_init, write_done, commit_init, commit_done })
 }
 
 /// A mounted tracefs.
@@ -241,20 +190,13 @@ impl Tracefs {
     pub fn find_or_mount() -> Result<Self, ProbeError> {
         for p in TRACEFS_PATHS {
             if Path::new(p).join("events").is_dir() {
-                return Ok(Self {
-                    root: PathBuf::from(p),
-                });
+                return Ok(Self { root: PathBuf::from(p) });
             }
         }
         let target = TRACEFS_PATHS[0];
-        mount_tracefs(target).map_err(|source| ProbeError::Tracefs {
-            target: target.into(),
-            source,
-        })?;
+        mount_tracefs(target).map_err(|source| ProbeError::Tracefs { target: target.into(), source })?;
         tracing::info!(path = target, "mounted tracefs");
-        Ok(Self {
-            root: PathBuf::from(target),
-        })
+        Ok(Self { root: PathBuf::from(target) })
     }
 
     /// A tracefs rooted elsewhere (tests).
@@ -266,11 +208,7 @@ impl Tracefs {
     /// The format file of `category:event`.
     #[must_use]
     pub fn format_path(&self, category: &str, event: &str) -> PathBuf {
-        self.root
-            .join("events")
-            .join(category)
-            .join(event)
-            .join("format")
+        self.root.join("events").join(category).join(event).join("format")
     }
 
     /// Whether `category:event` exists now (its module is loaded).
@@ -298,15 +236,7 @@ fn mount_tracefs(target: &str) -> io::Result<()> {
     let src = CString::new("tracefs").map_err(io::Error::other)?;
     let dst = CString::new(target).map_err(io::Error::other)?;
     // SAFETY: all pointers are valid NUL-terminated strings or null for data.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            dst.as_ptr(),
-            src.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), src.as_ptr(), 0, std::ptr::null()) };
     if rc == 0 {
         Ok(())
     } else {
@@ -322,11 +252,8 @@ mod tests {
 
     fn formats(dir: &str) -> [String; 6] {
         probe_events().map(|e| {
-            fs::read_to_string(format!(
-                "{}/tests/fixtures/formats/{dir}/{e}",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .expect("fixture")
+            fs::read_to_string(format!("{}/tests/fixtures/formats/{dir}/{e}", env!("CARGO_MANIFEST_DIR")))
+                .expect("fixture")
         })
     }
 
@@ -334,16 +261,8 @@ mod tests {
     fn parses_debian_6_1_readpage_done() {
         let fields = parse_format(READ_DONE_61).expect("parse");
         let names: Vec<_> = fields.iter().map(|f| f.name.as_str()).collect();
-        assert!(names.starts_with(&[
-            "common_type",
-            "common_flags",
-            "common_preempt_count",
-            "common_pid"
-        ]));
-        let err = fields
-            .iter()
-            .find(|f| f.name == "error")
-            .expect("error field");
+        assert!(names.starts_with(&["common_type", "common_flags", "common_preempt_count", "common_pid"]));
+        let err = fields.iter().find(|f| f.name == "error").expect("error field");
         assert_eq!((err.offset, err.size, err.signed), (44, 4, true));
         let eof = fields.iter().find(|f| f.name == "eof").expect("eof");
         assert_eq!((eof.offset, eof.size), (40, 1));
@@ -352,78 +271,25 @@ mod tests {
     #[test]
     fn layout_of_debian_6_1() {
         let layout = layout_from_formats(&formats("6.1")).expect("layout");
-        assert_eq!(
-            layout.read_init.count,
-            Field {
-                offset: 32,
-                size: 4
-            }
-        );
-        assert_eq!(
-            layout.read_done.count,
-            Field {
-                offset: 36,
-                size: 4
-            }
-        );
-        assert_eq!(
-            layout.read_done.error,
-            Field {
-                offset: 44,
-                size: 4
-            }
-        );
-        assert_eq!(
-            layout.write_done.error,
-            Field {
-                offset: 40,
-                size: 4
-            }
-        );
-        assert_eq!(
-            layout.commit_done.error,
-            Field {
-                offset: 32,
-                size: 4
-            }
-        );
+        assert_eq!(layout.read_init.count, Field { offset: 32, size: 4 });
+        assert_eq!(layout.read_done.count, Field { offset: 36, size: 4 });
+        assert_eq!(layout.read_done.error, Field { offset: 44, size: 4 });
+        assert_eq!(layout.write_done.error, Field { offset: 40, size: 4 });
+        assert_eq!(layout.commit_done.error, Field { offset: 32, size: 4 });
         assert_eq!(layout.commit_done.count, Field::default());
-        assert_eq!(
-            layout.write_init.fileid,
-            Field {
-                offset: 16,
-                size: 8
-            }
-        );
+        assert_eq!(layout.write_init.fileid, Field { offset: 16, size: 8 });
     }
 
     #[test]
     fn old_kernel_without_res_count_is_refused_by_name() {
         // 4.19: fields in another order, `count` as unsigned long, and no byte count on the
         // done side (only `status`): nasflow cannot count READ bytes there and says so.
-        let msg = layout_from_formats(&formats("4.19"))
-            .expect_err("must fail")
-            .to_string();
-        assert!(
-            msg.contains("nfs_readpage_done") && msg.contains("res_count or count"),
-            "{msg}"
-        );
+        let msg = layout_from_formats(&formats("4.19")).expect_err("must fail").to_string();
+        assert!(msg.contains("nfs_readpage_done") && msg.contains("res_count or count"), "{msg}");
         let read_init = parse_format(&formats("4.19")[0]).expect("parse");
         let fields = event_fields("nfs_initiate_read", &read_init, INITIATE).expect("initiate");
-        assert_eq!(
-            fields.count,
-            Field {
-                offset: 16,
-                size: 8
-            }
-        );
-        assert_eq!(
-            fields.dev,
-            Field {
-                offset: 24,
-                size: 4
-            }
-        );
+        assert_eq!(fields.count, Field { offset: 16, size: 8 });
+        assert_eq!(fields.dev, Field { offset: 24, size: 4 });
     }
 
     #[test]
@@ -440,21 +306,13 @@ mod tests {
     fn field_beyond_record_is_refused() {
         let mut texts = formats("6.1");
         texts[0] = texts[0].replace("offset:32;\tsize:4;", "offset:96;\tsize:4;");
-        let msg = layout_from_formats(&texts)
-            .expect_err("must fail")
-            .to_string();
-        assert!(
-            msg.contains("nfs_initiate_read") && msg.contains("count"),
-            "{msg}"
-        );
+        let msg = layout_from_formats(&texts).expect_err("must fail").to_string();
+        assert!(msg.contains("nfs_initiate_read") && msg.contains("count"), "{msg}");
     }
 
     #[test]
     fn garbage_line_is_an_error_not_a_panic() {
         assert!(parse_format("\tfield:int x;\toffset:zz;\tsize:4;").is_err());
-        assert_eq!(
-            parse_format("name: x\nID: 1\nprint fmt: \"\"").expect("ok"),
-            vec![]
-        );
+        assert_eq!(parse_format("name: x\nID: 1\nprint fmt: \"\"").expect("ok"), vec![]);
     }
 }

@@ -1,0 +1,385 @@
+//! Resolves what the probe reports (cgroup ids, devices) to attributes: workload (pod,
+//! container, owner, task, or host cgroup) and NAS (server, export, mount, version, volume).
+//!
+//! Lookups read published tables. Only when a snapshot brings an id never seen before does
+//! resolution ask for a refresh and wait, at most a given budget, so that a pod that started a
+//! second ago is named on its first export; ids already waited for are not waited for again.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    cgroup::{CgroupCache, CgroupHierarchy, CgroupName, CgroupNamer},
+    container::parse_cgroup_path,
+    kubelet::{parse_pod_list, KubeletClient, KubeletConfig, PodIndex, PodMeta},
+    mountinfo::{parse_mountinfo, NasMount},
+    refresh::Refreshed,
+    EnrichError,
+};
+
+/// What an [`Enricher`] needs.
+#[derive(Debug, Clone)]
+pub struct EnrichConfig {
+    /// The cgroup hierarchy the probe's ids come from.
+    pub hierarchy: CgroupHierarchy,
+    /// The host's /proc (`/host/proc` in a container): mountinfo is read from `<it>/1/mountinfo`.
+    pub proc_root: PathBuf,
+    /// The kubelet, or `None` outside Kubernetes.
+    pub kubelet: Option<KubeletConfig>,
+    /// Period of the kubelet poll (an unknown container id triggers one sooner).
+    pub kubelet_every: Duration,
+    /// Pod labels naming the task, first present wins.
+    pub task_labels: Vec<String>,
+}
+
+/// The workload behind a cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Workload {
+    /// The cgroup path, when known.
+    pub cgroup_path: Option<String>,
+    /// The cgroup was removed: this is its series' last export.
+    pub gone: bool,
+    /// Container id from the cgroup path.
+    pub container_id: Option<String>,
+    /// Pod UID from the cgroup path.
+    pub pod_uid: Option<String>,
+    /// The pod, when the kubelet knows it.
+    pub pod: Option<Arc<PodMeta>>,
+    /// The container name, when the kubelet knows it.
+    pub container_name: Option<String>,
+}
+
+impl Workload {
+    /// OpenTelemetry attributes, in a stable order. Pods carry `k8s.*` and `nasflow.task`;
+    /// a container without a (known) pod carries `container.id`; anything else carries its
+    /// cgroup path as `process.linux.cgroup`.
+    #[must_use]
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut a = Vec::new();
+        if let Some(pod) = &self.pod {
+            a.push(("k8s.namespace.name", pod.namespace.clone()));
+            a.push(("k8s.pod.name", pod.name.clone()));
+            a.push(("k8s.pod.uid", pod.uid.clone()));
+            if let Some(c) = &self.container_name {
+                a.push(("k8s.container.name", c.clone()));
+            }
+            a.extend(pod.owners.iter().cloned());
+            a.push(("nasflow.task", pod.task.clone()));
+        } else if let Some(uid) = &self.pod_uid {
+            a.push(("k8s.pod.uid", uid.clone()));
+        }
+        if let Some(id) = &self.container_id {
+            a.push(("container.id", id.clone()));
+        }
+        if self.pod.is_none() && self.pod_uid.is_none() && self.container_id.is_none() {
+            if let Some(p) = &self.cgroup_path {
+                a.push(("process.linux.cgroup", p.clone()));
+            }
+        }
+        a
+    }
+}
+
+/// The NAS behind a device, as seen from one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NasView {
+    /// `server.address`.
+    pub server: String,
+    /// `nfs.export.path`.
+    pub export: String,
+    /// `nfs.version`.
+    pub version: String,
+    /// `nfs.mount.point`.
+    pub mount_point: Option<String>,
+    /// `k8s.volume.name`.
+    pub volume: Option<String>,
+}
+
+impl NasView {
+    fn of(m: &NasMount, pod_uid: Option<&str>) -> Self {
+        let mp = m.mount_point_for(pod_uid);
+        Self {
+            server: m.server.clone(),
+            export: m.export.clone(),
+            version: m.version.clone(),
+            mount_point: mp.map(|p| p.path.clone()),
+            volume: mp.and_then(|p| p.volume.clone()),
+        }
+    }
+
+    /// OpenTelemetry attributes, in a stable order.
+    #[must_use]
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut a = vec![
+            ("server.address", self.server.clone()),
+            ("nfs.export.path", self.export.clone()),
+            ("nfs.version", self.version.clone()),
+        ];
+        if let Some(m) = &self.mount_point {
+            a.push(("nfs.mount.point", m.clone()));
+        }
+        if let Some(v) = &self.volume {
+            a.push(("k8s.volume.name", v.clone()));
+        }
+        a
+    }
+}
+
+/// The NFS mounts of the host, by device.
+pub type MountTable = BTreeMap<u32, NasMount>;
+
+/// What one resolution found.
+#[derive(Debug, Default)]
+pub struct Names {
+    /// Workload per cgroup id.
+    pub workloads: HashMap<u64, Arc<Workload>>,
+    /// NAS per (device, pod UID).
+    pub nas: HashMap<(u32, Option<String>), Arc<NasView>>,
+    /// cgroup ids that are gone (export once more, then forget).
+    pub gone: HashSet<u64>,
+    /// Resolution misses this time: cgroups without a path, containers the kubelet does
+    /// not know, devices without a mount.
+    pub misses: u64,
+}
+
+impl Names {
+    /// The NAS of a row: device `dev` as seen from the cgroup's pod.
+    #[must_use]
+    pub fn nas_of(&self, dev: u32, cgroup: u64) -> Option<&Arc<NasView>> {
+        let uid = self.workloads.get(&cgroup).and_then(|w| w.pod_uid.clone());
+        self.nas.get(&(dev, uid))
+    }
+}
+
+/// Counters of the enricher's own work, for self-telemetry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnrichStats {
+    /// Misses summed over resolutions.
+    pub misses: u64,
+    /// Pod tables published by the kubelet poller (successful or not).
+    pub kubelet_refreshes: u64,
+    /// Whether the last kubelet poll failed.
+    pub kubelet_down: bool,
+}
+
+/// Names cgroups and devices; owns the background refreshers.
+pub struct Enricher {
+    cgroups: CgroupCache,
+    namer: CgroupNamer,
+    pods: Option<Refreshed<PodIndex>>,
+    mounts: Refreshed<MountTable>,
+    waited_containers: HashSet<String>,
+    waited_devs: HashSet<u32>,
+    stats: EnrichStats,
+    last_pod_load: Option<Instant>,
+}
+
+/// Full cgroup walk period.
+const CGROUP_WALK: Duration = Duration::from_secs(10);
+/// Mount table re-read period (unknown devices trigger one sooner).
+const MOUNTS_EVERY: Duration = Duration::from_secs(10);
+/// Least time between two on-demand refreshes of one source.
+const MIN_GAP: Duration = Duration::from_secs(1);
+
+impl Enricher {
+    /// Starts the background refreshers (cgroup walk, kubelet poll, mountinfo).
+    pub fn spawn(cfg: EnrichConfig) -> Result<Self, EnrichError> {
+        let cgroups = CgroupCache::spawn(cfg.hierarchy, CGROUP_WALK, MIN_GAP);
+        let pods = match cfg.kubelet {
+            Some(k) => {
+                let client = KubeletClient::new(k)?;
+                let labels = Arc::new(cfg.task_labels);
+                Some(Refreshed::spawn("kubelet", PodIndex::default(), cfg.kubelet_every, MIN_GAP, move || {
+                    let client = client.clone();
+                    let labels = Arc::clone(&labels);
+                    async move {
+                        let body = client.fetch_pods().await?;
+                        parse_pod_list(&body, &labels)
+                    }
+                }))
+            }
+            None => None,
+        };
+        let path = cfg.proc_root.join("1/mountinfo");
+        let mounts = Refreshed::spawn("mountinfo", MountTable::new(), MOUNTS_EVERY, MIN_GAP, move || {
+            let path = path.clone();
+            async move {
+                let text = tokio::fs::read_to_string(&path)
+                    .await
+                    .map_err(|source| EnrichError::Io { path: path.clone(), source })?;
+                let (mounts, bad) = parse_mountinfo(&text);
+                if bad > 0 {
+                    tracing::debug!(lines = bad, path = %path.display(), "unparsable mountinfo lines skipped");
+                }
+                Ok::<_, EnrichError>(mounts)
+            }
+        });
+        Ok(Self {
+            cgroups,
+            namer: CgroupNamer::default(),
+            pods,
+            mounts,
+            waited_containers: HashSet::new(),
+            waited_devs: HashSet::new(),
+            stats: EnrichStats::default(),
+            last_pod_load: None,
+        })
+    }
+
+    /// Counters of the enricher's work so far.
+    #[must_use]
+    pub fn stats(&self) -> EnrichStats {
+        self.stats
+    }
+
+    /// Resolves every (cgroup, device) pair of a snapshot. `seen_at` is when the snapshot was
+    /// read; `budget` bounds each wait for a refresh (three sources at most).
+    pub async fn resolve(&mut self, pairs: &[(u64, u32)], seen_at: Instant, budget: Duration) -> Names {
+        let mut names = Names::default();
+        let ids: HashSet<u64> = pairs.iter().map(|p| p.0).collect();
+
+        // cgroup ids to paths.
+        let mut table = self.cgroups.current();
+        let pending = ids.iter().any(|id| matches!(self.namer.name(&table, *id, seen_at), CgroupName::Pending));
+        if pending {
+            table = self.cgroups.fresh_since(seen_at, budget).await;
+        }
+        let mut parsed = HashMap::new();
+        for &id in &ids {
+            let mut w = Workload::default();
+            match self.namer.name(&table, id, seen_at) {
+                CgroupName::Path(p) => w.cgroup_path = Some(p),
+                CgroupName::Pending => names.misses += 1,
+                CgroupName::Gone { last_path } => {
+                    w.cgroup_path = last_path;
+                    w.gone = true;
+                    names.gone.insert(id);
+                }
+            }
+            if let Some(p) = &w.cgroup_path {
+                let cw = parse_cgroup_path(p);
+                w.container_id = cw.container_id;
+                w.pod_uid = cw.pod_uid;
+            }
+            parsed.insert(id, w);
+        }
+
+        // Containers and pods, from the kubelet.
+        if let Some(pods) = &self.pods {
+            let mut index = pods.current();
+            let unknown: Vec<String> = parsed
+                .values()
+                .filter(|w| !w.gone)
+                .filter_map(|w| w.container_id.clone())
+                .filter(|c| index.value.container(c).is_none() && !self.waited_containers.contains(c))
+                .collect();
+            if !unknown.is_empty() {
+                index = pods.fresh_since(seen_at, budget).await;
+                self.waited_containers.extend(unknown);
+            }
+            if index.loaded_at != self.last_pod_load {
+                self.last_pod_load = index.loaded_at;
+                self.stats.kubelet_refreshes += 1;
+            }
+            self.stats.kubelet_down = index.stale;
+            for w in parsed.values_mut() {
+                if let Some(c) = w.container_id.as_deref().and_then(|c| index.value.container(c)) {
+                    w.pod = Some(Arc::clone(&c.pod));
+                    w.container_name = Some(c.name.clone());
+                } else if let Some(p) = w.pod_uid.as_deref().and_then(|u| index.value.pod(u)) {
+                    w.pod = Some(Arc::clone(p));
+                }
+                if w.pod.is_none() && (w.container_id.is_some() || w.pod_uid.is_some()) {
+                    names.misses += 1;
+                }
+            }
+            // Forget what we waited for once the kubelet knows it, so the set stays small.
+            self.waited_containers.retain(|c| index.value.container(c).is_none());
+        }
+
+        // Devices to NAS mounts.
+        let mut mounts = self.mounts.current();
+        let unknown_devs: Vec<u32> = pairs
+            .iter()
+            .map(|p| p.1)
+            .filter(|d| !mounts.value.contains_key(d) && !self.waited_devs.contains(d))
+            .collect();
+        if !unknown_devs.is_empty() {
+            mounts = self.mounts.fresh_since(seen_at, budget).await;
+            self.waited_devs.extend(unknown_devs);
+        }
+        self.waited_devs.retain(|d| !mounts.value.contains_key(d));
+        for &(id, dev) in pairs {
+            let uid = parsed.get(&id).and_then(|w| w.pod_uid.clone());
+            let key = (dev, uid);
+            if names.nas.contains_key(&key) {
+                continue;
+            }
+            match mounts.value.get(&dev) {
+                Some(m) => {
+                    names.nas.insert(key.clone(), Arc::new(NasView::of(m, key.1.as_deref())));
+                }
+                None => names.misses += 1,
+            }
+        }
+
+        names.workloads = parsed.into_iter().map(|(id, w)| (id, Arc::new(w))).collect();
+        self.stats.misses += names.misses;
+        names
+    }
+
+    /// Forgets cgroups whose series were dropped.
+    pub fn forget(&mut self, ids: impl IntoIterator<Item = u64>) {
+        self.namer.forget(ids);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_inside_and_outside_pods() {
+        let pod = Arc::new(PodMeta {
+            namespace: "ml".into(),
+            name: "trainer-1".into(),
+            uid: "u".into(),
+            owners: vec![("k8s.deployment.name", "trainer".into())],
+            task: "trainer".into(),
+        });
+        let w = Workload {
+            cgroup_path: Some("/kubepods/x".into()),
+            container_id: Some("c".into()),
+            pod_uid: Some("u".into()),
+            pod: Some(pod),
+            container_name: Some("app".into()),
+            gone: false,
+        };
+        let keys: Vec<_> = w.attributes().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "k8s.namespace.name",
+                "k8s.pod.name",
+                "k8s.pod.uid",
+                "k8s.container.name",
+                "k8s.deployment.name",
+                "nasflow.task",
+                "container.id"
+            ]
+        );
+        let bare = Workload {
+            cgroup_path: Some("/docker/abc".into()),
+            container_id: Some("abc".into()),
+            ..Workload::default()
+        };
+        assert_eq!(bare.attributes(), vec![("container.id", "abc".to_owned())]);
+        let host = Workload { cgroup_path: Some("/system.slice/backup.service".into()), ..Workload::default() };
+        assert_eq!(host.attributes(), vec![("process.linux.cgroup", "/system.slice/backup.service".to_owned())]);
+        assert!(host.attributes().iter().all(|(k, _)| *k != "k8s.pod.name"));
+    }
+}
