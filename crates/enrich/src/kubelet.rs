@@ -223,7 +223,7 @@ impl KubeletClient {
                 req = req.bearer_auth(token.trim());
             }
         }
-        let resp = req.send().await.map_err(|e| err(format!("{e:#}")))?;
+        let resp = req.send().await.map_err(|e| err(chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             let hint = match status.as_u16() {
@@ -233,8 +233,24 @@ impl KubeletClient {
             };
             return Err(err(format!("HTTP {status}{hint}")));
         }
-        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| err(e.to_string()))
+        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| err(chain(&e)))
     }
+}
+
+/// An error with its causes, `a: b: c`: reqwest's own message alone hides the TLS or
+/// connection reason an operator needs.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 #[cfg(test)]

@@ -293,7 +293,10 @@ impl Enricher {
                 } else if let Some(p) = w.pod_uid.as_deref().and_then(|u| index.value.pod(u)) {
                     w.pod = Some(Arc::clone(p));
                 }
-                if w.pod.is_none() && (w.container_id.is_some() || w.pod_uid.is_some()) {
+                // A container the kubelet does not know (even if its pod is known) is a miss.
+                let container_unknown = w.container_id.is_some() && w.container_name.is_none();
+                let pod_unknown = w.pod_uid.is_some() && w.pod.is_none();
+                if container_unknown || pod_unknown {
                     names.misses += 1;
                 }
             }
