@@ -2,6 +2,8 @@
 //! `kubelet_standin <listen addr> <PodList file> [<token file> <CA PEM out>]`.
 //! With a token file it serves HTTPS and writes its CA to the given path.
 
+// Shared with the integration tests, which use the parts this program does not.
+#[allow(dead_code)]
 #[path = "../tests/support/kubelet_standin.rs"]
 mod kubelet_standin;
 
