@@ -90,7 +90,7 @@ pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
                 seq,
                 ts_ms,
                 cgroup_id: row.cgroup,
-                cgroup: w.and_then(|w| w.cgroup_path.clone()),
+                cgroup: w.and_then(|w| w.cgroup_path.as_deref().map(str::to_owned)),
                 workload: w.map(|w| w.attributes().into_iter().collect()).unwrap_or_default(),
                 nas: names
                     .nas_of(row.dev, row.cgroup)
@@ -232,8 +232,8 @@ mod tests {
             health: nasflow_probe::ProbeHealth::default(),
         };
         let mut names = Names::default();
-        let a = Workload { cgroup_path: Some("/a".into()), ..Workload::default() };
-        let gone = Workload { cgroup_path: Some("/b".into()), gone: true, ..Workload::default() };
+        let a = Workload { cgroup_path: Some(Arc::from("/a")), ..Workload::default() };
+        let gone = Workload { cgroup_path: Some(Arc::from("/b")), gone: true, ..Workload::default() };
         names.workloads.insert(7, Arc::new(a));
         names.workloads.insert(9, Arc::new(gone));
         let out = lines(&snap, 3, &names);

@@ -6,6 +6,7 @@
 set -u
 R=$1
 BIN=$2
+STANDIN=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 exec >"$R/guest.log" 2>&1
@@ -37,12 +38,24 @@ wait_for() { # file pattern seconds
 }
 
 start_agent() { # name
-	"$BIN" run --output jsonl --interval 1s >"$R/$1.jsonl" 2>"$R/$1.log" &
+	"$BIN" run --output jsonl --interval "$INTERVAL" --node-name vm --kubelet-url https://127.0.0.1:10250 \
+		--kubelet-token-file "$R/token" --kubelet-ca-file "$R/ca.pem" --task-labels team.example.com/task \
+		>"$R/$1.jsonl" 2>"$R/$1.log" &
 	AGENT=$!
 }
 
+# The kubelet stand-in: HTTPS on 10250 with a bearer token, serving $PODS.
+PODS=$R/pods.json
+echo '{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}' >"$PODS"
+echo "vm-token-$RANDOM" >"$R/token"
+"$STANDIN" 127.0.0.1:10250 "$PODS" "$R/token" "$R/ca.pem" >"$R/standin.log" 2>&1 &
+for i in $(seq 50); do [ -s "$R/ca.pem" ] && break; sleep 0.1; done
+uuid() { cat /proc/sys/kernel/random/uuid; }
+cid() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+pod() { /usr/bin/python3 "$HERE/podlist.py" "$PODS" "$@"; }
+
 stop_agent() {
-	sleep 3
+	sleep 5
 	kill -TERM "$AGENT"
 	wait "$AGENT"
 	expect agent_exit $?
@@ -57,12 +70,13 @@ hold_write() { # cgroup file offset size tag: buffered write kept open
 
 ########## cgroup v2 phase ##########
 CGDIR=$CG
+INTERVAL=2s
 start_agent v2
-sleep 3
+wait_for "$R/v2.jsonl" '"kind":"health"' 30
 grep -q '"attached":false' "$R/v2.jsonl" && expect unattached_before_modules 1
 modprobe nfs
 T0=$(date +%s%N)
-wait_for "$R/v2.jsonl" '"attached":true' 20
+wait_for "$R/v2.log" 'attached to the NFS client' 20
 expect attach_ms $(( ($(date +%s%N) - T0) / 1000000 ))
 nfs_up || { expect fatal nfs_setup_failed; exit 1; }
 expect dev nas-a "$(mountpoint -d /srv/nas-a)"
@@ -114,6 +128,36 @@ p=$(rnd 100000 2000000)
 run_in /partial-reader head -c "$p" /srv/nas-b/big >/dev/null
 expect read_at_least /partial-reader nas-b "$p"
 
+# Pods in systemd-driver cgroups, each created while the agent runs: named on first export.
+U1=$(uuid); C1=$(cid)
+P1=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${U1//-/_}.slice/cri-containerd-$C1.scope
+pod ml trainer-7d9f8b6c5-q8z2x "$U1" app "$C1" ReplicaSet/trainer-7d9f8b6c5 pod-template-hash=7d9f8b6c5 team.example.com/task=llm-finetune
+VOL=/var/lib/kubelet/pods/$U1/volumes/kubernetes.io~nfs/datasets
+mkdir -p "$VOL" && mount --bind /srv/nas-a "$VOL"
+n=$(rnd 70000 4000000)
+run_in "$P1" dd if=/dev/zero of="$VOL/trainer-out" bs=$n count=1 oflag=direct
+expect write "$P1" nas-a "$n"
+expect attrs "$P1" k8s.namespace.name=ml k8s.pod.name=trainer-7d9f8b6c5-q8z2x "k8s.pod.uid=$U1" k8s.container.name=app \
+	k8s.deployment.name=trainer k8s.replicaset.name=trainer-7d9f8b6c5 nasflow.task=llm-finetune "container.id=$C1"
+expect nas "$P1" nas-a server.address=127.0.0.1 nfs.export.path=/srv/v4/exa nfs.version=3 k8s.volume.name=datasets "nfs.mount.point=$VOL"
+
+U2=$(uuid); C2=$(cid)
+P2=/kubepods.slice/kubepods-pod${U2//-/_}.slice/cri-containerd-$C2.scope
+pod data db-0 "$U2" postgres "$C2" StatefulSet/db app=postgres
+n=$(rnd 70000 4000000)
+run_in "$P2" dd if=/dev/zero of=/srv/nas-b/db-wal bs=$n count=1 oflag=direct
+expect write "$P2" nas-b "$n"
+expect attrs "$P2" k8s.namespace.name=data k8s.pod.name=db-0 k8s.statefulset.name=db nasflow.task=db k8s.container.name=postgres
+expect nas "$P2" nas-b server.address=127.0.0.2 nfs.export.path=/exb nfs.version=4.2 nfs.mount.point=/srv/nas-b
+
+U3=$(uuid); C3=$(cid)
+P3=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U3//-/_}.slice/cri-containerd-$C3.scope
+pod ops nightly-backup-29123456-x7k2p "$U3" backup "$C3" Job/nightly-backup-29123456
+run_in "$P3" dd if=/srv/nas-a/toread of=/dev/null bs=1M iflag=direct
+expect attrs "$P3" k8s.pod.name=nightly-backup-29123456-x7k2p k8s.cronjob.name=nightly-backup k8s.job.name=nightly-backup-29123456 \
+	nasflow.task=nightly-backup k8s.container.name=backup
+expect host_attrs /close-writer
+
 # A cgroup that never touches NFS.
 run_in /idle dd if=/dev/zero of=/tmp/idle bs=1M count=4
 run_in /idle cat /etc/hostname >/dev/null
@@ -137,17 +181,27 @@ mount -t cgroup -o memory memory $CG/memory
 mount -t cgroup -o pids pids $CG/pids
 mount -t cgroup2 none $CG/unified
 CGDIR=$CG/memory
+INTERVAL=1s
 start_agent v1
 wait_for "$R/v1.jsonl" '"attached":true' 20
-P=/kubepods/burstable/pod1111-2222/c0ffee
+# cgroupfs-driver cgroups, as the kubelet makes them on v1 hosts.
+U4=$(uuid); C4=$(cid)
+P=/kubepods/burstable/pod$U4/$C4
+pod kube-system node-cache-x2x9z "$U4" cache "$C4" DaemonSet/node-cache
 n=$(rnd 1 9000000)
 run_in $P dd if=/dev/zero of=/srv/nas-a/v1direct bs=$n count=1 oflag=direct
 expect v1write $P nas-a "$n"
+expect v1attrs $P k8s.namespace.name=kube-system k8s.pod.name=node-cache-x2x9z k8s.daemonset.name=node-cache nasflow.task=node-cache \
+	k8s.container.name=cache "container.id=$C4"
+U5=$(uuid); C5=$(cid)
+P=/kubepods/pod$U5/$C5
+pod default debug-shell "$U5" sh "$C5" -
 n=$(rnd 1 6000000)
-hold_write /kubepods/besteffort/pod3333/beef /srv/nas-b/v1buffered 0 "$n" v1bw
+hold_write $P /srv/nas-b/v1buffered 0 "$n" v1bw
 run_in /system.slice/backup.service sync
 touch "$R/release.v1bw"
-expect v1write /kubepods/besteffort/pod3333/beef nas-b "$n"
+expect v1write $P nas-b "$n"
+expect v1attrs $P k8s.pod.name=debug-shell nasflow.task=debug-shell
 expect v1absent /system.slice/backup.service
 stop_agent
 expect done

@@ -11,11 +11,13 @@ if [ -z "${NASFLOW_BIN:-}" ]; then
 	(cd "$ROOT" && cargo build --quiet --bin nasflow)
 	NASFLOW_BIN=$ROOT/target/debug/nasflow
 fi
+(cd "$ROOT" && cargo build --quiet -p nasflow-enrich --example kubelet_standin)
+STANDIN=$ROOT/target/debug/examples/kubelet_standin
 rm -rf "$R" && mkdir -p "$R"
 echo "VM suite: kernel $KERNEL, results in $R"
 start=$(date +%s)
 timeout 1200 vng -r "$KERNEL" --user root --disable-kvm --memory 2G --rwdir "$R" \
-	--exec "$ROOT/tests/vm/guest.sh $R $NASFLOW_BIN" >"$R/vng.log" 2>&1 || {
+	--exec "$ROOT/tests/vm/guest.sh $R $NASFLOW_BIN $STANDIN" >"$R/vng.log" 2>&1 || {
 	echo "the VM run failed; tail of $R/vng.log and $R/guest.log:" >&2
 	tail -n 30 "$R/vng.log" "$R/guest.log" >&2 || true
 }

@@ -178,6 +178,42 @@ def test_removed_cgroup_is_exported_once_more_then_dropped(expect, v2):
         assert all(l["seq"] == seq for l in gone)
 
 
+def kv(pairs):
+    return dict(p.split("=", 1) for p in pairs)
+
+
+def check_attrs(run, cgroup, want, field="workload", dev=None):
+    lines = [l for l in run.io if l["cgroup"] == cgroup and (dev is None or l["dev"] == dev)]
+    assert lines, f"no series for {cgroup}"
+    # Every line, the first export included: a pod is named from its first I/O on.
+    for l in lines:
+        got = {k: l[field].get(k) for k in want}
+        assert got == want, f"{cgroup} seq {l['seq']} {l['op']}: {field} {l[field]}"
+    if field == "workload":
+        assert "k8s.pod.name" in want or "k8s.pod.name" not in lines[0][field]
+
+
+def test_pods_are_named_from_their_first_export_v2(expect, v2):
+    cases = [r for r in expect if r[0] == "attrs"]
+    assert len(cases) == 3
+    for r in cases:
+        check_attrs(v2, r[1], kv(r[2:]))
+
+
+def test_nas_attributes(expect, v2, devs):
+    cases = [r for r in expect if r[0] == "nas"]
+    assert len(cases) == 2
+    for r in cases:
+        check_attrs(v2, r[1], kv(r[3:]), field="nas", dev=devs[r[2]])
+
+
+def test_host_cgroups_carry_their_path_and_no_pod(expect, v2):
+    for r in [r for r in expect if r[0] == "host_attrs"]:
+        for l in [l for l in v2.io if l["cgroup"] == r[1]]:
+            assert l["workload"] == {"process.linux.cgroup": r[1]}, l["workload"]
+            assert l["nas"]["nfs.mount.point"].startswith("/srv/nas-"), "a host mount, not a pod volume"
+
+
 def test_cgroup_v1_attribution(expect, v1):
     cases = [r for r in expect if r[0] == "v1write"]
     assert cases
@@ -187,3 +223,10 @@ def test_cgroup_v1_attribution(expect, v1):
     for _, cgroup in [r for r in expect if r[0] == "v1absent"]:
         assert cgroup not in v1.cgroups()
     assert v1.health[-1]["counters"]["write_bytes_unowned"] == 0
+
+
+def test_cgroup_v1_pods_named(expect, v1):
+    cases = [r for r in expect if r[0] == "v1attrs"]
+    assert len(cases) == 2
+    for r in cases:
+        check_attrs(v1, r[1], kv(r[2:]))

@@ -77,7 +77,7 @@ impl CgroupHierarchy {
 pub struct CgroupTable {
     /// When the walk started: ids first seen before this and missing from it are gone.
     pub scanned_at: Instant,
-    paths: HashMap<u64, String>,
+    paths: HashMap<u64, Arc<str>>,
 }
 
 impl CgroupTable {
@@ -94,7 +94,7 @@ impl CgroupTable {
         let mut paths = HashMap::new();
         let root_meta = fs::metadata(&hierarchy.mount)
             .map_err(|source| EnrichError::Io { path: hierarchy.mount.clone(), source })?;
-        paths.insert(root_meta.ino(), "/".to_owned());
+        paths.insert(root_meta.ino(), Arc::from("/"));
         let mut stack = vec![(hierarchy.mount.clone(), String::new(), 0usize)];
         while let Some((dir, rel, depth)) = stack.pop() {
             let Ok(entries) = fs::read_dir(&dir) else {
@@ -108,7 +108,7 @@ impl CgroupTable {
                 let Ok(meta) = entry.metadata() else { continue };
                 let name = entry.file_name();
                 let child_rel = format!("{rel}/{}", name.to_string_lossy());
-                paths.insert(meta.ino(), child_rel.clone());
+                paths.insert(meta.ino(), Arc::from(child_rel.as_str()));
                 if depth + 1 < MAX_DEPTH {
                     stack.push((entry.path(), child_rel, depth + 1));
                 }
@@ -120,13 +120,13 @@ impl CgroupTable {
     /// Builds a table from known paths (tests, fixtures).
     #[must_use]
     pub fn from_paths(scanned_at: Instant, paths: HashMap<u64, String>) -> Self {
-        Self { scanned_at, paths }
+        Self { scanned_at, paths: paths.into_iter().map(|(k, v)| (k, Arc::from(v))).collect() }
     }
 
     /// The path of a live cgroup.
     #[must_use]
     pub fn path(&self, id: u64) -> Option<&str> {
-        self.paths.get(&id).map(String::as_str)
+        self.paths.get(&id).map(AsRef::as_ref)
     }
 
     /// Number of cgroups in the table.
@@ -146,13 +146,13 @@ impl CgroupTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupName {
     /// A live cgroup with this path.
-    Path(String),
+    Path(Arc<str>),
     /// Not in the current table, which is older than the id: a refresh will tell.
     Pending,
     /// Missing from a walk that started after the id appeared: the cgroup was removed.
     Gone {
         /// Its path when it was last seen alive, if it ever was.
-        last_path: Option<String>,
+        last_path: Option<Arc<str>>,
     },
 }
 
@@ -161,19 +161,19 @@ pub enum CgroupName {
 #[derive(Debug, Default)]
 pub struct CgroupNamer {
     first_seen: HashMap<u64, Instant>,
-    last_path: HashMap<u64, String>,
+    last_path: HashMap<u64, Arc<str>>,
 }
 
 impl CgroupNamer {
     /// Names `id` from `table`; `now` is when the id was seen in a snapshot.
     pub fn name(&mut self, table: &CgroupTable, id: u64, now: Instant) -> CgroupName {
         let first = *self.first_seen.entry(id).or_insert(now);
-        match table.path(id) {
+        match table.paths.get(&id) {
             Some(p) => {
-                if self.last_path.get(&id).map(String::as_str) != Some(p) {
-                    self.last_path.insert(id, p.to_owned());
+                if self.last_path.get(&id).is_none_or(|l| !Arc::ptr_eq(l, p) && l != p) {
+                    self.last_path.insert(id, Arc::clone(p));
                 }
-                CgroupName::Path(p.to_owned())
+                CgroupName::Path(Arc::clone(p))
             }
             None if table.scanned_at > first => CgroupName::Gone { last_path: self.last_path.get(&id).cloned() },
             None => CgroupName::Pending,

@@ -35,12 +35,14 @@ pub struct NasMount {
 }
 
 impl NasMount {
-    /// The mount point to report: one of this pod's volumes when it has one, else the first
-    /// kubelet volume, else the first mount.
+    /// The mount point to report for traffic of a pod (or of the host, `None`): the pod's own
+    /// volume when it has one; otherwise a mount that is no pod's volume (another pod's
+    /// volume path would mislead), and only failing that the first one.
     #[must_use]
     pub fn mount_point_for(&self, pod_uid: Option<&str>) -> Option<&MountPoint> {
         pod_uid
             .and_then(|uid| self.mount_points.iter().find(|m| m.pod_uid.as_deref() == Some(uid)))
+            .or_else(|| self.mount_points.iter().find(|m| m.pod_uid.is_none()))
             .or_else(|| self.mount_points.first())
     }
 }
@@ -219,7 +221,12 @@ mod tests {
         assert_eq!(bind.root, "/sub");
         let other = "66666666-7777-8888-9999-000000000000";
         assert_eq!(shared.mount_point_for(Some(other)).and_then(|p| p.volume.as_deref()), Some("pvc-0a1b"));
-        assert_eq!(shared.mount_point_for(Some("nope")).and_then(|p| p.volume.as_deref()), Some("shared-data"));
+        let elsewhere = shared.mount_point_for(Some("nope")).expect("a mount");
+        assert_eq!(
+            (elsewhere.path.as_str(), elsewhere.volume.as_deref()),
+            ("/var/lib/kubelet/plugins/kubernetes.io/csi/nfs.csi.k8s.io/abc/globalmount", None)
+        );
+        assert_eq!(shared.mount_point_for(None).map(|p| p.path.as_str()), Some(elsewhere.path.as_str()));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::{
 };
 
 use crate::{
-    cgroup::{CgroupCache, CgroupHierarchy, CgroupName, CgroupNamer},
-    container::parse_cgroup_path,
+    cgroup::{CgroupCache, CgroupHierarchy, CgroupName, CgroupNamer, CgroupTable},
+    container::{parse_cgroup_path, CgroupWorkload},
     kubelet::{parse_pod_list, KubeletClient, KubeletConfig, PodIndex, PodMeta},
     mountinfo::{parse_mountinfo, NasMount},
     refresh::Refreshed,
@@ -40,7 +40,7 @@ pub struct EnrichConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Workload {
     /// The cgroup path, when known.
-    pub cgroup_path: Option<String>,
+    pub cgroup_path: Option<Arc<str>>,
     /// The cgroup was removed: this is its series' last export.
     pub gone: bool,
     /// Container id from the cgroup path.
@@ -77,7 +77,7 @@ impl Workload {
         }
         if self.pod.is_none() && self.pod_uid.is_none() && self.container_id.is_none() {
             if let Some(p) = &self.cgroup_path {
-                a.push(("process.linux.cgroup", p.clone()));
+                a.push(("process.linux.cgroup", p.to_string()));
             }
         }
         a
@@ -100,8 +100,9 @@ pub struct NasView {
 }
 
 impl NasView {
-    fn of(m: &NasMount, pod_uid: Option<&str>) -> Self {
-        let mp = m.mount_point_for(pod_uid);
+    /// The view through mount point `index` of `m`, or through the default one.
+    fn of(m: &NasMount, index: Option<usize>) -> Self {
+        let mp = index.and_then(|i| m.mount_points.get(i)).or_else(|| m.mount_point_for(None));
         Self {
             server: m.server.clone(),
             export: m.export.clone(),
@@ -137,8 +138,8 @@ pub type MountTable = BTreeMap<u32, NasMount>;
 pub struct Names {
     /// Workload per cgroup id.
     pub workloads: HashMap<u64, Arc<Workload>>,
-    /// NAS per (device, pod UID).
-    pub nas: HashMap<(u32, Option<String>), Arc<NasView>>,
+    /// NAS per (device, cgroup id).
+    pub nas: HashMap<(u32, u64), Arc<NasView>>,
     /// cgroup ids that are gone (export once more, then forget).
     pub gone: HashSet<u64>,
     /// Resolution misses this time: cgroups without a path, containers the kubelet does
@@ -150,8 +151,7 @@ impl Names {
     /// The NAS of a row: device `dev` as seen from the cgroup's pod.
     #[must_use]
     pub fn nas_of(&self, dev: u32, cgroup: u64) -> Option<&Arc<NasView>> {
-        let uid = self.workloads.get(&cgroup).and_then(|w| w.pod_uid.clone());
-        self.nas.get(&(dev, uid))
+        self.nas.get(&(dev, cgroup))
     }
 }
 
@@ -174,6 +174,7 @@ pub struct Enricher {
     mounts: Refreshed<MountTable>,
     waited_containers: HashSet<String>,
     waited_devs: HashSet<u32>,
+    cache: NameCache,
     stats: EnrichStats,
     last_pod_load: Option<Instant>,
 }
@@ -205,6 +206,7 @@ impl Enricher {
             None => None,
         };
         let path = cfg.proc_root.join("1/mountinfo");
+        let watched = path.clone();
         let mounts = Refreshed::spawn("mountinfo", MountTable::new(), MOUNTS_EVERY, MIN_GAP, move || {
             let path = path.clone();
             async move {
@@ -218,6 +220,7 @@ impl Enricher {
                 Ok::<_, EnrichError>(mounts)
             }
         });
+        watch_mounts(watched, mounts.clone());
         Ok(Self {
             cgroups,
             namer: CgroupNamer::default(),
@@ -225,6 +228,7 @@ impl Enricher {
             mounts,
             waited_containers: HashSet::new(),
             waited_devs: HashSet::new(),
+            cache: NameCache::default(),
             stats: EnrichStats::default(),
             last_pod_load: None,
         })
@@ -239,72 +243,35 @@ impl Enricher {
     /// Resolves every (cgroup, device) pair of a snapshot. `seen_at` is when the snapshot was
     /// read; `budget` bounds each wait for a refresh (three sources at most).
     pub async fn resolve(&mut self, pairs: &[(u64, u32)], seen_at: Instant, budget: Duration) -> Names {
-        let mut names = Names::default();
-        let ids: HashSet<u64> = pairs.iter().map(|p| p.0).collect();
-
-        // cgroup ids to paths.
+        // Refresh what this snapshot brings new, each source at most once and bounded.
         let mut table = self.cgroups.current();
-        let pending = ids.iter().any(|id| matches!(self.namer.name(&table, *id, seen_at), CgroupName::Pending));
+        let pending = pairs.iter().any(|p| matches!(self.namer.name(&table, p.0, seen_at), CgroupName::Pending));
         if pending {
             table = self.cgroups.fresh_since(seen_at, budget).await;
         }
-        let mut parsed = HashMap::new();
-        for &id in &ids {
-            let mut w = Workload::default();
-            match self.namer.name(&table, id, seen_at) {
-                CgroupName::Path(p) => w.cgroup_path = Some(p),
-                CgroupName::Pending => names.misses += 1,
-                CgroupName::Gone { last_path } => {
-                    w.cgroup_path = last_path;
-                    w.gone = true;
-                    names.gone.insert(id);
+        let pods = match &self.pods {
+            Some(pods) => {
+                let mut index = pods.current();
+                let unknown: Vec<String> = pairs
+                    .iter()
+                    .filter_map(|p| table.path(p.0))
+                    .filter_map(|path| parse_cgroup_path(path).container_id)
+                    .filter(|c| index.value.container(c).is_none() && !self.waited_containers.contains(c))
+                    .collect();
+                if !unknown.is_empty() {
+                    index = pods.fresh_since(seen_at, budget).await;
+                    self.waited_containers.extend(unknown);
                 }
-            }
-            if let Some(p) = &w.cgroup_path {
-                let cw = parse_cgroup_path(p);
-                w.container_id = cw.container_id;
-                w.pod_uid = cw.pod_uid;
-            }
-            parsed.insert(id, w);
-        }
-
-        // Containers and pods, from the kubelet.
-        if let Some(pods) = &self.pods {
-            let mut index = pods.current();
-            let unknown: Vec<String> = parsed
-                .values()
-                .filter(|w| !w.gone)
-                .filter_map(|w| w.container_id.clone())
-                .filter(|c| index.value.container(c).is_none() && !self.waited_containers.contains(c))
-                .collect();
-            if !unknown.is_empty() {
-                index = pods.fresh_since(seen_at, budget).await;
-                self.waited_containers.extend(unknown);
-            }
-            if index.loaded_at != self.last_pod_load {
-                self.last_pod_load = index.loaded_at;
-                self.stats.kubelet_refreshes += 1;
-            }
-            self.stats.kubelet_down = index.stale;
-            for w in parsed.values_mut() {
-                if let Some(c) = w.container_id.as_deref().and_then(|c| index.value.container(c)) {
-                    w.pod = Some(Arc::clone(&c.pod));
-                    w.container_name = Some(c.name.clone());
-                } else if let Some(p) = w.pod_uid.as_deref().and_then(|u| index.value.pod(u)) {
-                    w.pod = Some(Arc::clone(p));
+                if index.loaded_at != self.last_pod_load {
+                    self.last_pod_load = index.loaded_at;
+                    self.stats.kubelet_refreshes += 1;
                 }
-                // A container the kubelet does not know (even if its pod is known) is a miss.
-                let container_unknown = w.container_id.is_some() && w.container_name.is_none();
-                let pod_unknown = w.pod_uid.is_some() && w.pod.is_none();
-                if container_unknown || pod_unknown {
-                    names.misses += 1;
-                }
+                self.stats.kubelet_down = index.stale;
+                self.waited_containers.retain(|c| index.value.container(c).is_none());
+                Some(index)
             }
-            // Forget what we waited for once the kubelet knows it, so the set stays small.
-            self.waited_containers.retain(|c| index.value.container(c).is_none());
-        }
-
-        // Devices to NAS mounts.
+            None => None,
+        };
         let mut mounts = self.mounts.current();
         let unknown_devs: Vec<u32> = pairs
             .iter()
@@ -316,21 +283,16 @@ impl Enricher {
             self.waited_devs.extend(unknown_devs);
         }
         self.waited_devs.retain(|d| !mounts.value.contains_key(d));
-        for &(id, dev) in pairs {
-            let uid = parsed.get(&id).and_then(|w| w.pod_uid.clone());
-            let key = (dev, uid);
-            if names.nas.contains_key(&key) {
-                continue;
-            }
-            match mounts.value.get(&dev) {
-                Some(m) => {
-                    names.nas.insert(key.clone(), Arc::new(NasView::of(m, key.1.as_deref())));
-                }
-                None => names.misses += 1,
-            }
-        }
 
-        names.workloads = parsed.into_iter().map(|(id, w)| (id, Arc::new(w))).collect();
+        let names = name_pairs(
+            &mut self.namer,
+            &mut self.cache,
+            &table,
+            pods.as_ref().map(|p| &p.value),
+            &mounts.value,
+            pairs,
+            seen_at,
+        );
         self.stats.misses += names.misses;
         names
     }
@@ -339,6 +301,178 @@ impl Enricher {
     pub fn forget(&mut self, ids: impl IntoIterator<Item = u64>) {
         self.namer.forget(ids);
     }
+}
+
+/// Asks for a mount table re-read whenever the mount namespace of `path` changes: mountinfo
+/// is pollable, and a mount or unmount raises `POLLPRI` on it (proc(5)). Runs on its own
+/// thread; if the file cannot be watched, the periodic re-read remains.
+fn watch_mounts(path: PathBuf, mounts: Refreshed<MountTable>) {
+    let spawned = std::thread::Builder::new().name("mountinfo-watch".into()).spawn(move || {
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot watch mountinfo; re-reading it periodically");
+                return;
+            }
+        };
+        loop {
+            let mut pfd = libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&file), events: libc::POLLPRI, revents: 0 };
+            // SAFETY: one valid pollfd for an open file, no timeout.
+            let rc = unsafe { libc::poll(&raw mut pfd, 1, -1) };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::warn!(error = %e, "mountinfo watch failed; re-reading it periodically");
+                return;
+            }
+            if pfd.revents & (libc::POLLPRI | libc::POLLERR) != 0 {
+                mounts.request();
+                // Mounts come in bursts (a pod's volumes): let them settle.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the mountinfo watcher");
+    }
+}
+
+/// What naming keeps between intervals so that the steady state is lookups: each cgroup's
+/// parsed path and workload (rebuilt when its path or the pod table changes), and one shared
+/// [`NasView`] per (device, mount point) (rebuilt when the mount table changes).
+#[derive(Debug, Default)]
+pub struct NameCache {
+    workloads: HashMap<u64, CachedWorkload>,
+    mounts_key: usize,
+    /// Device to pod UID to the index of the pod's own mount point of the device.
+    pod_mounts: HashMap<u32, HashMap<String, usize>>,
+    nas: HashMap<(u32, Option<usize>), Arc<NasView>>,
+}
+
+#[derive(Debug)]
+struct CachedWorkload {
+    path: Arc<str>,
+    parsed: CgroupWorkload,
+    pods_key: usize,
+    workload: Arc<Workload>,
+    misses: u64,
+}
+
+/// Joins a parsed cgroup with the pod table; returns the workload and whether it is a miss.
+fn join_pods(path: Arc<str>, parsed: &CgroupWorkload, pods: Option<&PodIndex>) -> (Workload, u64) {
+    let mut w = Workload {
+        cgroup_path: Some(path),
+        container_id: parsed.container_id.clone(),
+        pod_uid: parsed.pod_uid.clone(),
+        ..Workload::default()
+    };
+    let Some(index) = pods else { return (w, 0) };
+    if let Some(c) = w.container_id.as_deref().and_then(|c| index.container(c)) {
+        w.pod = Some(Arc::clone(&c.pod));
+        w.container_name = Some(c.name.clone());
+    } else if let Some(p) = w.pod_uid.as_deref().and_then(|u| index.pod(u)) {
+        w.pod = Some(Arc::clone(p));
+    }
+    // A container the kubelet does not know (even if its pod is known) is a miss.
+    let container_unknown = w.container_id.is_some() && w.container_name.is_none();
+    let pod_unknown = w.pod_uid.is_some() && w.pod.is_none();
+    (w, u64::from(container_unknown || pod_unknown))
+}
+
+/// Names every (cgroup, device) pair from the given tables: the part of resolution that runs
+/// every interval, with no I/O and no waiting.
+pub fn name_pairs(
+    namer: &mut CgroupNamer,
+    cache: &mut NameCache,
+    cgroups: &CgroupTable,
+    pods: Option<&Arc<PodIndex>>,
+    mounts: &Arc<MountTable>,
+    pairs: &[(u64, u32)],
+    seen_at: Instant,
+) -> Names {
+    let mut found = Names {
+        workloads: HashMap::with_capacity(pairs.len()),
+        nas: HashMap::with_capacity(pairs.len()),
+        ..Names::default()
+    };
+    let pods_key = pods.map_or(0, |p| Arc::as_ptr(p) as usize);
+    let pods = pods.map(AsRef::as_ref);
+    for &(id, _) in pairs {
+        if found.workloads.contains_key(&id) {
+            continue;
+        }
+        let workload = match namer.name(cgroups, id, seen_at) {
+            CgroupName::Path(path) => match cache.workloads.get_mut(&id) {
+                Some(c) if (Arc::ptr_eq(&c.path, &path) || c.path == path) && c.pods_key == pods_key => {
+                    found.misses += c.misses;
+                    Arc::clone(&c.workload)
+                }
+                Some(c) if c.path == path => {
+                    let (w, miss) = join_pods(path, &c.parsed, pods);
+                    let w = Arc::new(w);
+                    c.pods_key = pods_key;
+                    c.workload = Arc::clone(&w);
+                    c.misses = miss;
+                    found.misses += miss;
+                    w
+                }
+                _ => {
+                    let parsed = parse_cgroup_path(&path);
+                    let (w, miss) = join_pods(Arc::clone(&path), &parsed, pods);
+                    let w = Arc::new(w);
+                    let entry = CachedWorkload { path, parsed, pods_key, workload: Arc::clone(&w), misses: miss };
+                    cache.workloads.insert(id, entry);
+                    found.misses += miss;
+                    w
+                }
+            },
+            CgroupName::Pending => {
+                found.misses += 1;
+                Arc::new(Workload::default())
+            }
+            CgroupName::Gone { last_path } => {
+                cache.workloads.remove(&id);
+                found.gone.insert(id);
+                let mut w = match last_path {
+                    Some(p) => {
+                        let parsed = parse_cgroup_path(&p);
+                        join_pods(p, &parsed, pods).0
+                    }
+                    None => Workload::default(),
+                };
+                w.gone = true;
+                Arc::new(w)
+            }
+        };
+        found.workloads.insert(id, workload);
+    }
+
+    let mounts_key = Arc::as_ptr(mounts) as usize;
+    if mounts_key != cache.mounts_key {
+        cache.mounts_key = mounts_key;
+        cache.nas.clear();
+        cache.pod_mounts.clear();
+        for (dev, m) in mounts.iter() {
+            for (i, mp) in m.mount_points.iter().enumerate() {
+                if let Some(uid) = &mp.pod_uid {
+                    cache.pod_mounts.entry(*dev).or_default().entry(uid.clone()).or_insert(i);
+                }
+            }
+        }
+    }
+    for &(id, dev) in pairs {
+        let Some(m) = mounts.get(&dev) else {
+            found.misses += 1;
+            continue;
+        };
+        let uid = found.workloads.get(&id).and_then(|w| w.pod_uid.as_deref());
+        let index = uid.and_then(|u| cache.pod_mounts.get(&dev).and_then(|by_uid| by_uid.get(u))).copied();
+        let view = cache.nas.entry((dev, index)).or_insert_with(|| Arc::new(NasView::of(m, index)));
+        found.nas.insert((dev, id), Arc::clone(view));
+    }
+    found
 }
 
 #[cfg(test)]
@@ -355,7 +489,7 @@ mod tests {
             task: "trainer".into(),
         });
         let w = Workload {
-            cgroup_path: Some("/kubepods/x".into()),
+            cgroup_path: Some(Arc::from("/kubepods/x")),
             container_id: Some("c".into()),
             pod_uid: Some("u".into()),
             pod: Some(pod),
@@ -376,12 +510,12 @@ mod tests {
             ]
         );
         let bare = Workload {
-            cgroup_path: Some("/docker/abc".into()),
+            cgroup_path: Some(Arc::from("/docker/abc")),
             container_id: Some("abc".into()),
             ..Workload::default()
         };
         assert_eq!(bare.attributes(), vec![("container.id", "abc".to_owned())]);
-        let host = Workload { cgroup_path: Some("/system.slice/backup.service".into()), ..Workload::default() };
+        let host = Workload { cgroup_path: Some(Arc::from("/system.slice/backup.service")), ..Workload::default() };
         assert_eq!(host.attributes(), vec![("process.linux.cgroup", "/system.slice/backup.service".to_owned())]);
         assert!(host.attributes().iter().all(|(k, _)| *k != "k8s.pod.name"));
     }
