@@ -25,6 +25,22 @@ pub fn noop_object() -> &'static [u8] {
 /// Latency histogram slots per key; see `NASFLOW_HIST_SLOTS`.
 pub const HIST_SLOTS: usize = 40;
 
+/// The kernel's latency slot of a sample, as `latency_slot()` in `bpf/nasflow.bpf.c` computes
+/// it: the sample in units of 2^-30 s (`ns + ns * 73741824 / 10^9`, capped at 2^37 ns), then
+/// slot 0 for at most 1 unit, else `floor(log2(units - 1)) + 1`, at most `HIST_SLOTS - 1`.
+/// Slot `s >= 1` thus holds (2^(s-31), 2^(s-30)] seconds. Kept beside the ABI so user space
+/// and tests agree with the kernel on bucket edges.
+#[must_use]
+pub fn latency_slot(ns: u64) -> usize {
+    let ns = ns.min(1 << 37);
+    let units = ns + ns * 73_741_824 / 1_000_000_000;
+    if units <= 1 {
+        return 0;
+    }
+    let slot = (units - 1).ilog2() as usize + 1;
+    slot.min(HIST_SLOTS - 1)
+}
+
 /// Map names, as in the C source.
 pub mod maps {
     /// Per-CPU counters per [`IoKey`](super::IoKey).
@@ -304,6 +320,33 @@ mod tests {
         for (i, h) in Health::ALL.iter().enumerate() {
             assert_eq!(*h as usize, i);
         }
+    }
+
+    #[test]
+    fn latency_slots_have_exact_power_of_two_edges() {
+        // In units of 2^-30 s: 2^k units is the top of slot k, 2^k + 1 the bottom of k+1.
+        let units_to_ns = |u: u64| u * 1_000_000_000 / (1 << 30);
+        for k in 1..30u32 {
+            let top = 1u64 << k;
+            // Find ns values whose unit count is exactly 2^k and 2^k + 1 (the rounding of the
+            // ns -> units conversion makes some unit counts unreachable: search nearby).
+            let at = (units_to_ns(top).saturating_sub(2)..units_to_ns(top) + 3)
+                .find(|ns| ns + ns * 73_741_824 / 1_000_000_000 == top);
+            if let Some(ns) = at {
+                assert_eq!(latency_slot(ns), k as usize, "2^{k} units");
+            }
+            let above =
+                (units_to_ns(top)..units_to_ns(top) + 4).find(|ns| ns + ns * 73_741_824 / 1_000_000_000 == top + 1);
+            if let Some(ns) = above {
+                assert_eq!(latency_slot(ns), k as usize + 1, "2^{k}+1 units");
+            }
+        }
+        assert_eq!(latency_slot(0), 0);
+        assert_eq!(latency_slot(1_000_000), 21, "1 ms is in (2^-10, 2^-9] s");
+        assert_eq!(latency_slot(976_562), 20, "just under 2^-10 s");
+        // Samples are capped at 2^37 ns (137 s): slot 38, the last one in use.
+        assert_eq!(latency_slot(u64::MAX), 38);
+        assert_eq!(latency_slot(1 << 37), 38);
     }
 
     #[test]

@@ -1,0 +1,43 @@
+//! The metric schema, in one place (documented in docs/metrics.md). Names extend the
+//! OpenTelemetry NFS semantic conventions.
+
+/// Bytes on the wire: READ and WRITE payloads. Monotonic sum, `By`.
+pub const IO: &str = "nfs.client.io";
+/// Completed operations. Monotonic sum, `{operation}`.
+pub const OPERATION_COUNT: &str = "nfs.client.operation.count";
+/// Operation latency, start to completion. Histogram, `s`.
+pub const OPERATION_DURATION: &str = "nfs.client.operation.duration";
+
+/// `read` or `write`, on [`IO`].
+pub const ATTR_IO_DIRECTION: &str = "nfs.io.direction";
+/// Operation name as the kernel spells it (`READ`, `WRITE`, `COMMIT`, ...).
+pub const ATTR_OPERATION: &str = "nfs.operation.name";
+/// errno name of a failed operation (`EIO`, ...), on [`OPERATION_COUNT`].
+pub const ATTR_ERROR_TYPE: &str = "error.type";
+/// Marks the series that hold what exceeded the series budget.
+pub const ATTR_OVERFLOW: &str = "otel.metric.overflow";
+
+/// Scope of the NFS metrics.
+pub const SCOPE: &str = "nasflow";
+/// Scope of the agent's own metrics.
+pub const SELF_SCOPE: &str = "nasflow.self";
+
+/// Self-telemetry: exports that failed (after retries of one batch, each failure counts).
+pub const SELF_EXPORT_FAILURES: &str = "nasflow.export.failures";
+/// Self-telemetry: series in the last export (gauge).
+pub const SELF_SERIES: &str = "nasflow.series";
+/// Self-telemetry: series that were folded into overflow series (cumulative).
+pub const SELF_OVERFLOWED: &str = "nasflow.series.overflowed";
+/// Self-telemetry: what the kernel probe could not count, by `reason` (cumulative).
+pub const SELF_PROBE_DROPS: &str = "nasflow.probe.drops";
+/// Self-telemetry: cgroups, containers or devices that could not be named (cumulative).
+pub const SELF_ENRICH_MISSES: &str = "nasflow.enrich.misses";
+/// Self-telemetry: pod tables loaded from the kubelet (cumulative).
+pub const SELF_KUBELET_REFRESHES: &str = "nasflow.kubelet.refreshes";
+
+/// (name, description, unit) of each NFS metric.
+pub const METRICS: [(&str, &str, &str); 3] = [
+    (IO, "Bytes on the wire: READ payloads received and WRITE payloads sent.", "By"),
+    (OPERATION_COUNT, "Completed NFS operations, failed ones with error.type.", "{operation}"),
+    (OPERATION_DURATION, "NFS operation latency, from the RPC's start to its completion.", "s"),
+];
