@@ -12,6 +12,11 @@ use nasflow_enrich::{
     cgroup::CgroupHierarchy,
     names::{EnrichConfig, Enricher},
 };
+use nasflow_otlp_out::{
+    encode::{Encoder, SelfStats},
+    exporter::Exporter,
+    transport::Transport,
+};
 use nasflow_probe::{AttachEvent, CgroupIdentity, Probe, ProbeOptions, Snapshot};
 
 use crate::{config::RunConfig, jsonl};
@@ -62,7 +67,20 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     // Waiting for a refresh when a new cgroup, container or mount shows up is bounded so an
     // interval never slips by more than half.
     let budget = (cfg.interval / 2).min(Duration::from_secs(2));
-    let mut pipe = Pipe { probe, enricher, budget, seq: 0 };
+    let otlp = match &cfg.otlp {
+        Some(o) => {
+            let transport = Transport::new(&o.transport)?;
+            tracing::info!(endpoint = transport.endpoint(), protocol = ?o.transport.protocol, "pushing OTLP metrics");
+            Some(OtlpSink {
+                encoder: Encoder::new(o.encode.clone()),
+                exporter: Exporter::spawn(transport),
+                last_seq: 0,
+                shutdown_timeout: o.shutdown_timeout,
+            })
+        }
+        None => None,
+    };
+    let mut pipe = Pipe { probe, enricher, budget, seq: 0, jsonl: cfg.output.is_some(), otlp };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -74,8 +92,14 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
             _ = terminate.recv() => break,
         }
     }
-    tracing::info!("stopping: writing the last interval");
-    pipe.tick().await
+    tracing::info!("stopping: one last interval");
+    pipe.tick().await?;
+    if let Some(o) = &pipe.otlp {
+        if !o.exporter.flush(o.last_seq, o.shutdown_timeout).await {
+            tracing::warn!(endpoint = o.exporter.endpoint(), "the last export did not complete in time");
+        }
+    }
+    Ok(())
 }
 
 async fn attach_loop(probe: SharedProbe) {
@@ -103,6 +127,16 @@ struct Pipe {
     enricher: Enricher,
     budget: Duration,
     seq: u64,
+    jsonl: bool,
+    otlp: Option<OtlpSink>,
+}
+
+/// The OTLP side of the pipe: the encoder owns the series, the exporter the network.
+struct OtlpSink {
+    encoder: Encoder,
+    exporter: Exporter,
+    last_seq: u64,
+    shutdown_timeout: Duration,
 }
 
 impl Pipe {
@@ -124,16 +158,30 @@ impl Pipe {
         let mut pairs: Vec<(u64, u32)> = snap.rows.iter().map(|r| (r.cgroup, r.dev)).collect();
         pairs.dedup();
         let names = self.enricher.resolve(&pairs, seen_at, self.budget).await;
-        let lines = jsonl::lines(&snap, self.seq, &names);
-        let mut stdout = io::stdout().lock();
-        if let Err(e) = jsonl::write_interval(&mut stdout, &snap, self.seq, &lines) {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                anyhow::bail!("standard output closed");
+        if self.jsonl {
+            let lines = jsonl::lines(&snap, self.seq, &names);
+            let mut stdout = io::stdout().lock();
+            if let Err(e) = jsonl::write_interval(&mut stdout, &snap, self.seq, &lines) {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    anyhow::bail!("standard output closed");
+                }
+                tracing::warn!(error = %e, "writing jsonl");
             }
-            tracing::warn!(error = %e, "writing jsonl");
+            let _ = stdout.flush();
         }
-        let _ = stdout.flush();
-        drop(stdout);
+        if let Some(o) = &mut self.otlp {
+            o.encoder.acknowledge(o.exporter.acknowledged());
+            let e = self.enricher.stats();
+            let stats = SelfStats {
+                export_failures: o.exporter.failures(),
+                probe_drops: snap.health.counters.clone(),
+                enrich_misses: e.misses,
+                kubelet_refreshes: e.kubelet_refreshes,
+            };
+            let (seq, request) = o.encoder.encode(&snap, &names, &stats);
+            o.exporter.publish(seq, request);
+            o.last_seq = seq;
+        }
         if !names.gone.is_empty() {
             let p = Arc::clone(&self.probe);
             let ids = names.gone.clone();

@@ -3,4 +3,6 @@
 //! HTTP with retries, never holding up the probe.
 
 pub mod encode;
+pub mod exporter;
 pub mod schema;
+pub mod transport;

@@ -1,0 +1,305 @@
+//! Interop with a real OpenTelemetry collector, rotel (from `PyPI`). nasflow pushes to rotel over
+//! OTLP/gRPC and OTLP/HTTP, rotel forwards over OTLP/gRPC to a receiver in this test, which
+//! records what arrived: the assertions are on what a real collector received and passed on.
+
+use std::{
+    net::{SocketAddr, TcpListener as StdListener},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use nasflow_enrich::names::{Names, Workload};
+use nasflow_otlp_out::{
+    encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality},
+    exporter::Exporter,
+    transport::{Protocol, Transport, TransportConfig},
+};
+use nasflow_probe::{IoRow, Operation, ProbeHealth, Snapshot, LATENCY_SLOTS};
+use opentelemetry_proto::tonic::{
+    collector::metrics::v1::{
+        metrics_service_server::{MetricsService, MetricsServiceServer},
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    },
+    common::v1::any_value,
+    metrics::v1::{metric::Data, number_data_point, Metric},
+};
+
+type Got = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
+
+struct Sink(Got);
+
+#[tonic::async_trait]
+impl MetricsService for Sink {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0.lock().expect("lock").push(req.into_inner());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
+    }
+}
+
+async fn receiver() -> (SocketAddr, Got) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let got: Got = Arc::default();
+    let svc =
+        MetricsServiceServer::new(Sink(Arc::clone(&got))).accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    (addr, got)
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
+}
+
+fn rotel_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("ROTEL_AGENT") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))"])
+        .output()
+        .expect("python3");
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(p.is_file(), "rotel-agent not found: pip install rotel (or set ROTEL_AGENT)");
+    p
+}
+
+struct Rotel {
+    child: Child,
+    grpc: u16,
+    http: u16,
+}
+
+impl Rotel {
+    fn start(grpc: u16, http: u16, forward_to: SocketAddr) -> Self {
+        let pid = std::env::temp_dir().join(format!("rotel-{grpc}.pid"));
+        let child = Command::new(rotel_binary())
+            .args([
+                "start",
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{grpc}"),
+                "--otlp-http-endpoint",
+                &format!("127.0.0.1:{http}"),
+            ])
+            .args(["--exporter", "otlp", "--otlp-exporter-endpoint", &format!("http://{forward_to}")])
+            .args(["--batch-timeout", "100ms", "--pid-file"])
+            .arg(pid)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rotel-agent");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err() {
+            assert!(Instant::now() < deadline, "rotel did not listen on {grpc}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, grpc, http }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rows(scale: u64) -> Snapshot {
+    let mut slots = [0u64; LATENCY_SLOTS];
+    slots[20] = 3 * scale;
+    slots[23] = scale;
+    let row = |op, err, ops, bytes, latency_slots: [u64; LATENCY_SLOTS]| IoRow {
+        cgroup: 7,
+        dev: 61,
+        op,
+        err,
+        ops,
+        bytes,
+        latency_count: latency_slots.iter().sum(),
+        latency_sum_ns: latency_slots.iter().sum::<u64>() * 1_500_000,
+        latency_slots,
+    };
+    Snapshot {
+        taken_at: Some(SystemTime::now()),
+        rows: vec![
+            row(Operation::Read, 0, 4 * scale, 1_048_576 * scale, slots),
+            row(Operation::Read, 5, scale, 0, [0; LATENCY_SLOTS]),
+            row(Operation::Write, 0, 2 * scale, 4096 * scale + 7, [0; LATENCY_SLOTS]),
+        ],
+        inflight: vec![],
+        health: ProbeHealth::default(),
+    }
+}
+
+fn names() -> Names {
+    let mut n = Names::default();
+    let w = Workload { cgroup_path: Some(Arc::from("/system.slice/backup.service")), ..Workload::default() };
+    n.workloads.insert(7, Arc::new(w));
+    n
+}
+
+fn encoder() -> Encoder {
+    Encoder::new(EncodeOptions {
+        histogram: HistogramKind::Exponential,
+        temporality: Temporality::Cumulative,
+        max_series: 1000,
+        resource: vec![("service.name".into(), "nasflow".into()), ("k8s.node.name".into(), "node-1".into())],
+        scope_version: "test".into(),
+    })
+}
+
+fn transport(protocol: Protocol, rotel_grpc: u16, rotel_http: u16) -> Transport {
+    let endpoint = match protocol {
+        Protocol::Grpc => format!("http://127.0.0.1:{rotel_grpc}"),
+        Protocol::HttpProtobuf => format!("http://127.0.0.1:{rotel_http}/v1/metrics"),
+    };
+    Transport::new(&TransportConfig {
+        protocol,
+        endpoint,
+        headers: vec![("x-tenant".into(), "team-a".into())],
+        gzip: true,
+        timeout: Duration::from_secs(2),
+        ca: None,
+        client_cert: None,
+        client_key: None,
+    })
+    .expect("transport")
+}
+
+/// The metric named `name` in the newest forwarded request that has it.
+fn newest(got: &Got, name: &str) -> Option<Metric> {
+    let got = got.lock().expect("lock");
+    got.iter()
+        .rev()
+        .flat_map(|r| r.resource_metrics.iter())
+        .flat_map(|rm| rm.scope_metrics.iter())
+        .flat_map(|sm| sm.metrics.iter())
+        .find(|m| m.name == name)
+        .cloned()
+}
+
+fn sum_values(m: &Metric) -> Vec<i64> {
+    match &m.data {
+        Some(Data::Sum(s)) => s
+            .data_points
+            .iter()
+            .map(|p| match p.value {
+                Some(number_data_point::Value::AsInt(v)) => v,
+                _ => -1,
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+async fn wait_for(got: &Got, name: &str, want: Vec<i64>) -> Metric {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(m) = newest(got, name) {
+            if sum_values(&m) == want {
+                return m;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "collector never passed on {name} = {want:?}; last: {:?}",
+            newest(got, name).map(|m| sum_values(&m))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// Short names (t, e, s, p, b) keep the assertions readable.
+#[allow(clippy::many_single_char_names)]
+async fn through_rotel(protocol: Protocol) {
+    let (rx, got) = receiver().await;
+    let rotel = Rotel::start(free_port(), free_port(), rx);
+    let mut t = transport(protocol, rotel.grpc, rotel.http);
+    let mut e = encoder();
+    let (_, req) = e.encode(&rows(1), &names(), &SelfStats { export_failures: 3, ..SelfStats::default() });
+    t.send(&req).await.expect("send");
+    let io = wait_for(&got, "nfs.client.io", vec![1_048_576, 4096 + 7]).await;
+    assert_eq!(io.unit, "By");
+    let count = wait_for(&got, "nfs.client.operation.count", vec![4, 1, 2]).await;
+    let Some(Data::Sum(s)) = &count.data else { panic!("sum") };
+    let err = s.data_points[1].attributes.iter().find(|a| a.key == "error.type").and_then(|a| a.value.clone());
+    assert_eq!(err.and_then(|v| v.value), Some(any_value::Value::StringValue("EIO".into())));
+    let cg = s.data_points[0].attributes.iter().find(|a| a.key == "process.linux.cgroup").and_then(|a| a.value.clone());
+    assert_eq!(cg.and_then(|v| v.value), Some(any_value::Value::StringValue("/system.slice/backup.service".into())));
+    let dur = newest(&got, "nfs.client.operation.duration").expect("duration");
+    let Some(Data::ExponentialHistogram(h)) = &dur.data else { panic!("exponential histogram: {:?}", dur.data) };
+    let p = &h.data_points[0];
+    let b = p.positive.as_ref().expect("buckets");
+    assert_eq!((p.scale, p.count, b.offset), (0, 4, -11));
+    assert_eq!(b.bucket_counts, vec![3, 0, 0, 1]);
+    assert!((p.sum.expect("sum") - 0.006).abs() < 1e-9);
+    let failures = newest(&got, "nasflow.export.failures").expect("self telemetry");
+    assert_eq!(sum_values(&failures), vec![3]);
+    let got = got.lock().expect("lock");
+    let resource =
+        got.iter().rev().find_map(|r| r.resource_metrics.first()).and_then(|rm| rm.resource.clone()).expect("resource");
+    assert!(resource.attributes.iter().any(|a| a.key == "k8s.node.name"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_through_rotel() {
+    through_rotel(Protocol::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_through_rotel() {
+    through_rotel(Protocol::HttpProtobuf).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_outages_lose_nothing() {
+    let (rx, got) = receiver().await;
+    let (grpc, http) = (free_port(), free_port());
+    let exporter = Exporter::spawn(transport(Protocol::Grpc, grpc, http));
+    let mut e = encoder();
+    let stats = SelfStats::default();
+
+    // Collector absent at start: the exporter retries, the pipe goes on.
+    let (s1, r1) = e.encode(&rows(1), &names(), &stats);
+    exporter.publish(s1, r1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(exporter.failures() >= 1, "the first attempts must have failed");
+    assert_eq!(exporter.acknowledged(), 0);
+    let (s2, r2) = e.encode(&rows(2), &names(), &stats);
+    exporter.publish(s2, r2);
+
+    // It comes up: the newest cumulative values arrive.
+    let mut rotel = Rotel::start(grpc, http, rx);
+    assert!(exporter.flush(s2, Duration::from_secs(40)).await, "never delivered after the collector came up");
+    let first = wait_for(&got, "nfs.client.operation.count", vec![8, 2, 4]).await;
+
+    // Killed mid-run, values keep growing, restarted: the values are right afterwards.
+    rotel.stop();
+    let (s3, r3) = e.encode(&rows(3), &names(), &stats);
+    exporter.publish(s3, r3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s4, r4) = e.encode(&rows(5), &names(), &stats);
+    exporter.publish(s4, r4);
+    let _rotel = Rotel::start(grpc, http, rx);
+    assert!(exporter.flush(s4, Duration::from_secs(40)).await, "never delivered after the restart");
+    let last = wait_for(&got, "nfs.client.operation.count", vec![20, 5, 10]).await;
+    wait_for(&got, "nfs.client.io", vec![5 * 1_048_576, 5 * 4096 + 7]).await;
+    let start = |m: &Metric| match &m.data {
+        Some(Data::Sum(s)) => s.data_points[0].start_time_unix_nano,
+        _ => 0,
+    };
+    assert_eq!(start(&first), start(&last), "same series across the outage");
+}
