@@ -7,6 +7,8 @@ set -u
 R=$1
 BIN=$2
 STANDIN=$3
+SINK=$4
+ROTEL=$5
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 exec >"$R/guest.log" 2>&1
@@ -37,12 +39,21 @@ wait_for() { # file pattern seconds
 	return 1
 }
 
-start_agent() { # name
-	"$BIN" run --output jsonl --interval "$INTERVAL" --node-name vm --kubelet-url https://127.0.0.1:10250 \
+start_agent() { # name, then OTLP flags: JSON lines and OTLP (through rotel) from one agent
+	local name=$1; shift
+	OTEL_RESOURCE_ATTRIBUTES="nasflow.test.phase=$name" "$BIN" run --output jsonl --interval "$INTERVAL" \
+		--node-name vm --kubelet-url https://127.0.0.1:10250 \
 		--kubelet-token-file "$R/token" --kubelet-ca-file "$R/ca.pem" --task-labels team.example.com/task \
-		>"$R/$1.jsonl" 2>"$R/$1.log" &
+		"$@" >"$R/$name.jsonl" 2>"$R/$name.log" &
 	AGENT=$!
 }
+
+# A real collector (rotel) in front of a sink that records what it passes on.
+"$SINK" 127.0.0.1:4319 /tmp/otlp.jsonl >"$R/sink.log" 2>&1 &
+SINKPID=$!
+"$ROTEL" start --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4318 --exporter otlp \
+	--otlp-exporter-endpoint http://127.0.0.1:4319 --batch-timeout 100ms --pid-file /tmp/rotel.pid >"$R/rotel.log" 2>&1 &
+ROTELPID=$!
 
 # The kubelet stand-in: HTTPS on 10250 with a bearer token, serving $PODS.
 PODS=$R/pods.json
@@ -71,7 +82,7 @@ hold_write() { # cgroup file offset size tag: buffered write kept open
 ########## cgroup v2 phase ##########
 CGDIR=$CG
 INTERVAL=2s
-start_agent v2
+start_agent v2 --otlp-endpoint http://127.0.0.1:4317
 wait_for "$R/v2.jsonl" '"kind":"health"' 30
 grep -q '"attached":false' "$R/v2.jsonl" && expect unattached_before_modules 1
 modprobe nfs
@@ -182,7 +193,7 @@ mount -t cgroup -o pids pids $CG/pids
 mount -t cgroup2 none $CG/unified
 CGDIR=$CG/memory
 INTERVAL=1s
-start_agent v1
+start_agent v1 --otlp-endpoint http://127.0.0.1:4318 --otlp-protocol http/protobuf --histogram explicit
 wait_for "$R/v1.jsonl" '"attached":true' 20
 # cgroupfs-driver cgroups, as the kubelet makes them on v1 hosts.
 U4=$(uuid); C4=$(cid)
@@ -204,4 +215,10 @@ expect v1write $P nas-b "$n"
 expect v1attrs $P k8s.pod.name=debug-shell nasflow.task=debug-shell
 expect v1absent /system.slice/backup.service
 stop_agent
+# Let the collector pass the last export on, then collect what the sink recorded.
+sleep 2
+kill -TERM "$ROTELPID"; wait "$ROTELPID"
+sleep 1
+kill -TERM "$SINKPID"; wait "$SINKPID"
+cp /tmp/otlp.jsonl "$R/otlp.jsonl"
 expect done

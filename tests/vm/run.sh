@@ -11,13 +11,16 @@ if [ -z "${NASFLOW_BIN:-}" ]; then
 	(cd "$ROOT" && cargo build --quiet --bin nasflow)
 	NASFLOW_BIN=$ROOT/target/debug/nasflow
 fi
-(cd "$ROOT" && cargo build --quiet -p nasflow-enrich --example kubelet_standin)
+(cd "$ROOT" && cargo build --quiet -p nasflow-enrich --example kubelet_standin && cargo build --quiet -p nasflow-otlp-out --example otlp_sink)
 STANDIN=$ROOT/target/debug/examples/kubelet_standin
+SINK=$ROOT/target/debug/examples/otlp_sink
+ROTEL=${ROTEL_AGENT:-$(python3 -c "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))")}
+[ -x "$ROTEL" ] || { echo "rotel-agent missing: pip install rotel" >&2; exit 1; }
 rm -rf "$R" && mkdir -p "$R"
 echo "VM suite: kernel $KERNEL, results in $R"
 start=$(date +%s)
 timeout 1200 vng -r "$KERNEL" --user root --disable-kvm --memory 2G --rwdir "$R" \
-	--exec "$ROOT/tests/vm/guest.sh $R $NASFLOW_BIN $STANDIN" >"$R/vng.log" 2>&1 || {
+	--exec "$ROOT/tests/vm/guest.sh $R $NASFLOW_BIN $STANDIN $SINK $ROTEL" >"$R/vng.log" 2>&1 || {
 	echo "the VM run failed; tail of $R/vng.log and $R/guest.log:" >&2
 	tail -n 30 "$R/vng.log" "$R/guest.log" >&2 || true
 }

@@ -230,3 +230,71 @@ def test_cgroup_v1_pods_named(expect, v1):
     assert len(cases) == 2
     for r in cases:
         check_attrs(v1, r[1], kv(r[2:]))
+
+
+def load_otlp(phase):
+    path = R / "otlp.jsonl"
+    assert path.exists(), f"{path} missing: the collector passed nothing on"
+    points = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [p for p in points if p["resource"].get("nasflow.test.phase") == phase]
+
+
+def newest_points(points):
+    """The newest data point of each (metric, attribute set)."""
+    newest = {}
+    for p in points:
+        key = (p["metric"], json.dumps(p["attrs"], sort_keys=True))
+        if key not in newest or p["time"] >= newest[key]["time"]:
+            newest[key] = p
+    return newest
+
+
+def check_otlp_against_jsonl(phase, run, explicit, at_least):
+    newest = newest_points(load_otlp(phase))
+    assert newest, f"no OTLP data for {phase}"
+    checked = 0
+    for l in run.last.values():
+        base = {**l["workload"], **l["nas"]}
+        key = lambda metric, extra: (metric, json.dumps({**base, **extra}, sort_keys=True))
+        if l["op"] in ("READ", "WRITE"):
+            p = newest.get(key("nfs.client.io", {"nfs.io.direction": l["op"].lower()}))
+            assert p is not None, f"no nfs.client.io for {l['cgroup']} {l['op']}"
+            assert p["value"] == l["bytes"], f"{l['cgroup']} {l['op']}: OTLP {p['value']} bytes, probe {l['bytes']}"
+            assert p["unit"] == "By"
+        ok = l["ops"] - l["errors"]
+        if ok:
+            p = newest.get(key("nfs.client.operation.count", {"nfs.operation.name": l["op"]}))
+            assert p is not None and p["value"] == ok, f"{l['cgroup']} {l['op']} count"
+        h = newest.get(key("nfs.client.operation.duration", {"nfs.operation.name": l["op"]}))
+        assert h is not None, f"no duration for {l['cgroup']} {l['op']}"
+        assert h["count"] == l["latency"]["count"]
+        want = {b["slot"]: b["count"] for b in l["latency"]["buckets"]}
+        if explicit:
+            got = {i: c for i, c in enumerate(h["bucket_counts"]) if c}
+            assert h["bounds"][20] == 2.0 ** -10
+        else:
+            assert h["scale"] == 0
+            got = {h["offset"] + i + 31: c for i, c in enumerate(h["buckets"]) if c}
+        assert got == want, f"{l['cgroup']} {l['op']}: buckets {got} != kernel slots {want}"
+        checked += 1
+    assert checked >= at_least
+
+
+def test_otlp_through_rotel_grpc_matches_the_probe(v2):
+    check_otlp_against_jsonl("v2", v2, explicit=False, at_least=20)
+
+
+def test_otlp_through_rotel_http_explicit_histograms(v1):
+    check_otlp_against_jsonl("v1", v1, explicit=True, at_least=3)
+
+
+def test_otlp_resource_and_pod_labels(expect):
+    points = load_otlp("v2")
+    resource = points[0]["resource"]
+    assert resource["service.name"] == "nasflow" and resource["k8s.node.name"] == "vm"
+    pods = {p["attrs"].get("k8s.pod.name") for p in points if p["metric"] == "nfs.client.io"}
+    assert {"trainer-7d9f8b6c5-q8z2x", "db-0"} <= pods
+    host = [p for p in points if p["attrs"].get("process.linux.cgroup") == "/close-writer"]
+    assert host and all("k8s.pod.name" not in p["attrs"] for p in host)
+    self_series = [p for p in points if p["scope"] == "nasflow.self" and p["metric"] == "nasflow.series"]
+    assert self_series and max(p["value"] for p in self_series) > 10

@@ -1,0 +1,126 @@
+//! One export of 10,000 series with histograms: CPU for encoding plus protobuf
+//! serialisation, request size (raw and gzip), and the extra peak heap of one export,
+//! measured with a counting allocator. BENCHMARKS.md records the numbers.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    hint::black_box,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::SystemTime,
+};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use nasflow_enrich::{
+    kubelet::PodMeta,
+    names::{NasView, Names, Workload},
+};
+use nasflow_otlp_out::{
+    encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality},
+    transport::gzip_size,
+};
+use nasflow_probe::{IoRow, Operation, ProbeHealth, Snapshot, LATENCY_SLOTS};
+use prost::Message;
+
+struct Counting;
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: delegates to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let now = CURRENT.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(now, Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        CURRENT.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: p was allocated by System with l.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// 1,250 pod containers x (READ, WRITE, COMMIT) on one NAS: 10,000 series.
+fn setup() -> (Snapshot, Names) {
+    let mut rows = Vec::new();
+    let mut names = Names::default();
+    let nas = Arc::new(NasView {
+        server: "10.0.0.5".into(),
+        export: "/exports/datasets".into(),
+        version: "4.1".into(),
+        mount_point: Some("/var/lib/kubelet/pods/x/volumes/kubernetes.io~nfs/datasets".into()),
+        volume: Some("datasets".into()),
+    });
+    for i in 0..1250u64 {
+        let cgroup = 10_000 + i;
+        let pod = Arc::new(PodMeta {
+            namespace: "ml-training".into(),
+            name: format!("trainer-{i}-7d9f8b6c5-x2x9z"),
+            uid: format!("{i:08x}-0000-4000-8000-000000000000"),
+            owners: vec![("k8s.deployment.name", format!("trainer-{i}")), ("k8s.replicaset.name", format!("trainer-{i}-7d9f8b6c5"))],
+            task: format!("task-{}", i % 40),
+        });
+        let w = Workload {
+            cgroup_path: Some(Arc::from("/kubepods.slice/x")),
+            container_id: Some(format!("{i:064x}")),
+            pod_uid: Some(pod.uid.clone()),
+            container_name: Some("app".into()),
+            pod: Some(pod),
+            gone: false,
+        };
+        names.workloads.insert(cgroup, Arc::new(w));
+        names.nas.insert((61, cgroup), Arc::clone(&nas));
+        for op in [Operation::Read, Operation::Write, Operation::Commit] {
+            let mut latency_slots = [0; LATENCY_SLOTS];
+            for s in 18..23 {
+                latency_slots[s] = i + s as u64;
+            }
+            let n: u64 = latency_slots.iter().sum();
+            rows.push(IoRow { cgroup, dev: 61, op, err: 0, ops: n, bytes: n * 65536, latency_count: n, latency_sum_ns: n * 1_000_000, latency_slots });
+        }
+    }
+    (Snapshot { taken_at: Some(SystemTime::now()), rows, inflight: vec![], health: ProbeHealth::default() }, names)
+}
+
+fn bench(c: &mut Criterion) {
+    let (snap, names) = setup();
+    let opts = EncodeOptions {
+        histogram: HistogramKind::Exponential,
+        temporality: Temporality::Cumulative,
+        max_series: 20_000,
+        resource: vec![("service.name".into(), "nasflow".into())],
+        scope_version: "bench".into(),
+    };
+    let mut e = Encoder::new(opts);
+    let stats = SelfStats::default();
+    let (_, first) = e.encode(&snap, &names, &stats);
+    assert_eq!(e.series_count(), 10_000);
+    let (raw, gz) = gzip_size(&first);
+    drop(first);
+    let before = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let (_, req) = e.encode(&snap, &names, &stats);
+    let bytes = req.encode_to_vec();
+    let peak = PEAK.load(Ordering::Relaxed) - before;
+    drop((req, bytes));
+    println!(
+        "10k series: request {raw} B raw, {gz} B gzip ({:.1} B/series gzip); extra peak heap of one export {:.1} MiB",
+        gz as f64 / 10_000.0,
+        peak as f64 / (1 << 20) as f64
+    );
+    c.bench_function("export 10k series (encode + serialise)", |b| {
+        b.iter(|| {
+            let (_, req) = e.encode(black_box(&snap), &names, &stats);
+            black_box(req.encode_to_vec())
+        });
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
