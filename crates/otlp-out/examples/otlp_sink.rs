@@ -74,7 +74,8 @@ fn lines(n: u64, req: &ExportMetricsServiceRequest) -> Vec<Value> {
                     Some(Data::ExponentialHistogram(h)) => {
                         for p in &h.data_points {
                             let mut l = base(&p.attributes, p.start_time_unix_nano, p.time_unix_nano);
-                            let (offset, buckets) = p.positive.as_ref().map_or((0, vec![]), |b| (b.offset, b.bucket_counts.clone()));
+                            let (offset, buckets) =
+                                p.positive.as_ref().map_or((0, vec![]), |b| (b.offset, b.bucket_counts.clone()));
                             l["count"] = json!(p.count);
                             l["sum"] = json!(p.sum);
                             l["scale"] = json!(p.scale);

@@ -11,15 +11,16 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use nasflow_enrich::{errno::errno_name, names::Names};
+use nasflow_enrich::{
+    errno::errno_name,
+    names::{Names, NasView, Workload},
+};
 use nasflow_probe::{Operation, Snapshot, LATENCY_SLOTS};
 use opentelemetry_proto::tonic::{
-    collector::metrics::v1::ExportMetricsServiceRequest,
     common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue},
     metrics::v1::{
         exponential_histogram_data_point::Buckets, metric, number_data_point, AggregationTemporality,
-        ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
-        NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+        ExponentialHistogramDataPoint, Gauge, HistogramDataPoint, Metric, NumberDataPoint, ScopeMetrics, Sum,
     },
     resource::v1::Resource,
 };
@@ -212,11 +213,8 @@ pub struct Encoder {
     pending: VecDeque<PendingValues>,
     seq: u64,
     started: u64,
+    attrs: AttrCache,
 }
-
-/// Data points per metric: counts, io bytes, exponential and explicit histograms.
-type DataPoints =
-    (Vec<NumberDataPoint>, Vec<NumberDataPoint>, Vec<ExponentialHistogramDataPoint>, Vec<HistogramDataPoint>);
 
 /// A request's sequence number, time and the values it carried (delta temporality).
 type PendingValues = (u64, u64, Vec<(SeriesKey, Value)>);
@@ -237,6 +235,7 @@ impl Encoder {
             pending: VecDeque::new(),
             seq: 0,
             started: nanos(SystemTime::now()),
+            attrs: AttrCache::default(),
         }
     }
 
@@ -294,8 +293,8 @@ impl Encoder {
     }
 
     /// Encodes one interval. Returns the request's sequence number (for
-    /// [`Encoder::acknowledge`]) and the request.
-    pub fn encode(&mut self, snap: &Snapshot, names: &Names, stats: &SelfStats) -> (u64, ExportMetricsServiceRequest) {
+    /// [`Encoder::acknowledge`]) and the encoded `ExportMetricsServiceRequest`.
+    pub fn encode(&mut self, snap: &Snapshot, names: &Names, stats: &SelfStats) -> (u64, Vec<u8>) {
         self.seq += 1;
         let now = snap.taken_at.map_or_else(|| nanos(SystemTime::now()), nanos);
         let values = Self::values(snap);
@@ -381,47 +380,65 @@ impl Encoder {
         (self.seq, request)
     }
 
-    fn build(
-        &self,
-        points: &[(SeriesKey, Value, u64)],
-        names: &Names,
-        now: u64,
-        stats: &SelfStats,
-    ) -> ExportMetricsServiceRequest {
+    fn build(&mut self, points: &[(SeriesKey, Value, u64)], names: &Names, now: u64, stats: &SelfStats) -> Vec<u8> {
         let temporality = match self.opts.temporality {
             Temporality::Cumulative => AggregationTemporality::Cumulative,
             Temporality::Delta => AggregationTemporality::Delta,
         } as i32;
-        let (count_points, io_points, exp_points, hist_points) = self.data_points(points, names, now);
-        let metric = |name: &'static str, data: metric::Data| {
-            let (_, description, unit) =
-                schema::METRICS.iter().find(|m| m.0 == name).copied().unwrap_or((name, "", ""));
-            Metric {
-                name: name.to_owned(),
-                description: description.to_owned(),
-                unit: unit.to_owned(),
-                metadata: vec![],
-                data: Some(data),
+        let hist_tag = match self.opts.histogram {
+            HistogramKind::Exponential => wire::EXP_HIST_POINT_ATTRS,
+            HistogramKind::Explicit => wire::HIST_POINT_ATTRS,
+        };
+        // Data points go straight into one buffer per metric; attributes come from the cache.
+        let (mut counts, mut ios, mut hists) = (Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Vec::with_capacity(1024);
+        let mut seen = std::collections::HashSet::new();
+        for (key, value, start) in points {
+            let (buf, tag) = match key.kind() {
+                Kind::Count => (&mut counts, wire::NUMBER_POINT_ATTRS),
+                Kind::Io => (&mut ios, wire::NUMBER_POINT_ATTRS),
+                Kind::Duration => (&mut hists, hist_tag),
+            };
+            scratch.clear();
+            match value {
+                Value::Sum(v) => wire::encode(&number(vec![], *start, now, *v), &mut scratch),
+                Value::Hist(h) => match self.opts.histogram {
+                    HistogramKind::Exponential => wire::encode(&exponential(vec![], *start, now, h), &mut scratch),
+                    HistogramKind::Explicit => wire::encode(&explicit(vec![], *start, now, h), &mut scratch),
+                },
             }
-        };
-        let sum = |data_points| {
-            metric::Data::Sum(Sum { data_points, aggregation_temporality: temporality, is_monotonic: true })
-        };
-        let mut metrics = vec![metric(schema::IO, sum(io_points)), metric(schema::OPERATION_COUNT, sum(count_points))];
-        metrics.push(match self.opts.histogram {
-            HistogramKind::Exponential => metric(
-                schema::OPERATION_DURATION,
-                metric::Data::ExponentialHistogram(ExponentialHistogram {
-                    data_points: exp_points,
-                    aggregation_temporality: temporality,
-                }),
-            ),
-            HistogramKind::Explicit => metric(
-                schema::OPERATION_DURATION,
-                metric::Data::Histogram(Histogram { data_points: hist_points, aggregation_temporality: temporality }),
-            ),
-        });
+            match key.origin() {
+                Some((cg, dev)) => {
+                    seen.insert((cg, dev));
+                    scratch.extend_from_slice(self.attrs.base(cg, dev, names, tag));
+                }
+                None => scratch.extend_from_slice(self.attrs.own(tag, Own::Overflow)),
+            }
+            match key {
+                SeriesKey::Count { op, err, .. } => {
+                    scratch.extend_from_slice(self.attrs.own(tag, Own::Op(*op)));
+                    if *err != 0 {
+                        scratch.extend_from_slice(self.attrs.own(tag, Own::Error(*err)));
+                    }
+                }
+                SeriesKey::Io { op, .. } => scratch.extend_from_slice(self.attrs.own(tag, Own::Direction(*op))),
+                SeriesKey::Duration { op, .. } => scratch.extend_from_slice(self.attrs.own(tag, Own::Op(*op))),
+                SeriesKey::Overflow(_) => {}
+            }
+            wire::put_message(buf, wire::DATA_POINTS, &scratch);
+        }
+        self.attrs.retain(&seen);
 
+        let monotonic = Some(true);
+        let (hist_field, hist_monotonic) = match self.opts.histogram {
+            HistogramKind::Exponential => (wire::METRIC_EXP_HISTOGRAM, None),
+            HistogramKind::Explicit => (wire::METRIC_HISTOGRAM, None),
+        };
+        let metrics = [
+            wire::MetricParts::new(schema::METRICS[0], wire::METRIC_SUM, &ios, temporality, monotonic),
+            wire::MetricParts::new(schema::METRICS[1], wire::METRIC_SUM, &counts, temporality, monotonic),
+            wire::MetricParts::new(schema::METRICS[2], hist_field, &hists, temporality, hist_monotonic),
+        ];
         let scope = |name: &str| InstrumentationScope {
             name: name.to_owned(),
             version: self.opts.scope_version.clone(),
@@ -433,79 +450,12 @@ impl Encoder {
             dropped_attributes_count: 0,
             entity_refs: vec![],
         };
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![ResourceMetrics {
-                resource: Some(resource),
-                scope_metrics: vec![
-                    ScopeMetrics { scope: Some(scope(schema::SCOPE)), metrics, schema_url: String::new() },
-                    ScopeMetrics {
-                        scope: Some(scope(schema::SELF_SCOPE)),
-                        metrics: self.self_metrics(now, stats),
-                        schema_url: String::new(),
-                    },
-                ],
-                schema_url: String::new(),
-            }],
-        }
-    }
-
-    /// Data points of the NFS metrics: (operation counts, io bytes, exponential histograms,
-    /// explicit histograms).
-    fn data_points(&self, points: &[(SeriesKey, Value, u64)], names: &Names, now: u64) -> DataPoints {
-        // Attributes shared by the series of one (cgroup, device), built once.
-        let mut base: HashMap<(u64, u32), Arc<Vec<KeyValue>>> = HashMap::new();
-        let mut base_of = |cg: u64, dev: u32| -> Arc<Vec<KeyValue>> {
-            Arc::clone(base.entry((cg, dev)).or_insert_with(|| {
-                let mut a: Vec<KeyValue> = Vec::new();
-                if let Some(w) = names.workloads.get(&cg) {
-                    a.extend(w.attributes().into_iter().map(|(k, v)| kv(k, v)));
-                }
-                if let Some(n) = names.nas_of(dev, cg) {
-                    a.extend(n.attributes().into_iter().map(|(k, v)| kv(k, v)));
-                }
-                Arc::new(a)
-            }))
+        let self_scope = ScopeMetrics {
+            scope: Some(scope(schema::SELF_SCOPE)),
+            metrics: self.self_metrics(now, stats),
+            schema_url: String::new(),
         };
-        let mut count_points = Vec::new();
-        let mut io_points = Vec::new();
-        let mut exp_points = Vec::new();
-        let mut hist_points = Vec::new();
-        for (key, value, start) in points {
-            let mut attrs: Vec<KeyValue> = match key.origin() {
-                Some((cg, dev)) => base_of(cg, dev).as_ref().clone(),
-                None => vec![KeyValue {
-                    key: schema::ATTR_OVERFLOW.to_owned(),
-                    value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
-                    key_strindex: 0,
-                }],
-            };
-            match (key, value) {
-                (SeriesKey::Count { op, err, .. }, Value::Sum(v)) => {
-                    attrs.push(kv(schema::ATTR_OPERATION, op.name()));
-                    if *err != 0 {
-                        attrs.push(kv(schema::ATTR_ERROR_TYPE, errno_name(*err)));
-                    }
-                    count_points.push(number(attrs, *start, now, *v));
-                }
-                (SeriesKey::Overflow(Kind::Count), Value::Sum(v)) => count_points.push(number(attrs, *start, now, *v)),
-                (SeriesKey::Io { op, .. }, Value::Sum(v)) => {
-                    attrs.push(kv(schema::ATTR_IO_DIRECTION, if *op == Operation::Read { "read" } else { "write" }));
-                    io_points.push(number(attrs, *start, now, *v));
-                }
-                (SeriesKey::Overflow(Kind::Io), Value::Sum(v)) => io_points.push(number(attrs, *start, now, *v)),
-                (SeriesKey::Duration { .. } | SeriesKey::Overflow(Kind::Duration), Value::Hist(h)) => {
-                    if let SeriesKey::Duration { op, .. } = key {
-                        attrs.push(kv(schema::ATTR_OPERATION, op.name()));
-                    }
-                    match self.opts.histogram {
-                        HistogramKind::Exponential => exp_points.push(exponential(attrs, *start, now, h)),
-                        HistogramKind::Explicit => hist_points.push(explicit(attrs, *start, now, h)),
-                    }
-                }
-                _ => {}
-            }
-        }
-        (count_points, io_points, exp_points, hist_points)
+        wire::request(&resource, &scope(schema::SCOPE), &metrics, &self_scope)
     }
 
     fn self_metrics(&self, now: u64, stats: &SelfStats) -> Vec<Metric> {
@@ -618,6 +568,222 @@ fn explicit(attributes: Vec<KeyValue>, start: u64, now: u64, h: &Hist) -> Histog
     }
 }
 
+/// Attribute sets encoded once and reused: per (cgroup, device) while the enricher hands
+/// out the same workload and NAS objects, and the few attributes of a series' own.
+#[derive(Debug, Default)]
+struct AttrCache {
+    base: HashMap<(u64, u32), CachedBase>,
+    own: HashMap<(u32, Own), Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct CachedBase {
+    workload: Option<Arc<Workload>>,
+    nas: Option<Arc<NasView>>,
+    /// Encoded attributes, by the field tag of the data point type they go into.
+    by_tag: HashMap<u32, Vec<u8>>,
+}
+
+/// A series' own attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Own {
+    Op(Operation),
+    Error(u16),
+    Direction(Operation),
+    Overflow,
+}
+
+fn same<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl AttrCache {
+    fn base(&mut self, cg: u64, dev: u32, names: &Names, tag: u32) -> &[u8] {
+        let workload = names.workloads.get(&cg);
+        let nas = names.nas_of(dev, cg);
+        let entry = self.base.entry((cg, dev)).or_insert_with(|| CachedBase {
+            workload: None,
+            nas: None,
+            by_tag: HashMap::new(),
+        });
+        if entry.by_tag.is_empty() || !same(entry.workload.as_ref(), workload) || !same(entry.nas.as_ref(), nas) {
+            entry.workload = workload.cloned();
+            entry.nas = nas.cloned();
+            entry.by_tag.clear();
+        }
+        entry.by_tag.entry(tag).or_insert_with(|| {
+            let mut buf = Vec::new();
+            let attrs = workload
+                .map(|w| w.attributes())
+                .unwrap_or_default()
+                .into_iter()
+                .chain(nas.map(|n| n.attributes()).unwrap_or_default());
+            for (k, v) in attrs {
+                prost::encoding::message::encode(tag, &kv(k, v), &mut buf);
+            }
+            buf
+        })
+    }
+
+    fn own(&mut self, tag: u32, own: Own) -> &[u8] {
+        self.own.entry((tag, own)).or_insert_with(|| {
+            let a = match own {
+                Own::Op(op) => kv(schema::ATTR_OPERATION, op.name()),
+                Own::Error(e) => kv(schema::ATTR_ERROR_TYPE, errno_name(e)),
+                Own::Direction(op) => {
+                    kv(schema::ATTR_IO_DIRECTION, if op == Operation::Read { "read" } else { "write" })
+                }
+                Own::Overflow => KeyValue {
+                    key: schema::ATTR_OVERFLOW.to_owned(),
+                    value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
+                    key_strindex: 0,
+                },
+            };
+            let mut buf = Vec::new();
+            prost::encoding::message::encode(tag, &a, &mut buf);
+            buf
+        })
+    }
+
+    /// Keeps only the entries of origins still exported.
+    fn retain(&mut self, seen: &std::collections::HashSet<(u64, u32)>) {
+        self.base.retain(|k, _| seen.contains(k));
+    }
+}
+
+/// Protobuf framing of the OTLP request, written by hand around prost-encoded leaves so the
+/// big repeated fields are copied once and attribute sets are not rebuilt per data point.
+mod wire {
+    use opentelemetry_proto::tonic::{
+        common::v1::InstrumentationScope, metrics::v1::ScopeMetrics, resource::v1::Resource,
+    };
+    use prost::{
+        encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType},
+        Message,
+    };
+
+    /// `NumberDataPoint.attributes`.
+    pub const NUMBER_POINT_ATTRS: u32 = 7;
+    /// `HistogramDataPoint.attributes`.
+    pub const HIST_POINT_ATTRS: u32 = 9;
+    /// `ExponentialHistogramDataPoint.attributes`.
+    pub const EXP_HIST_POINT_ATTRS: u32 = 1;
+    /// `Sum`/`Histogram`/`ExponentialHistogram.data_points`.
+    pub const DATA_POINTS: u32 = 1;
+    /// `Metric.sum`.
+    pub const METRIC_SUM: u32 = 7;
+    /// `Metric.histogram`.
+    pub const METRIC_HISTOGRAM: u32 = 9;
+    /// `Metric.exponential_histogram`.
+    pub const METRIC_EXP_HISTOGRAM: u32 = 10;
+
+    /// Appends a message (never fails on a `Vec`).
+    pub fn encode(m: &impl Message, buf: &mut Vec<u8>) {
+        buf.reserve(m.encoded_len());
+        if m.encode(buf).is_err() {
+            unreachable!("a Vec grows as needed");
+        }
+    }
+
+    fn len_delimited_len(tag: u32, len: usize) -> usize {
+        key_len(tag) + encoded_len_varint(len as u64) + len
+    }
+
+    fn put_header(buf: &mut Vec<u8>, tag: u32, len: usize) {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(len as u64, buf);
+    }
+
+    /// Appends field `tag` holding already encoded message bytes.
+    pub fn put_message(buf: &mut Vec<u8>, tag: u32, body: &[u8]) {
+        put_header(buf, tag, body.len());
+        buf.extend_from_slice(body);
+    }
+
+    /// One `Metric`: its strings, and its data field around encoded data points.
+    pub struct MetricParts<'a> {
+        head: Vec<u8>,
+        data_field: u32,
+        points: &'a [u8],
+        tail: Vec<u8>,
+    }
+
+    impl<'a> MetricParts<'a> {
+        /// `(name, description, unit)`, the data field, the data points and the data's
+        /// temporality (and monotonicity for sums).
+        pub fn new(
+            meta: (&str, &str, &str),
+            data_field: u32,
+            points: &'a [u8],
+            temporality: i32,
+            monotonic: Option<bool>,
+        ) -> Self {
+            let mut head = Vec::new();
+            for (tag, s) in [(1, meta.0), (2, meta.1), (3, meta.2)] {
+                if !s.is_empty() {
+                    prost::encoding::string::encode(tag, &s.to_owned(), &mut head);
+                }
+            }
+            let mut tail = Vec::new();
+            prost::encoding::int32::encode(2, &temporality, &mut tail);
+            if let Some(m) = monotonic {
+                prost::encoding::bool::encode(3, &m, &mut tail);
+            }
+            Self { head, data_field, points, tail }
+        }
+
+        fn data_len(&self) -> usize {
+            self.points.len() + self.tail.len()
+        }
+
+        fn body_len(&self) -> usize {
+            self.head.len() + len_delimited_len(self.data_field, self.data_len())
+        }
+
+        fn write(&self, buf: &mut Vec<u8>, tag: u32) {
+            put_header(buf, tag, self.body_len());
+            buf.extend_from_slice(&self.head);
+            put_header(buf, self.data_field, self.data_len());
+            buf.extend_from_slice(self.points);
+            buf.extend_from_slice(&self.tail);
+        }
+    }
+
+    /// The whole `ExportMetricsServiceRequest`: one resource, the NFS scope with `metrics`,
+    /// and the self-telemetry scope.
+    pub fn request(
+        resource: &Resource,
+        scope: &InstrumentationScope,
+        metrics: &[MetricParts<'_>],
+        self_scope: &ScopeMetrics,
+    ) -> Vec<u8> {
+        let scope_len = scope.encoded_len();
+        let nfs_len =
+            len_delimited_len(1, scope_len) + metrics.iter().map(|m| len_delimited_len(2, m.body_len())).sum::<usize>();
+        let self_len = self_scope.encoded_len();
+        let rm_len = len_delimited_len(1, resource.encoded_len())
+            + len_delimited_len(2, nfs_len)
+            + len_delimited_len(2, self_len);
+        let mut buf = Vec::with_capacity(len_delimited_len(1, rm_len));
+        put_header(&mut buf, 1, rm_len);
+        put_header(&mut buf, 1, resource.encoded_len());
+        encode(resource, &mut buf);
+        put_header(&mut buf, 2, nfs_len);
+        put_header(&mut buf, 1, scope_len);
+        encode(scope, &mut buf);
+        for m in metrics {
+            m.write(&mut buf, 2);
+        }
+        put_header(&mut buf, 2, self_len);
+        encode(self_scope, &mut buf);
+        buf
+    }
+}
+
 #[cfg(test)]
 // Short names (e, r, p, h, b) read best in these tables of values; the bounds compared are
 // powers of two, exact in f64.
@@ -628,7 +794,7 @@ mod tests {
     use nasflow_enrich::names::{Names, Workload};
     use nasflow_probe::{IoRow, ProbeHealth};
     use nasflow_probe_bpf::latency_slot;
-    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use opentelemetry_proto::tonic::{collector::metrics::v1::ExportMetricsServiceRequest, metrics::v1::metric::Data};
 
     use super::*;
 
@@ -648,6 +814,11 @@ mod tests {
             latency_sum_ns: samples_ns.iter().sum(),
             latency_slots,
         }
+    }
+
+    fn decoded(e: &mut Encoder, s: &Snapshot, n: &Names, st: &SelfStats) -> (u64, ExportMetricsServiceRequest) {
+        let (seq, raw) = e.encode(s, n, st);
+        (seq, crate::transport::decode(&raw).expect("a valid ExportMetricsServiceRequest"))
     }
 
     fn snap(rows: Vec<IoRow>) -> Snapshot {
@@ -716,7 +887,7 @@ mod tests {
             &[1_000_000, u64::from(top_ns), u64::from(top_ns) + 2, 3_000_000],
         )];
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
-        let (_, r) = e.encode(&snap(rows), &names(&[]), &SelfStats::default());
+        let (_, r) = decoded(&mut e, &snap(rows), &names(&[]), &SelfStats::default());
         let Some(Data::ExponentialHistogram(h)) = &metric(&r, schema::OPERATION_DURATION).data else { panic!("exp") };
         let p = &h.data_points[0];
         assert_eq!(p.scale, 0);
@@ -740,12 +911,12 @@ mod tests {
     fn empty_histogram_and_explicit_bounds() {
         let rows = vec![row(7, Operation::Commit, 0, 0, 0, &[]), row(8, Operation::Read, 0, 1, 1, &[1_000_000])];
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
-        let (_, r) = e.encode(&snap(rows.clone()), &names(&[]), &SelfStats::default());
+        let (_, r) = decoded(&mut e, &snap(rows.clone()), &names(&[]), &SelfStats::default());
         let Some(Data::ExponentialHistogram(h)) = &metric(&r, schema::OPERATION_DURATION).data else { panic!("exp") };
         assert_eq!((h.data_points[0].count, h.data_points[0].positive.as_ref()), (0, None));
 
         let mut e = Encoder::new(opts(HistogramKind::Explicit, Temporality::Cumulative, 100));
-        let (_, r) = e.encode(&snap(rows), &names(&[]), &SelfStats::default());
+        let (_, r) = decoded(&mut e, &snap(rows), &names(&[]), &SelfStats::default());
         let Some(Data::Histogram(h)) = &metric(&r, schema::OPERATION_DURATION).data else { panic!("explicit") };
         let p = &h.data_points[1];
         assert_eq!(p.explicit_bounds.len(), LATENCY_SLOTS);
@@ -763,7 +934,7 @@ mod tests {
             row(7, Operation::Write, 0, 3, 12288, &[]),
         ];
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
-        let (_, r) = e.encode(&snap(rows), &names(&[]), &SelfStats::default());
+        let (_, r) = decoded(&mut e, &snap(rows), &names(&[]), &SelfStats::default());
         let count = metric(&r, schema::OPERATION_COUNT);
         assert_eq!(ints(count), vec![10, 2, 3]);
         let Some(Data::Sum(sum)) = &count.data else { panic!("sum") };
@@ -794,7 +965,7 @@ mod tests {
             ]
         };
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 4));
-        let (_, r) = e.encode(&snap(rows(1)), &names(&[]), &SelfStats::default());
+        let (_, r) = decoded(&mut e, &snap(rows(1)), &names(&[]), &SelfStats::default());
         assert_eq!(e.series_count(), 4);
         assert_eq!(e.overflowed(), 2);
         let count = metric(&r, schema::OPERATION_COUNT);
@@ -803,7 +974,7 @@ mod tests {
         let overflow = &sum.data_points[2];
         assert_eq!(attr(&overflow.attributes, schema::ATTR_OVERFLOW), Some(&any_value::Value::BoolValue(true)));
         // The overflow series grows by what the folded series gained.
-        let (_, r) = e.encode(&snap(rows(2)), &names(&[]), &SelfStats::default());
+        let (_, r) = decoded(&mut e, &snap(rows(2)), &names(&[]), &SelfStats::default());
         assert_eq!(ints(metric(&r, schema::OPERATION_COUNT)), vec![2, 2, 10]);
         assert_eq!(e.overflowed(), 2, "counted once per series");
     }
@@ -811,18 +982,21 @@ mod tests {
     #[test]
     fn start_times_hold_and_removed_cgroups_go_after_one_more_export() {
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
-        let (_, r1) = e.encode(&snap(vec![row(7, Operation::Read, 0, 1, 1, &[])]), &names(&[]), &SelfStats::default());
+        let (_, r1) =
+            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 1, 1, &[])]), &names(&[]), &SelfStats::default());
         let start = |r: &ExportMetricsServiceRequest| match &metric(r, schema::OPERATION_COUNT).data {
             Some(Data::Sum(s)) => s.data_points.iter().map(|p| p.start_time_unix_nano).collect::<Vec<_>>(),
             _ => vec![],
         };
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let (_, r2) = e.encode(&snap(vec![row(7, Operation::Read, 0, 2, 2, &[])]), &names(&[7]), &SelfStats::default());
+        let (_, r2) =
+            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 2, 2, &[])]), &names(&[7]), &SelfStats::default());
         assert_eq!(start(&r1), start(&r2), "same series, same start");
         assert_eq!(ints(metric(&r2, schema::OPERATION_COUNT)), vec![2], "exported once more when gone");
         assert_eq!(e.series_count(), 0, "then dropped");
         // Seen again (entries re-created): a new series with a new start.
-        let (_, r3) = e.encode(&snap(vec![row(7, Operation::Read, 0, 1, 1, &[])]), &names(&[]), &SelfStats::default());
+        let (_, r3) =
+            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 1, 1, &[])]), &names(&[]), &SelfStats::default());
         assert!(start(&r3)[0] > start(&r1)[0]);
     }
 
@@ -830,22 +1004,22 @@ mod tests {
     fn delta_is_against_the_last_accepted_export() {
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Delta, 100));
         let (s1, r1) =
-            e.encode(&snap(vec![row(7, Operation::Read, 0, 10, 100, &[])]), &names(&[]), &SelfStats::default());
+            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 10, 100, &[])]), &names(&[]), &SelfStats::default());
         assert_eq!(ints(metric(&r1, schema::OPERATION_COUNT)), vec![10]);
         e.acknowledge(s1);
         let (_s2, r2) =
-            e.encode(&snap(vec![row(7, Operation::Read, 0, 15, 150, &[])]), &names(&[]), &SelfStats::default());
+            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 15, 150, &[])]), &names(&[]), &SelfStats::default());
         assert_eq!(ints(metric(&r2, schema::OPERATION_COUNT)), vec![5]);
         // r2 was never accepted (collector down): the next delta covers both intervals.
         let (s3, r3) =
-            e.encode(&snap(vec![row(7, Operation::Read, 0, 22, 220, &[])]), &names(&[]), &SelfStats::default());
+            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 22, 220, &[])]), &names(&[]), &SelfStats::default());
         assert_eq!(ints(metric(&r3, schema::OPERATION_COUNT)), vec![12]);
         assert_eq!(ints(metric(&r3, schema::IO)), vec![120]);
         let Some(Data::Sum(sum)) = &metric(&r3, schema::OPERATION_COUNT).data else { panic!("sum") };
         assert_eq!(sum.aggregation_temporality, AggregationTemporality::Delta as i32);
         e.acknowledge(s3);
         let (_, r4) =
-            e.encode(&snap(vec![row(7, Operation::Read, 0, 22, 220, &[])]), &names(&[]), &SelfStats::default());
+            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 22, 220, &[])]), &names(&[]), &SelfStats::default());
         assert_eq!(ints(metric(&r4, schema::OPERATION_COUNT)), vec![0]);
         let points: HashSet<u64> = match &metric(&r4, schema::OPERATION_COUNT).data {
             Some(Data::Sum(s)) => s.data_points.iter().map(|p| p.start_time_unix_nano).collect(),

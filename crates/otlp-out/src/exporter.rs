@@ -12,7 +12,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use tokio::sync::watch;
 
 use crate::transport::Transport;
@@ -22,7 +21,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-type Latest = Option<(u64, Arc<ExportMetricsServiceRequest>)>;
+type Latest = Option<(u64, Arc<Vec<u8>>)>;
 
 /// Handle of the push task.
 pub struct Exporter {
@@ -86,8 +85,8 @@ impl Exporter {
         Self { latest, acked, failures, last_success, endpoint }
     }
 
-    /// Hands over the newest request; an unsent older one is dropped (superseded).
-    pub fn publish(&self, seq: u64, req: ExportMetricsServiceRequest) {
+    /// Hands over the newest encoded request; an unsent older one is dropped (superseded).
+    pub fn publish(&self, seq: u64, req: Vec<u8>) {
         self.latest.send_replace(Some((seq, Arc::new(req))));
     }
 

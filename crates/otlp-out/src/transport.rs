@@ -1,17 +1,65 @@
 //! OTLP transports: gRPC (tonic) and HTTP/protobuf (reqwest), with headers, gzip, timeout
 //! and TLS (CA bundle, client certificate).
 
-use std::{io::Write, path::PathBuf, time::Duration};
+use std::{io::Write, path::PathBuf, sync::Arc, time::Duration};
 
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    metrics_service_client::MetricsServiceClient, ExportMetricsServiceRequest,
-};
+use bytes::BufMut;
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use prost::Message;
 use tonic::{
-    codec::CompressionEncoding,
+    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codegen::http::uri::PathAndQuery,
     metadata::{MetadataKey, MetadataMap, MetadataValue},
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
+    Status,
 };
+
+/// The OTLP metrics export method.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
+/// Sends an already encoded `ExportMetricsServiceRequest` as is and decodes the response.
+#[derive(Debug, Clone, Copy, Default)]
+struct EncodedExportCodec;
+
+#[derive(Debug)]
+struct PassThrough;
+
+#[derive(Debug)]
+struct ResponseDecoder;
+
+impl Encoder for PassThrough {
+    type Item = Arc<Vec<u8>>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for ResponseDecoder {
+    type Item = ExportMetricsServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        Message::decode(src).map(Some).map_err(|e| Status::internal(format!("bad export response: {e}")))
+    }
+}
+
+impl Codec for EncodedExportCodec {
+    type Encode = Arc<Vec<u8>>;
+    type Decode = ExportMetricsServiceResponse;
+    type Encoder = PassThrough;
+    type Decoder = ResponseDecoder;
+
+    fn encoder(&mut self) -> PassThrough {
+        PassThrough
+    }
+
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +132,7 @@ pub enum Transport {
     /// OTLP/gRPC.
     Grpc {
         /// The tonic client.
-        client: MetricsServiceClient<Channel>,
+        client: tonic::client::Grpc<Channel>,
         /// Headers as gRPC metadata.
         metadata: MetadataMap,
         /// For messages.
@@ -135,7 +183,7 @@ impl Transport {
                     }
                     ep = ep.tls_config(tls).map_err(|e| OtlpError::Config(chain(&e)))?;
                 }
-                let mut client = MetricsServiceClient::new(ep.connect_lazy());
+                let mut client = tonic::client::Grpc::new(ep.connect_lazy());
                 if cfg.gzip {
                     client = client.send_compressed(CompressionEncoding::Gzip);
                 }
@@ -189,15 +237,18 @@ impl Transport {
         }
     }
 
-    /// Sends one request; returns the data points the collector rejected.
-    pub async fn send(&mut self, req: &ExportMetricsServiceRequest) -> Result<i64, OtlpError> {
+    /// Sends one encoded `ExportMetricsServiceRequest`; returns the data points the
+    /// collector rejected.
+    pub async fn send(&mut self, req: &Arc<Vec<u8>>) -> Result<i64, OtlpError> {
         let endpoint = self.endpoint().to_owned();
         let err = |detail: String| OtlpError::Export { endpoint: endpoint.clone(), detail };
         match self {
             Self::Grpc { client, metadata, .. } => {
-                let mut r = tonic::Request::new(req.clone());
+                client.ready().await.map_err(|e| err(chain(&e)))?;
+                let mut r = tonic::Request::new(Arc::clone(req));
                 *r.metadata_mut() = metadata.clone();
-                let resp = client.export(r).await.map_err(|s| {
+                let path = PathAndQuery::from_static(EXPORT_PATH);
+                let resp = client.unary(r, path, EncodedExportCodec).await.map_err(|s| {
                     let mut d = format!("{:?}: {}", s.code(), s.message());
                     if let Some(src) = std::error::Error::source(&s) {
                         d.push_str(": ");
@@ -208,17 +259,17 @@ impl Transport {
                 Ok(resp.into_inner().partial_success.map_or(0, |p| p.rejected_data_points))
             }
             Self::Http { client, url, headers, gzip } => {
-                let raw = req.encode_to_vec();
+                let raw: &[u8] = req;
                 let mut rb =
                     client.post(url.as_str()).headers(headers.clone()).header("content-type", "application/x-protobuf");
                 let body = if *gzip {
                     let mut enc =
                         flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
-                    enc.write_all(&raw).map_err(|e| err(e.to_string()))?;
+                    enc.write_all(raw).map_err(|e| err(e.to_string()))?;
                     rb = rb.header("content-encoding", "gzip");
                     enc.finish().map_err(|e| err(e.to_string()))?
                 } else {
-                    raw
+                    raw.to_vec()
                 };
                 let resp = rb.body(body).send().await.map_err(|e| err(chain(&e)))?;
                 let status = resp.status();
@@ -232,11 +283,15 @@ impl Transport {
     }
 }
 
-/// gzip-compressed size of a request, for the bytes-per-series benchmark.
+/// Raw and gzip-compressed size of an encoded request, for the bytes-per-series benchmark.
 #[must_use]
-pub fn gzip_size(req: &ExportMetricsServiceRequest) -> (usize, usize) {
-    let raw = req.encode_to_vec();
+pub fn gzip_size(raw: &[u8]) -> (usize, usize) {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let gz = enc.write_all(&raw).ok().and_then(|()| enc.finish().ok()).map_or(0, |v| v.len());
+    let gz = enc.write_all(raw).ok().and_then(|()| enc.finish().ok()).map_or(0, |v| v.len());
     (raw.len(), gz)
+}
+
+/// Decodes an encoded request (tests, tools).
+pub fn decode(raw: &[u8]) -> Result<ExportMetricsServiceRequest, prost::DecodeError> {
+    ExportMetricsServiceRequest::decode(raw)
 }

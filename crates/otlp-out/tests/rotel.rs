@@ -230,7 +230,7 @@ async fn through_rotel(protocol: Protocol) {
     let mut t = transport(protocol, rotel.grpc, rotel.http);
     let mut e = encoder();
     let (_, req) = e.encode(&rows(1), &names(), &SelfStats { export_failures: 3, ..SelfStats::default() });
-    t.send(&req).await.expect("send");
+    t.send(&Arc::new(req)).await.expect("send");
     let io = wait_for(&got, "nfs.client.io", vec![1_048_576, 4096 + 7]).await;
     assert_eq!(io.unit, "By");
     let count = wait_for(&got, "nfs.client.operation.count", vec![4, 1, 2]).await;
