@@ -253,8 +253,6 @@ static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes
 	c->bytes += bytes;
 	if (!has_latency)
 		return 0;
-	c->latency_sum_ns += latency_ns;
-	c->latency_count += 1;
 
 	h = bpf_map_lookup_elem(&io_hist, key);
 	if (!h) {
@@ -268,6 +266,7 @@ static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes
 	slot = latency_slot(latency_ns);
 	if (slot < NASFLOW_HIST_SLOTS)
 		__sync_fetch_and_add(&h->slots[slot], 1);
+	__sync_fetch_and_add(&h->sum_ns, latency_ns);
 	return 0;
 }
 

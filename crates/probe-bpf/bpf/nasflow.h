@@ -35,13 +35,14 @@ struct nasflow_io_key {
 struct nasflow_io_counters {
 	__u64 ops;
 	__u64 bytes;
-	__u64 latency_sum_ns;
-	__u64 latency_count;
 };
 
-/* Shared (not per-CPU) latency histogram for one key, updated with atomic adds. */
+/* Shared (not per-CPU) latency histogram for one key, updated with atomic adds. Its count is
+ * the sum of its slots; the sum of latencies lives beside them, so one read of the entry
+ * gives count, buckets and sum together. */
 struct nasflow_io_hist {
 	__u64 slots[NASFLOW_HIST_SLOTS];
+	__u64 sum_ns;
 };
 
 /* An RPC between its start and its completion; both tracepoints carry these fields. */
@@ -120,8 +121,8 @@ struct nasflow_layout {
 };
 
 _Static_assert(sizeof(struct nasflow_io_key) == 16, "nasflow_io_key ABI");
-_Static_assert(sizeof(struct nasflow_io_counters) == 32, "nasflow_io_counters ABI");
-_Static_assert(sizeof(struct nasflow_io_hist) == 8 * NASFLOW_HIST_SLOTS, "nasflow_io_hist ABI");
+_Static_assert(sizeof(struct nasflow_io_counters) == 16, "nasflow_io_counters ABI");
+_Static_assert(sizeof(struct nasflow_io_hist) == 8 * NASFLOW_HIST_SLOTS + 8, "nasflow_io_hist ABI");
 _Static_assert(sizeof(struct nasflow_inflight_key) == 24, "nasflow_inflight_key ABI");
 _Static_assert(sizeof(struct nasflow_inflight_val) == 24, "nasflow_inflight_val ABI");
 _Static_assert(sizeof(struct nasflow_tp_fields) == 28, "nasflow_tp_fields ABI");

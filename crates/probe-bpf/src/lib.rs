@@ -126,23 +126,21 @@ pub struct IoCounters {
     pub ops: u64,
     /// READ bytes received, WRITE bytes sent.
     pub bytes: u64,
-    /// Sum of the latencies in the histogram, ns.
-    pub latency_sum_ns: u64,
-    /// Number of latency samples.
-    pub latency_count: u64,
 }
 
-/// `struct nasflow_io_hist`: log2 latency slots (see `nasflow.h`).
+/// `struct nasflow_io_hist`: log2 latency slots and their sum (see `nasflow.h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
 pub struct IoHist {
     /// Sample counts per slot.
     pub slots: [u64; HIST_SLOTS],
+    /// Sum of the samples, ns.
+    pub sum_ns: u64,
 }
 
 impl Default for IoHist {
     fn default() -> Self {
-        Self { slots: [0; HIST_SLOTS] }
+        Self { slots: [0; HIST_SLOTS], sum_ns: 0 }
     }
 }
 
@@ -283,8 +281,8 @@ pub struct Layout {
 }
 
 const _: () = assert!(size_of::<IoKey>() == 16);
-const _: () = assert!(size_of::<IoCounters>() == 32);
-const _: () = assert!(size_of::<IoHist>() == 8 * HIST_SLOTS);
+const _: () = assert!(size_of::<IoCounters>() == 16);
+const _: () = assert!(size_of::<IoHist>() == 8 * HIST_SLOTS + 8);
 const _: () = assert!(size_of::<InflightKey>() == 24);
 const _: () = assert!(size_of::<InflightVal>() == 24);
 const _: () = assert!(size_of::<TpFields>() == 28);

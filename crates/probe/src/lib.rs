@@ -439,11 +439,18 @@ impl Probe {
             for c in per_cpu.iter() {
                 row.ops += c.ops;
                 row.bytes += c.bytes;
-                row.latency_count += c.latency_count;
-                row.latency_sum_ns += c.latency_sum_ns;
             }
+            // Count, buckets and sum come from one histogram entry, so they agree (OTLP
+            // requires count = bucket total). The ops counters are another map, read a moment
+            // earlier: while I/O runs, ops and the histogram count can differ by what
+            // completed in between. Without a histogram (map full) no latency is reported; the
+            // drop is counted in `histogram_map_full`.
             match hists.get(&key, 0) {
-                Ok(h) => row.latency_slots = h.slots,
+                Ok(h) => {
+                    row.latency_slots = h.slots;
+                    row.latency_count = h.slots.iter().sum();
+                    row.latency_sum_ns = h.sum_ns;
+                }
                 Err(MapError::KeyNotFound) => {}
                 Err(e) => return Err(map_err(maps::IO_HIST, e)),
             }
