@@ -8,7 +8,7 @@ use k8s_openapi::{
     List,
 };
 
-use crate::EnrichError;
+use crate::{error_chain, EnrichError};
 
 /// Where a pod's service account token and cluster CA are mounted.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -223,7 +223,7 @@ impl KubeletClient {
                 req = req.bearer_auth(token.trim());
             }
         }
-        let resp = req.send().await.map_err(|e| err(chain(&e)))?;
+        let resp = req.send().await.map_err(|e| err(error_chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             let hint = match status.as_u16() {
@@ -233,24 +233,8 @@ impl KubeletClient {
             };
             return Err(err(format!("HTTP {status}{hint}")));
         }
-        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| err(chain(&e)))
+        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| err(error_chain(&e)))
     }
-}
-
-/// An error with its causes, `a: b: c`: reqwest's own message alone hides the TLS or
-/// connection reason an operator needs.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !s.contains(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -12,6 +12,23 @@ pub mod refresh;
 
 use std::{io, path::PathBuf};
 
+/// An error with its causes, `a: b: c`. HTTP and TLS clients put the reason an operator needs
+/// (refused connection, unknown issuer) in the sources, not in their own message.
+#[must_use]
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// Why a naming source could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrichError {

@@ -4,6 +4,7 @@
 use std::{io::Write, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::BufMut;
+use nasflow_enrich::error_chain as chain;
 use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use prost::Message;
 use tonic::{
@@ -109,21 +110,6 @@ pub struct TransportConfig {
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, OtlpError> {
     std::fs::read(path).map_err(|e| OtlpError::Config(format!("reading {}: {e}", path.display())))
-}
-
-/// An error with its causes: transport errors hide the reason in their sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// A connected (lazily) OTLP client.
