@@ -301,3 +301,11 @@ def test_otlp_resource_and_pod_labels(expect):
     assert host and all("k8s.pod.name" not in p["attrs"] for p in host)
     self_series = [p for p in points if p["scope"] == "nasflow.self" and p["metric"] == "nasflow.series"]
     assert self_series and max(p["value"] for p in self_series) > 10
+
+
+def test_inflight_max_age_gauge_per_mounted_nas():
+    points = [p for p in load_otlp("v2") if p["metric"] == "nfs.client.rpc.inflight.max_age"]
+    servers = {p["attrs"]["server.address"] for p in points}
+    assert servers == {"127.0.0.1", "127.0.0.2"}, servers
+    assert all(0 <= p["value"] < 60 for p in points), [p["value"] for p in points]
+    assert all("k8s.pod.name" not in p["attrs"] for p in points)

@@ -142,6 +142,9 @@ pub struct Names {
     pub nas: HashMap<(u32, u64), Arc<NasView>>,
     /// cgroup ids that are gone (export once more, then forget).
     pub gone: HashSet<u64>,
+    /// Every NFS device mounted on the host, as seen from outside any pod: per-NAS signals
+    /// (RPCs in flight) need a name even before any operation on it completed.
+    pub devices: HashMap<u32, Arc<NasView>>,
     /// Resolution misses this time: cgroups without a path, containers the kubelet does
     /// not know, devices without a mount.
     pub misses: u64,
@@ -471,6 +474,10 @@ pub fn name_pairs(
         let index = uid.and_then(|u| cache.pod_mounts.get(&dev).and_then(|by_uid| by_uid.get(u))).copied();
         let view = cache.nas.entry((dev, index)).or_insert_with(|| Arc::new(NasView::of(m, index)));
         found.nas.insert((dev, id), Arc::clone(view));
+    }
+    for (dev, m) in mounts.iter() {
+        let view = cache.nas.entry((*dev, None)).or_insert_with(|| Arc::new(NasView::of(m, None)));
+        found.devices.insert(*dev, Arc::clone(view));
     }
     found
 }

@@ -65,9 +65,11 @@ fn lines(n: u64, req: &ExportMetricsServiceRequest) -> Vec<Value> {
                     Some(Data::Gauge(g)) => {
                         for p in &g.data_points {
                             let mut l = base(&p.attributes, p.start_time_unix_nano, p.time_unix_nano);
-                            if let Some(number_data_point::Value::AsInt(i)) = p.value {
-                                l["value"] = json!(i);
-                            }
+                            l["value"] = match p.value {
+                                Some(number_data_point::Value::AsInt(i)) => json!(i),
+                                Some(number_data_point::Value::AsDouble(d)) => json!(d),
+                                None => Value::Null,
+                            };
                             out.push(l);
                         }
                     }

@@ -360,7 +360,7 @@ impl Encoder {
             }
         }
 
-        let request = self.build(&out, names, now, stats);
+        let request = self.build(&out, &snap.inflight, names, now, stats);
 
         // Lifecycle: series not in this snapshot, or of a removed cgroup, go now (the
         // removed ones were just exported once more).
@@ -380,7 +380,39 @@ impl Encoder {
         (self.seq, request)
     }
 
-    fn build(&mut self, points: &[(SeriesKey, Value, u64)], names: &Names, now: u64, stats: &SelfStats) -> Vec<u8> {
+    /// One gauge point per mounted NFS device: the age of its oldest RPC in flight, 0 if none.
+    fn inflight_points(inflight: &[nasflow_probe::Inflight], names: &Names, now: u64) -> Vec<u8> {
+        let mut devs: Vec<_> = names.devices.iter().collect();
+        devs.sort_by_key(|(dev, _)| **dev);
+        let mut buf = Vec::new();
+        let mut scratch = Vec::new();
+        for (dev, nas) in devs {
+            let age = inflight.iter().find(|i| i.dev == *dev).map_or(0.0, |i| i.oldest.as_secs_f64());
+            scratch.clear();
+            let attributes = nas.attributes().into_iter().map(|(k, v)| kv(k, v)).collect();
+            let point = NumberDataPoint {
+                attributes,
+                start_time_unix_nano: 0,
+                time_unix_nano: now,
+                exemplars: vec![],
+                flags: 0,
+                value: Some(number_data_point::Value::AsDouble(age)),
+            };
+            wire::encode(&point, &mut scratch);
+            wire::put_message(&mut buf, wire::DATA_POINTS, &scratch);
+        }
+        buf
+    }
+
+    #[allow(clippy::too_many_lines)] // one straight pass over the request's structure
+    fn build(
+        &mut self,
+        points: &[(SeriesKey, Value, u64)],
+        snap_inflight: &[nasflow_probe::Inflight],
+        names: &Names,
+        now: u64,
+        stats: &SelfStats,
+    ) -> Vec<u8> {
         let temporality = match self.opts.temporality {
             Temporality::Cumulative => AggregationTemporality::Cumulative,
             Temporality::Delta => AggregationTemporality::Delta,
@@ -434,10 +466,18 @@ impl Encoder {
             HistogramKind::Exponential => (wire::METRIC_EXP_HISTOGRAM, None),
             HistogramKind::Explicit => (wire::METRIC_HISTOGRAM, None),
         };
+        let inflight = Self::inflight_points(snap_inflight, names, now);
         let metrics = [
-            wire::MetricParts::new(schema::METRICS[0], wire::METRIC_SUM, &ios, temporality, monotonic),
-            wire::MetricParts::new(schema::METRICS[1], wire::METRIC_SUM, &counts, temporality, monotonic),
-            wire::MetricParts::new(schema::METRICS[2], hist_field, &hists, temporality, hist_monotonic),
+            wire::MetricParts::new(schema::METRICS[0], wire::METRIC_SUM, &ios, Some(temporality), monotonic),
+            wire::MetricParts::new(schema::METRICS[1], wire::METRIC_SUM, &counts, Some(temporality), monotonic),
+            wire::MetricParts::new(schema::METRICS[2], hist_field, &hists, Some(temporality), hist_monotonic),
+            wire::MetricParts::new(
+                (schema::RPC_INFLIGHT_MAX_AGE, "Age of the oldest NFS RPC still in flight, per NAS.", "s"),
+                wire::METRIC_GAUGE,
+                &inflight,
+                None,
+                None,
+            ),
         ];
         let scope = |name: &str| InstrumentationScope {
             name: name.to_owned(),
@@ -674,6 +714,8 @@ mod wire {
     pub const EXP_HIST_POINT_ATTRS: u32 = 1;
     /// `Sum`/`Histogram`/`ExponentialHistogram.data_points`.
     pub const DATA_POINTS: u32 = 1;
+    /// `Metric.gauge`.
+    pub const METRIC_GAUGE: u32 = 5;
     /// `Metric.sum`.
     pub const METRIC_SUM: u32 = 7;
     /// `Metric.histogram`.
@@ -714,12 +756,12 @@ mod wire {
 
     impl<'a> MetricParts<'a> {
         /// `(name, description, unit)`, the data field, the data points and the data's
-        /// temporality (and monotonicity for sums).
+        /// temporality (none for gauges) and monotonicity (sums only).
         pub fn new(
             meta: (&str, &str, &str),
             data_field: u32,
             points: &'a [u8],
-            temporality: i32,
+            temporality: Option<i32>,
             monotonic: Option<bool>,
         ) -> Self {
             let mut head = Vec::new();
@@ -729,7 +771,9 @@ mod wire {
                 }
             }
             let mut tail = Vec::new();
-            prost::encoding::int32::encode(2, &temporality, &mut tail);
+            if let Some(t) = temporality {
+                prost::encoding::int32::encode(2, &t, &mut tail);
+            }
             if let Some(m) = monotonic {
                 prost::encoding::bool::encode(3, &m, &mut tail);
             }
@@ -998,6 +1042,44 @@ mod tests {
         let (_, r3) =
             decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 1, 1, &[])]), &names(&[]), &SelfStats::default());
         assert!(start(&r3)[0] > start(&r1)[0]);
+    }
+
+    #[test]
+    fn oldest_rpc_in_flight_per_mounted_nas_zero_when_idle() {
+        let mut n = names(&[]);
+        for (dev, server) in [(61u32, "10.0.0.1"), (63, "10.0.0.2")] {
+            let view = NasView {
+                server: server.into(),
+                export: "/x".into(),
+                version: "3".into(),
+                mount_point: None,
+                volume: None,
+            };
+            n.devices.insert(dev, Arc::new(view));
+        }
+        let mut sn = snap(vec![]);
+        sn.inflight =
+            vec![nasflow_probe::Inflight { dev: 61, count: 3, oldest: std::time::Duration::from_millis(2500) }];
+        let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
+        let (_, r) = decoded(&mut e, &sn, &n, &SelfStats::default());
+        let Some(Data::Gauge(g)) = &metric(&r, schema::RPC_INFLIGHT_MAX_AGE).data else { panic!("gauge") };
+        let by_server: HashMap<String, f64> = g
+            .data_points
+            .iter()
+            .map(|p| {
+                let server = match attr(&p.attributes, "server.address") {
+                    Some(any_value::Value::StringValue(v)) => v.clone(),
+                    _ => String::new(),
+                };
+                let v = match p.value {
+                    Some(number_data_point::Value::AsDouble(v)) => v,
+                    _ => -1.0,
+                };
+                (server, v)
+            })
+            .collect();
+        assert_eq!(by_server, HashMap::from([("10.0.0.1".to_owned(), 2.5), ("10.0.0.2".to_owned(), 0.0)]));
+        assert_eq!(metric(&r, schema::RPC_INFLIGHT_MAX_AGE).unit, "s");
     }
 
     #[test]

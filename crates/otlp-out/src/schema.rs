@@ -8,6 +8,9 @@ pub const OPERATION_COUNT: &str = "nfs.client.operation.count";
 /// Operation latency, start to completion. Histogram, `s`.
 pub const OPERATION_DURATION: &str = "nfs.client.operation.duration";
 
+/// Age of the oldest RPC in flight, per NAS device. Gauge, `s`; 0 when nothing is in flight.
+pub const RPC_INFLIGHT_MAX_AGE: &str = "nfs.client.rpc.inflight.max_age";
+
 /// `read` or `write`, on [`IO`].
 pub const ATTR_IO_DIRECTION: &str = "nfs.io.direction";
 /// Operation name as the kernel spells it (`READ`, `WRITE`, `COMMIT`, ...).
