@@ -16,7 +16,8 @@ progs = {p["name"]: p for p in json.load(open(sys.argv[1])) if p.get("type") in 
 pairs = [("nfs_initiate_read", "noop_rd_init", "nfs_initiate_read"), ("nfs_readpage_done", "noop_rd_done", "nfs_readpage_done"),
          ("nfs_initiate_write", "noop_wr_init", "nfs_initiate_write"), ("nfs_writeback_done", "noop_wr_done", "nfs_writeback_done"),
          ("nfs_initiate_commit", "noop_cm_init", "nfs_initiate_commit"), ("nfs_commit_done", "noop_cm_done", "nfs_commit_done"),
-         ("nfs_fwrite_ent", "noop_fw_entry", "kprobe nfs_file_write"), ("nfs_fwrite_ret", "noop_fw_exit", "kretprobe nfs_file_write")]
+         ("nfs_fwrite_ent", "noop_fw_entry", "kprobe nfs_file_write"), ("nfs_fwrite_ret", "noop_fw_exit", "kretprobe nfs_file_write"),
+         ("nfs_fread_ent", "noop_fr_entry", "kprobe nfs_file_read"), ("nfs_fread_ret", "noop_fr_exit", "kretprobe nfs_file_read")]
 print("| tracepoint | events | nasflow ns/event | no-op ns/event | ratio |")
 print("|---|---:|---:|---:|---:|")
 for ours, noop, tp in pairs:

@@ -169,6 +169,16 @@ expect attrs "$P3" k8s.pod.name=nightly-backup-29123456-x7k2p k8s.cronjob.name=n
 	nasflow.task=nightly-backup k8s.container.name=backup
 expect host_attrs /close-writer
 
+# A file read twice: the second read comes from the page cache, so application bytes double
+# and wire bytes do not.
+n=$(rnd 100000 3000000)
+dd if=/dev/zero of=/srv/nas-b/twice bs=$n count=1 oflag=direct
+expect write / nas-b "$n"
+run_in /cache-reader dd if=/srv/nas-b/twice of=/dev/null bs=1M
+run_in /cache-reader dd if=/srv/nas-b/twice of=/dev/null bs=1M
+expect read /cache-reader nas-b "$n"
+expect app_read /cache-reader nas-b $((2 * n))
+
 # A cgroup that never touches NFS.
 run_in /idle dd if=/dev/zero of=/tmp/idle bs=1M count=4
 run_in /idle cat /etc/hostname >/dev/null

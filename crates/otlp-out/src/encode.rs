@@ -78,6 +78,7 @@ enum SeriesKey {
     Count { cgroup: u64, dev: u32, op: Operation, err: u16 },
     Io { cgroup: u64, dev: u32, op: Operation },
     Duration { cgroup: u64, dev: u32, op: Operation },
+    AppIo { cgroup: u64, dev: u32, op: Operation },
     Overflow(Kind),
 }
 
@@ -86,6 +87,7 @@ enum Kind {
     Count,
     Io,
     Duration,
+    AppIo,
 }
 
 impl SeriesKey {
@@ -94,15 +96,17 @@ impl SeriesKey {
             Self::Count { .. } => Kind::Count,
             Self::Io { .. } => Kind::Io,
             Self::Duration { .. } => Kind::Duration,
+            Self::AppIo { .. } => Kind::AppIo,
             Self::Overflow(k) => k,
         }
     }
 
     fn origin(self) -> Option<(u64, u32)> {
         match self {
-            Self::Count { cgroup, dev, .. } | Self::Io { cgroup, dev, .. } | Self::Duration { cgroup, dev, .. } => {
-                Some((cgroup, dev))
-            }
+            Self::Count { cgroup, dev, .. }
+            | Self::Io { cgroup, dev, .. }
+            | Self::Duration { cgroup, dev, .. }
+            | Self::AppIo { cgroup, dev, .. } => Some((cgroup, dev)),
             Self::Overflow(_) => None,
         }
     }
@@ -277,6 +281,10 @@ impl Encoder {
         // Rows are sorted by (cgroup, dev, op, err): a group is a run.
         for group in snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op) == (b.cgroup, b.dev, b.op)) {
             let (cgroup, dev, op) = (group[0].cgroup, group[0].dev, group[0].op);
+            if !op.is_rpc() {
+                out.push((SeriesKey::AppIo { cgroup, dev, op }, Value::Sum(group.iter().map(|r| r.bytes).sum())));
+                continue;
+            }
             let mut bytes = 0;
             let mut hist = Hist::zero();
             for r in group {
@@ -422,7 +430,7 @@ impl Encoder {
             HistogramKind::Explicit => wire::HIST_POINT_ATTRS,
         };
         // Data points go straight into one buffer per metric; attributes come from the cache.
-        let (mut counts, mut ios, mut hists) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut counts, mut ios, mut hists, mut app_ios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut scratch = Vec::with_capacity(1024);
         let mut seen = std::collections::HashSet::new();
         for (key, value, start) in points {
@@ -430,6 +438,7 @@ impl Encoder {
                 Kind::Count => (&mut counts, wire::NUMBER_POINT_ATTRS),
                 Kind::Io => (&mut ios, wire::NUMBER_POINT_ATTRS),
                 Kind::Duration => (&mut hists, hist_tag),
+                Kind::AppIo => (&mut app_ios, wire::NUMBER_POINT_ATTRS),
             };
             scratch.clear();
             match value {
@@ -453,7 +462,9 @@ impl Encoder {
                         scratch.extend_from_slice(self.attrs.own(tag, Own::Error(*err)));
                     }
                 }
-                SeriesKey::Io { op, .. } => scratch.extend_from_slice(self.attrs.own(tag, Own::Direction(*op))),
+                SeriesKey::Io { op, .. } | SeriesKey::AppIo { op, .. } => {
+                    scratch.extend_from_slice(self.attrs.own(tag, Own::Direction(*op)));
+                }
                 SeriesKey::Duration { op, .. } => scratch.extend_from_slice(self.attrs.own(tag, Own::Op(*op))),
                 SeriesKey::Overflow(_) => {}
             }
@@ -471,6 +482,7 @@ impl Encoder {
             wire::MetricParts::new(schema::METRICS[0], wire::METRIC_SUM, &ios, Some(temporality), monotonic),
             wire::MetricParts::new(schema::METRICS[1], wire::METRIC_SUM, &counts, Some(temporality), monotonic),
             wire::MetricParts::new(schema::METRICS[2], hist_field, &hists, Some(temporality), hist_monotonic),
+            wire::MetricParts::new(schema::METRICS[3], wire::METRIC_SUM, &app_ios, Some(temporality), monotonic),
             wire::MetricParts::new(
                 (schema::RPC_INFLIGHT_MAX_AGE, "Age of the oldest NFS RPC still in flight, per NAS.", "s"),
                 wire::METRIC_GAUGE,
@@ -675,7 +687,8 @@ impl AttrCache {
                 Own::Op(op) => kv(schema::ATTR_OPERATION, op.name()),
                 Own::Error(e) => kv(schema::ATTR_ERROR_TYPE, errno_name(e)),
                 Own::Direction(op) => {
-                    kv(schema::ATTR_IO_DIRECTION, if op == Operation::Read { "read" } else { "write" })
+                    let read = matches!(op, Operation::Read | Operation::AppRead);
+                    kv(schema::ATTR_IO_DIRECTION, if read { "read" } else { "write" })
                 }
                 Own::Overflow => KeyValue {
                     key: schema::ATTR_OVERFLOW.to_owned(),
@@ -1042,6 +1055,27 @@ mod tests {
         let (_, r3) =
             decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 1, 1, &[])]), &names(&[]), &SelfStats::default());
         assert!(start(&r3)[0] > start(&r1)[0]);
+    }
+
+    #[test]
+    fn application_bytes_are_their_own_metric() {
+        let rows = vec![
+            row(7, Operation::Read, 0, 2, 8192, &[1_000_000, 1_000_000]),
+            row(7, Operation::AppRead, 0, 5, 16384, &[]),
+            row(7, Operation::AppWrite, 0, 1, 100, &[]),
+        ];
+        let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
+        let (_, r) = decoded(&mut e, &snap(rows), &names(&[]), &SelfStats::default());
+        let app = metric(&r, schema::APP_IO);
+        assert_eq!((ints(app), app.unit.as_str()), (vec![16384, 100], "By"));
+        let Some(Data::Sum(sum)) = &app.data else { panic!("sum") };
+        assert_eq!(attr(&sum.data_points[0].attributes, schema::ATTR_IO_DIRECTION), Some(&s("read")));
+        assert_eq!(attr(&sum.data_points[1].attributes, schema::ATTR_IO_DIRECTION), Some(&s("write")));
+        // Not RPCs: no operation counts or latencies for them, wire bytes unchanged.
+        assert_eq!(ints(metric(&r, schema::OPERATION_COUNT)), vec![2]);
+        assert_eq!(ints(metric(&r, schema::IO)), vec![8192]);
+        let Some(Data::ExponentialHistogram(h)) = &metric(&r, schema::OPERATION_DURATION).data else { panic!("exp") };
+        assert_eq!(h.data_points.len(), 1);
     }
 
     #[test]

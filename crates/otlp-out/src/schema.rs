@@ -8,6 +8,9 @@ pub const OPERATION_COUNT: &str = "nfs.client.operation.count";
 /// Operation latency, start to completion. Histogram, `s`.
 pub const OPERATION_DURATION: &str = "nfs.client.operation.duration";
 
+/// Bytes applications read and wrote through NFS files, page-cache hits included. Monotonic
+/// sum, `By`. Set against [`IO`] per pod it shows cache effectiveness.
+pub const APP_IO: &str = "nfs.client.app.io";
 /// Age of the oldest RPC in flight, per NAS device. Gauge, `s`; 0 when nothing is in flight.
 pub const RPC_INFLIGHT_MAX_AGE: &str = "nfs.client.rpc.inflight.max_age";
 
@@ -39,8 +42,9 @@ pub const SELF_ENRICH_MISSES: &str = "nasflow.enrich.misses";
 pub const SELF_KUBELET_REFRESHES: &str = "nasflow.kubelet.refreshes";
 
 /// (name, description, unit) of each NFS metric.
-pub const METRICS: [(&str, &str, &str); 3] = [
+pub const METRICS: [(&str, &str, &str); 4] = [
     (IO, "Bytes on the wire: READ payloads received and WRITE payloads sent.", "By"),
     (OPERATION_COUNT, "Completed NFS operations, failed ones with error.type.", "{operation}"),
     (OPERATION_DURATION, "NFS operation latency, from the RPC's start to its completion.", "s"),
+    (APP_IO, "Bytes applications read and wrote through NFS files, page-cache hits included.", "By"),
 ];

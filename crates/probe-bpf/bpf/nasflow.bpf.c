@@ -91,14 +91,23 @@ struct {
 	__type(value, struct dirty_val);
 } dirty SEC(".maps");
 
-/* nfs_file_write's inode between entry and return, per thread. Deleted at return; a
- * return the kretprobe missed leaves an entry that the thread's next write overwrites. */
+/* nfs_file_write's inode between entry and return, per thread; bit 0 marks O_DIRECT (inode
+ * pointers are aligned). Deleted at return; a return the kretprobe missed leaves an entry
+ * that the thread's next write overwrites. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u64);
 	__type(value, __u64);
 } write_args SEC(".maps");
+
+/* nfs_file_read's inode between entry and return, per thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u64);
+} read_args SEC(".maps");
 
 struct rec {
 	__u64 words[REC_BYTES / 8];
@@ -275,6 +284,14 @@ static __always_inline void charge_bytes(__u64 cgroup, __u32 dev, __u16 op, __u6
 	struct nasflow_io_key key = { .cgroup = cgroup, .dev = dev, .op = op };
 
 	account(&key, 0, bytes, 0, 0);
+}
+
+/* One read() or write() call of an application and the bytes it moved. */
+static __always_inline void app_bytes(__u64 cgroup, __u32 dev, __u16 op, __u64 bytes)
+{
+	struct nasflow_io_key key = { .cgroup = cgroup, .dev = dev, .op = op };
+
+	account(&key, 1, bytes, 0, 0);
 }
 
 static __always_inline void start_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 offset,
@@ -593,9 +610,11 @@ int BPF_KPROBE(nfs_fwrite_ent, struct kiocb *iocb)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 inode;
 
-	if (!file || (BPF_CORE_READ(file, f_flags) & o_direct_flag))
+	if (!file)
 		return 0;
 	inode = (__u64)BPF_CORE_READ(file, f_inode);
+	if (BPF_CORE_READ(file, f_flags) & o_direct_flag)
+		inode |= 1;
 	if (bpf_map_update_elem(&write_args, &id, &inode, BPF_ANY))
 		health_add(NASFLOW_H_WRITE_ARGS_FULL, 1);
 	return 0;
@@ -608,14 +627,55 @@ int BPF_KRETPROBE(nfs_fwrite_ret, long ret)
 	struct inode *inode;
 	__u64 *saved;
 
+	__u64 cgroup, direct;
+	__u32 dev;
+
 	saved = bpf_map_lookup_elem(&write_args, &id);
 	if (!saved)
 		return 0;
-	inode = (struct inode *)*saved;
+	direct = *saved & 1;
+	inode = (struct inode *)(*saved & ~1ULL);
 	bpf_map_delete_elem(&write_args, &id);
 	if (ret <= 0 || !inode)
 		return 0;
-	charge_dirty(BPF_CORE_READ(inode, i_sb, s_dev), BPF_CORE_READ(inode, i_ino),
-		     current_cgroup(), (__u64)ret, BPF_CORE_READ(inode, i_size));
+	dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	cgroup = current_cgroup();
+	app_bytes(cgroup, dev, NASFLOW_OP_APP_WRITE, (__u64)ret);
+	/* Direct writes never dirty the page cache: their WRITEs go out in this context. */
+	if (!direct)
+		charge_dirty(dev, BPF_CORE_READ(inode, i_ino), cgroup, (__u64)ret, BPF_CORE_READ(inode, i_size));
+	return 0;
+}
+
+SEC("kprobe/nfs_file_read")
+int BPF_KPROBE(nfs_fread_ent, struct kiocb *iocb)
+{
+	struct file *file = BPF_CORE_READ(iocb, ki_filp);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 inode;
+
+	if (!file)
+		return 0;
+	inode = (__u64)BPF_CORE_READ(file, f_inode);
+	if (bpf_map_update_elem(&read_args, &id, &inode, BPF_ANY))
+		health_add(NASFLOW_H_WRITE_ARGS_FULL, 1);
+	return 0;
+}
+
+SEC("kretprobe/nfs_file_read")
+int BPF_KRETPROBE(nfs_fread_ret, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct inode *inode;
+	__u64 *saved;
+
+	saved = bpf_map_lookup_elem(&read_args, &id);
+	if (!saved)
+		return 0;
+	inode = (struct inode *)*saved;
+	bpf_map_delete_elem(&read_args, &id);
+	if (ret <= 0 || !inode)
+		return 0;
+	app_bytes(current_cgroup(), BPF_CORE_READ(inode, i_sb, s_dev), NASFLOW_OP_APP_READ, (__u64)ret);
 	return 0;
 }

@@ -20,6 +20,10 @@ enum nasflow_op {
 	NASFLOW_OP_READ = 0,
 	NASFLOW_OP_WRITE = 1,
 	NASFLOW_OP_COMMIT = 2,
+	/* What applications read and wrote through nfs_file_read/nfs_file_write (page-cache
+	 * hits included): bytes only, no latency. Not RPCs. */
+	NASFLOW_OP_APP_READ = 3,
+	NASFLOW_OP_APP_WRITE = 4,
 };
 
 /* Counter and histogram key: who (cgroup), where (NFS super block dev), what (op), how it
@@ -84,7 +88,7 @@ enum nasflow_health {
 	NASFLOW_H_WRITE_BYTES_UNOWNED = 6,
 	/* A tracepoint field could not be read. */
 	NASFLOW_H_READ_FAILED = 7,
-	/* The per-thread write-argument map was full at nfs_file_write entry. */
+	/* A per-thread argument map was full at nfs_file_write/nfs_file_read entry. */
 	NASFLOW_H_WRITE_ARGS_FULL = 8,
 	NASFLOW_H__COUNT = 9,
 };

@@ -34,3 +34,15 @@ int noop_fw_exit(void *ctx)
 {
 	return 0;
 }
+
+SEC("kprobe/nfs_file_read")
+int noop_fr_entry(void *ctx)
+{
+	return 0;
+}
+
+SEC("kretprobe/nfs_file_read")
+int noop_fr_exit(void *ctx)
+{
+	return 0;
+}

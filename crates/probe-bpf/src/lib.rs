@@ -55,6 +55,8 @@ pub mod maps {
     pub const DIRTY: &str = "dirty";
     /// `nfs_file_write` arguments between entry and return.
     pub const WRITE_ARGS: &str = "write_args";
+    /// `nfs_file_read` arguments between entry and return.
+    pub const READ_ARGS: &str = "read_args";
 }
 
 /// `const volatile` globals set before load.
@@ -79,6 +81,10 @@ pub enum Op {
     Write = 1,
     /// NFS COMMIT.
     Commit = 2,
+    /// Bytes an application read through `nfs_file_read` (page-cache hits included).
+    AppRead = 3,
+    /// Bytes an application wrote through `nfs_file_write`.
+    AppWrite = 4,
 }
 
 impl Op {
@@ -89,6 +95,8 @@ impl Op {
             0 => Some(Self::Read),
             1 => Some(Self::Write),
             2 => Some(Self::Commit),
+            3 => Some(Self::AppRead),
+            4 => Some(Self::AppWrite),
             _ => None,
         }
     }
@@ -100,7 +108,15 @@ impl Op {
             Self::Read => "READ",
             Self::Write => "WRITE",
             Self::Commit => "COMMIT",
+            Self::AppRead => "APP_READ",
+            Self::AppWrite => "APP_WRITE",
         }
+    }
+
+    /// Whether this counts RPCs (with latency), rather than application bytes.
+    #[must_use]
+    pub fn is_rpc(self) -> bool {
+        matches!(self, Self::Read | Self::Write | Self::Commit)
     }
 }
 
@@ -194,7 +210,7 @@ pub enum Health {
     WriteBytesUnowned = 6,
     /// Tracepoint records that could not be read.
     ReadFailed = 7,
-    /// `nfs_file_write` entries not recorded because the argument map was full.
+    /// `nfs_file_write`/`nfs_file_read` entries not recorded because an argument map was full.
     WriteArgsFull = 8,
 }
 
@@ -227,7 +243,7 @@ impl Health {
             Self::DirtySlotsFull => "dirty_slots_full",
             Self::WriteBytesUnowned => "write_bytes_unowned",
             Self::ReadFailed => "record_read_failed",
-            Self::WriteArgsFull => "write_args_map_full",
+            Self::WriteArgsFull => "call_args_map_full",
         }
     }
 }
@@ -349,7 +365,7 @@ mod tests {
 
     #[test]
     fn op_numbers_round_trip() {
-        for op in [Op::Read, Op::Write, Op::Commit] {
+        for op in [Op::Read, Op::Write, Op::Commit, Op::AppRead, Op::AppWrite] {
             assert_eq!(Op::from_raw(op as u16), Some(op));
         }
         assert_eq!(Op::from_raw(99), None);

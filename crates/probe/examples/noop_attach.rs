@@ -24,10 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tp.load()?;
         tp.attach("nfs", event)?;
     }
-    for name in ["noop_fw_entry", "noop_fw_exit"] {
+    for (name, func) in [
+        ("noop_fw_entry", "nfs_file_write"),
+        ("noop_fw_exit", "nfs_file_write"),
+        ("noop_fr_entry", "nfs_file_read"),
+        ("noop_fr_exit", "nfs_file_read"),
+    ] {
         let kp: &mut KProbe = ebpf.program_mut(name).ok_or(name)?.try_into()?;
         kp.load()?;
-        kp.attach("nfs_file_write", 0)?;
+        kp.attach(func, 0)?;
     }
     println!("attached");
     loop {

@@ -258,7 +258,12 @@ pub struct Probe {
 }
 
 /// kprobe programs and the function they probe (names under 16 bytes: the kernel truncates).
-const KPROBES: [(&str, &str); 2] = [("nfs_fwrite_ent", "nfs_file_write"), ("nfs_fwrite_ret", "nfs_file_write")];
+const KPROBES: [(&str, &str); 4] = [
+    ("nfs_fwrite_ent", "nfs_file_write"),
+    ("nfs_fwrite_ret", "nfs_file_write"),
+    ("nfs_fread_ent", "nfs_file_read"),
+    ("nfs_fread_ret", "nfs_file_read"),
+];
 
 fn nfs_module_instance() -> ModuleInstance {
     ModuleInstance(fs::metadata("/sys/module/nfs").ok().map(|m| m.ino()))
@@ -413,7 +418,9 @@ impl Probe {
         let mut snap = Snapshot { taken_at: Some(SystemTime::now()), ..Snapshot::default() };
         snap.health.series_capacity = self.opts.max_series;
         snap.health.attached = self.attachment.is_some();
-        snap.health.write_attribution = self.attachment.as_ref().is_some_and(|a| a.kprobes.len() == KPROBES.len());
+        snap.health.write_attribution = self.attachment.as_ref().is_some_and(|a| {
+            ["nfs_fwrite_ent", "nfs_fwrite_ret"].iter().all(|n| a.kprobes.iter().any(|(k, _)| k == n))
+        });
         let Some(ebpf) = self.ebpf.as_ref() else {
             return Ok(snap);
         };
