@@ -603,39 +603,52 @@ int nfs_commit_done(void *ctx)
 	return 0;
 }
 
-SEC("kprobe/nfs_file_write")
-int BPF_KPROBE(nfs_fwrite_ent, struct kiocb *iocb)
+/* Remembers, per thread, the inode of an NFS file operation until it returns; bit 0 marks
+ * O_DIRECT (inode pointers are aligned). */
+static __always_inline void stash_call(void *args, struct kiocb *iocb)
 {
 	struct file *file = BPF_CORE_READ(iocb, ki_filp);
 	__u64 id = bpf_get_current_pid_tgid();
-	__u64 inode;
+	__u64 saved;
 
 	if (!file)
-		return 0;
-	inode = (__u64)BPF_CORE_READ(file, f_inode);
+		return;
+	saved = (__u64)BPF_CORE_READ(file, f_inode);
 	if (BPF_CORE_READ(file, f_flags) & o_direct_flag)
-		inode |= 1;
-	if (bpf_map_update_elem(&write_args, &id, &inode, BPF_ANY))
+		saved |= 1;
+	if (bpf_map_update_elem(args, &id, &saved, BPF_ANY))
 		health_add(NASFLOW_H_WRITE_ARGS_FULL, 1);
+}
+
+/* Takes back what stash_call remembered for this thread: the inode (NULL if none). */
+static __always_inline struct inode *take_call(void *args, __u64 *direct)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *saved = bpf_map_lookup_elem(args, &id);
+	__u64 v;
+
+	if (!saved)
+		return NULL;
+	v = *saved;
+	bpf_map_delete_elem(args, &id);
+	*direct = v & 1;
+	return (struct inode *)(v & ~1ULL);
+}
+
+SEC("kprobe/nfs_file_write")
+int BPF_KPROBE(nfs_fwrite_ent, struct kiocb *iocb)
+{
+	stash_call(&write_args, iocb);
 	return 0;
 }
 
 SEC("kretprobe/nfs_file_write")
 int BPF_KRETPROBE(nfs_fwrite_ret, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct inode *inode;
-	__u64 *saved;
-
-	__u64 cgroup, direct;
+	__u64 cgroup, direct = 0;
+	struct inode *inode = take_call(&write_args, &direct);
 	__u32 dev;
 
-	saved = bpf_map_lookup_elem(&write_args, &id);
-	if (!saved)
-		return 0;
-	direct = *saved & 1;
-	inode = (struct inode *)(*saved & ~1ULL);
-	bpf_map_delete_elem(&write_args, &id);
 	if (ret <= 0 || !inode)
 		return 0;
 	dev = BPF_CORE_READ(inode, i_sb, s_dev);
@@ -650,30 +663,16 @@ int BPF_KRETPROBE(nfs_fwrite_ret, long ret)
 SEC("kprobe/nfs_file_read")
 int BPF_KPROBE(nfs_fread_ent, struct kiocb *iocb)
 {
-	struct file *file = BPF_CORE_READ(iocb, ki_filp);
-	__u64 id = bpf_get_current_pid_tgid();
-	__u64 inode;
-
-	if (!file)
-		return 0;
-	inode = (__u64)BPF_CORE_READ(file, f_inode);
-	if (bpf_map_update_elem(&read_args, &id, &inode, BPF_ANY))
-		health_add(NASFLOW_H_WRITE_ARGS_FULL, 1);
+	stash_call(&read_args, iocb);
 	return 0;
 }
 
 SEC("kretprobe/nfs_file_read")
 int BPF_KRETPROBE(nfs_fread_ret, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct inode *inode;
-	__u64 *saved;
+	__u64 direct = 0;
+	struct inode *inode = take_call(&read_args, &direct);
 
-	saved = bpf_map_lookup_elem(&read_args, &id);
-	if (!saved)
-		return 0;
-	inode = (struct inode *)*saved;
-	bpf_map_delete_elem(&read_args, &id);
 	if (ret <= 0 || !inode)
 		return 0;
 	app_bytes(current_cgroup(), BPF_CORE_READ(inode, i_sb, s_dev), NASFLOW_OP_APP_READ, (__u64)ret);
