@@ -178,6 +178,8 @@ pub struct Enricher {
     waited_containers: HashSet<String>,
     waited_devs: HashSet<u32>,
     cache: NameCache,
+    /// When the mountinfo watcher last saw the mount table change.
+    mounts_changed: Arc<std::sync::Mutex<Option<Instant>>>,
     stats: EnrichStats,
     last_pod_load: Option<Instant>,
 }
@@ -223,7 +225,8 @@ impl Enricher {
                 Ok::<_, EnrichError>(mounts)
             }
         });
-        watch_mounts(watched, mounts.clone());
+        let mounts_changed = Arc::new(std::sync::Mutex::new(None));
+        watch_mounts(watched, mounts.clone(), Arc::clone(&mounts_changed));
         Ok(Self {
             cgroups,
             namer: CgroupNamer::default(),
@@ -232,6 +235,7 @@ impl Enricher {
             waited_containers: HashSet::new(),
             waited_devs: HashSet::new(),
             cache: NameCache::default(),
+            mounts_changed,
             stats: EnrichStats::default(),
             last_pod_load: None,
         })
@@ -276,6 +280,14 @@ impl Enricher {
             None => None,
         };
         let mut mounts = self.mounts.current();
+        // A mount seen changing (a pod's volume just mounted) must be in the table before the
+        // rows are named: the device is known, so nothing else would wait for it.
+        let changed = *self.mounts_changed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(changed) = changed {
+            if mounts.loaded_at.is_none_or(|t| t < changed) {
+                mounts = self.mounts.fresh_since(changed, budget).await;
+            }
+        }
         let unknown_devs: Vec<u32> = pairs
             .iter()
             .map(|p| p.1)
@@ -309,7 +321,7 @@ impl Enricher {
 /// Asks for a mount table re-read whenever the mount namespace of `path` changes: mountinfo
 /// is pollable, and a mount or unmount raises `POLLPRI` on it (proc(5)). Runs on its own
 /// thread; if the file cannot be watched, the periodic re-read remains.
-fn watch_mounts(path: PathBuf, mounts: Refreshed<MountTable>) {
+fn watch_mounts(path: PathBuf, mounts: Refreshed<MountTable>, changed: Arc<std::sync::Mutex<Option<Instant>>>) {
     let spawned = std::thread::Builder::new().name("mountinfo-watch".into()).spawn(move || {
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
@@ -331,6 +343,7 @@ fn watch_mounts(path: PathBuf, mounts: Refreshed<MountTable>) {
                 return;
             }
             if pfd.revents & (libc::POLLPRI | libc::POLLERR) != 0 {
+                *changed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
                 mounts.request();
                 // Mounts come in bursts (a pod's volumes): let them settle.
                 std::thread::sleep(Duration::from_millis(100));
