@@ -17,7 +17,7 @@ use crate::{
     container::{parse_cgroup_path, CgroupWorkload},
     kubelet::{parse_pod_list, KubeletClient, KubeletConfig, PodIndex, PodMeta},
     mountinfo::{parse_mountinfo, NasMount},
-    refresh::Refreshed,
+    refresh::{Refreshed, Versioned},
     EnrichError,
 };
 
@@ -250,35 +250,7 @@ impl Enricher {
     /// Resolves every (cgroup, device) pair of a snapshot. `seen_at` is when the snapshot was
     /// read; `budget` bounds each wait for a refresh (three sources at most).
     pub async fn resolve(&mut self, pairs: &[(u64, u32)], seen_at: Instant, budget: Duration) -> Names {
-        // Refresh what this snapshot brings new, each source at most once and bounded.
-        let mut table = self.cgroups.current();
-        let pending = pairs.iter().any(|p| matches!(self.namer.name(&table, p.0, seen_at), CgroupName::Pending));
-        if pending {
-            table = self.cgroups.fresh_since(seen_at, budget).await;
-        }
-        let pods = match &self.pods {
-            Some(pods) => {
-                let mut index = pods.current();
-                let unknown: Vec<String> = pairs
-                    .iter()
-                    .filter_map(|p| table.path(p.0))
-                    .filter_map(|path| parse_cgroup_path(path).container_id)
-                    .filter(|c| index.value.container(c).is_none() && !self.waited_containers.contains(c))
-                    .collect();
-                if !unknown.is_empty() {
-                    index = pods.fresh_since(seen_at, budget).await;
-                    self.waited_containers.extend(unknown);
-                }
-                if index.loaded_at != self.last_pod_load {
-                    self.last_pod_load = index.loaded_at;
-                    self.stats.kubelet_refreshes += 1;
-                }
-                self.stats.kubelet_down = index.stale;
-                self.waited_containers.retain(|c| index.value.container(c).is_none());
-                Some(index)
-            }
-            None => None,
-        };
+        // Devices first: a device lookup is cheap and needs no naming pass.
         let mut mounts = self.mounts.current();
         // A mount seen changing (a pod's volume just mounted) must be in the table before the
         // rows are named: the device is known, so nothing else would wait for it.
@@ -299,17 +271,50 @@ impl Enricher {
         }
         self.waited_devs.retain(|d| !mounts.value.contains_key(d));
 
-        let names = name_pairs(
-            &mut self.namer,
-            &mut self.cache,
-            &table,
-            pods.as_ref().map(|p| &p.value),
-            &mounts.value,
-            pairs,
-            seen_at,
-        );
+        // Name with the tables at hand (cached, the steady state); only what that pass could
+        // not name asks for a refresh, each source at most once and bounded, and is named again.
+        let mut table = self.cgroups.current();
+        let mut index = self.pods.as_ref().map(Refreshed::current);
+        let mut names = self.name(&table, index.as_deref(), &mounts.value, pairs, seen_at);
+        if names.workloads.values().any(|w| w.cgroup_path.is_none() && !w.gone) {
+            table = self.cgroups.fresh_since(seen_at, budget).await;
+            names = self.name(&table, index.as_deref(), &mounts.value, pairs, seen_at);
+        }
+        if let Some(pods) = &self.pods {
+            let unknown: Vec<String> = names
+                .workloads
+                .values()
+                .filter(|w| !w.gone && w.container_name.is_none())
+                .filter_map(|w| w.container_id.clone())
+                .filter(|c| !self.waited_containers.contains(c))
+                .collect();
+            if !unknown.is_empty() {
+                index = Some(pods.fresh_since(seen_at, budget).await);
+                self.waited_containers.extend(unknown);
+                names = self.name(&table, index.as_deref(), &mounts.value, pairs, seen_at);
+            }
+        }
+        if let Some(index) = &index {
+            if index.loaded_at != self.last_pod_load {
+                self.last_pod_load = index.loaded_at;
+                self.stats.kubelet_refreshes += 1;
+            }
+            self.stats.kubelet_down = index.stale;
+            self.waited_containers.retain(|c| index.value.container(c).is_none());
+        }
         self.stats.misses += names.misses;
         names
+    }
+
+    fn name(
+        &mut self,
+        cgroups: &CgroupTable,
+        pods: Option<&Versioned<PodIndex>>,
+        mounts: &Arc<MountTable>,
+        pairs: &[(u64, u32)],
+        seen_at: Instant,
+    ) -> Names {
+        name_pairs(&mut self.namer, &mut self.cache, cgroups, pods.map(|p| &p.value), mounts, pairs, seen_at)
     }
 
     /// Forgets cgroups whose series were dropped.
