@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, io::Write};
 
 use nasflow_enrich::{errno::errno_name, names::Names};
-use nasflow_probe::{Snapshot, LATENCY_SLOTS};
+use nasflow_probe::{dev_string, latency_slot_upper_bound_s, Snapshot, LATENCY_SLOTS};
 use serde::Serialize;
 
 /// One latency slot with samples.
@@ -64,13 +64,6 @@ pub struct IoLine {
     pub latency: Latency,
 }
 
-/// Upper bound of a latency slot in seconds.
-#[must_use]
-pub fn slot_upper_bound_s(slot: usize) -> f64 {
-    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)] // slot < 40
-    2f64.powi(slot as i32 - 30)
-}
-
 /// Groups rows of one (cgroup, dev, op) across their errno variants into lines.
 pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
     let ts_ms = snap.taken_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis());
@@ -125,7 +118,7 @@ pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(slot, &count)| Bucket { slot, le_s: slot_upper_bound_s(slot), count })
+            .map(|(slot, &count)| Bucket { slot, le_s: latency_slot_upper_bound_s(slot), count })
             .collect();
     }
     out
@@ -181,11 +174,7 @@ pub fn write_interval(w: &mut impl Write, snap: &Snapshot, seq: u64, io: &[IoLin
         inflight: snap
             .inflight
             .iter()
-            .map(|i| InflightLine {
-                dev: format!("{}:{}", i.dev >> 20, i.dev & 0xf_ffff),
-                count: i.count,
-                oldest_s: i.oldest.as_secs_f64(),
-            })
+            .map(|i| InflightLine { dev: dev_string(i.dev), count: i.count, oldest_s: i.oldest.as_secs_f64() })
             .collect(),
     };
     serde_json::to_writer(&mut *w, &health)?;

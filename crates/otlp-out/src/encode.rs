@@ -15,7 +15,7 @@ use nasflow_enrich::{
     errno::errno_name,
     names::{Names, NasView, Workload},
 };
-use nasflow_probe::{Operation, Snapshot, LATENCY_SLOTS};
+use nasflow_probe::{latency_slot_upper_bound_s, Operation, Snapshot, LATENCY_SLOTS};
 use opentelemetry_proto::tonic::{
     common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue},
     metrics::v1::{
@@ -197,13 +197,6 @@ fn kv(key: &str, value: impl Into<String>) -> KeyValue {
         value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
         key_strindex: 0,
     }
-}
-
-/// Upper bound, in seconds, of kernel latency slot `s`.
-#[must_use]
-pub fn slot_upper_bound_s(slot: usize) -> f64 {
-    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)] // slot < 40
-    2f64.powi(slot as i32 - 30)
 }
 
 /// Builds OTLP requests from snapshots; one per interval.
@@ -598,7 +591,7 @@ fn exponential(attributes: Vec<KeyValue>, start: u64, now: u64, h: &Hist) -> Exp
         exemplars: vec![],
         min: None,
         max: None,
-        zero_threshold: slot_upper_bound_s(0),
+        zero_threshold: latency_slot_upper_bound_s(0),
     }
 }
 
@@ -612,7 +605,7 @@ fn explicit(attributes: Vec<KeyValue>, start: u64, now: u64, h: &Hist) -> Histog
         count: h.count,
         sum: Some(h.sum_ns as f64 / 1e9),
         bucket_counts,
-        explicit_bounds: (0..LATENCY_SLOTS).map(slot_upper_bound_s).collect(),
+        explicit_bounds: (0..LATENCY_SLOTS).map(latency_slot_upper_bound_s).collect(),
         exemplars: vec![],
         flags: 0,
         min: None,

@@ -41,6 +41,13 @@ pub fn latency_slot(ns: u64) -> usize {
     slot.min(HIST_SLOTS - 1)
 }
 
+/// Upper bound, in seconds, of kernel latency slot `slot`: 2^(slot-30).
+#[must_use]
+pub fn latency_slot_upper_bound_s(slot: usize) -> f64 {
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)] // slot < 40
+    2f64.powi(slot as i32 - 30)
+}
+
 /// Map names, as in the C source.
 pub mod maps {
     /// Per-CPU counters per [`IoKey`](super::IoKey).

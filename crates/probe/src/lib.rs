@@ -21,7 +21,7 @@ use nasflow_probe_bpf::{
     globals, maps, Health, InflightKey, InflightVal, IoCounters, IoHist, IoKey, Layout, Op, HEALTH_COUNT, HIST_SLOTS,
 };
 
-pub use nasflow_probe_bpf::{Op as Operation, HIST_SLOTS as LATENCY_SLOTS};
+pub use nasflow_probe_bpf::{latency_slot_upper_bound_s, Op as Operation, HIST_SLOTS as LATENCY_SLOTS};
 
 use crate::tracefs::{probe_events, Tracefs};
 
@@ -171,8 +171,14 @@ impl IoRow {
     /// `major:minor` of the device, as mountinfo writes it.
     #[must_use]
     pub fn dev_string(&self) -> String {
-        format!("{}:{}", self.dev >> 20, self.dev & 0xf_ffff)
+        dev_string(self.dev)
     }
+}
+
+/// `major:minor` of a kernel device number (`MAJOR << 20 | MINOR`), as mountinfo writes it.
+#[must_use]
+pub fn dev_string(dev: u32) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xf_ffff)
 }
 
 /// Probe health: what the kernel side could not count, and how full the maps are.
