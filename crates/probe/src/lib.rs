@@ -8,7 +8,7 @@ use std::{
     collections::HashSet,
     fs, io,
     os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, SystemTime},
 };
 
@@ -286,12 +286,6 @@ impl Probe {
         Ok(Self { opts, tracefs, ebpf: None, layout: None, attachment: None, failed_for: None })
     }
 
-    /// Whether the programs are attached.
-    #[must_use]
-    pub fn is_attached(&self) -> bool {
-        self.attachment.is_some()
-    }
-
     /// Attaches when the nfs module is present, re-attaches after it was reloaded, and notes
     /// when it went away. Cheap when nothing changed (two stat calls).
     pub fn poll(&mut self) -> Result<AttachEvent, ProbeError> {
@@ -535,12 +529,6 @@ impl Probe {
         }
         Ok(removed)
     }
-
-    /// The tracefs in use.
-    #[must_use]
-    pub fn tracefs(&self) -> &Tracefs {
-        &self.tracefs
-    }
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProbeError>
@@ -575,10 +563,4 @@ where
 {
     let m = ebpf.map_mut(name).ok_or_else(|| map_err(name, MapError::InvalidName { name: name.to_owned() }))?;
     T::try_from(m).map_err(|e| map_err(name, e))
-}
-
-/// Whether a path exists (for callers that check prerequisites before [`Probe::new`]).
-#[must_use]
-pub fn btf_present(path: &Path) -> bool {
-    path.is_file()
 }

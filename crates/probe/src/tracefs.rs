@@ -199,12 +199,6 @@ impl Tracefs {
         Ok(Self { root: PathBuf::from(target) })
     }
 
-    /// A tracefs rooted elsewhere (tests).
-    #[must_use]
-    pub fn at(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
-    }
-
     /// The format file of `category:event`.
     #[must_use]
     pub fn format_path(&self, category: &str, event: &str) -> PathBuf {
