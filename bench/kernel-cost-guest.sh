@@ -23,6 +23,11 @@ for m in a b; do
 	fio --name=buffered --directory=/srv/nas-$m --rw=randwrite --bs=4k --size=16m --ioengine=psync --end_fsync=1 --output-format=terse >/dev/null
 	echo 3 >/proc/sys/vm/drop_caches
 	fio --name=buffered --directory=/srv/nas-$m --rw=read --bs=128k --size=16m --ioengine=psync --output-format=terse >/dev/null
+	# Metadata: create, stat uncached, remove 300 files.
+	mkdir -p /srv/nas-$m/meta && for i in $(seq 300); do : >/srv/nas-$m/meta/f$i; done
+	echo 3 >/proc/sys/vm/drop_caches
+	python3 -c "import os; [os.stat('/srv/nas-$m/meta/f%d' % i) for i in range(1, 301)]"
+	rm -rf /srv/nas-$m/meta
 done
 bpftool -j prog show >"$R/progs.json"
 kill -TERM "$AGENT" "$NOOPPID"; wait

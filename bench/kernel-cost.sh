@@ -17,7 +17,13 @@ pairs = [("nfs_initiate_read", "noop_rd_init", "nfs_initiate_read"), ("nfs_readp
          ("nfs_initiate_write", "noop_wr_init", "nfs_initiate_write"), ("nfs_writeback_done", "noop_wr_done", "nfs_writeback_done"),
          ("nfs_initiate_commit", "noop_cm_init", "nfs_initiate_commit"), ("nfs_commit_done", "noop_cm_done", "nfs_commit_done"),
          ("nfs_fwrite_ent", "noop_fw_entry", "kprobe nfs_file_write"), ("nfs_fwrite_ret", "noop_fw_exit", "kretprobe nfs_file_write"),
-         ("nfs_fread_ent", "noop_fr_entry", "kprobe nfs_file_read"), ("nfs_fread_ret", "noop_fr_exit", "kretprobe nfs_file_read")]
+         ("nfs_fread_ent", "noop_fr_entry", "kprobe nfs_file_read"), ("nfs_fread_ret", "noop_fr_exit", "kretprobe nfs_file_read"),
+         ("rpc_task_begin", "noop_rpc_begin", "sunrpc:rpc_task_begin"), ("rpc_request", "noop_rpc_req", "sunrpc:rpc_request"),
+         ("rpc_task_end", "noop_rpc_end", "sunrpc:rpc_task_end"), ("rpc_stats_lat", "noop_rpc_lat", "sunrpc:rpc_stats_latency"),
+         ("xprt_retransmit", "noop_rpc_rtx", "sunrpc:xprt_retransmit"),
+         ("hint_getattr", "noop_h_getattr", "nfs_getattr_enter"), ("hint_access", "noop_h_access", "nfs_access_enter"),
+         ("hint_lookup", "noop_h_lookup", "nfs_lookup_enter"), ("hint_lookup_rv", "noop_h_lkp_rv", "nfs_lookup_revalidate_enter"),
+         ("hint_revalidate", "noop_h_reval", "nfs_revalidate_inode_enter"), ("hint_open", "noop_h_open", "nfs_atomic_open_enter")]
 print("| tracepoint | events | nasflow ns/event | no-op ns/event | ratio |")
 print("|---|---:|---:|---:|---:|")
 for ours, noop, tp in pairs:

@@ -50,8 +50,8 @@ pub struct IoLine {
     pub cgroup_gone: bool,
     /// `major:minor`.
     pub dev: String,
-    /// Operation name.
-    pub op: &'static str,
+    /// Operation name (`READ`, `WRITE`, `COMMIT`, `APP_READ`, `APP_WRITE`, or an RPC procedure).
+    pub op: String,
     /// Completed operations, failed ones included.
     pub ops: u64,
     /// Bytes (READ received, WRITE sent).
@@ -62,6 +62,21 @@ pub struct IoLine {
     pub errors_by_type: BTreeMap<String, u64>,
     /// Latency of all completed operations.
     pub latency: Latency,
+    /// Retransmissions.
+    pub retransmits: u64,
+    /// Round-trip times (request sent to reply received), when timed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt: Option<Latency>,
+}
+
+/// Buckets of non-empty kernel slots.
+fn buckets(slots: &[u64; LATENCY_SLOTS]) -> Vec<Bucket> {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(slot, &count)| Bucket { slot, le_s: latency_slot_upper_bound_s(slot), count })
+        .collect()
 }
 
 /// Groups rows of one (cgroup, dev, op) across their errno variants into lines.
@@ -70,6 +85,8 @@ pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
     let mut out: Vec<IoLine> = Vec::new();
     let mut slots = [0u64; LATENCY_SLOTS];
     let mut sum_ns = 0u64;
+    let mut rtt_slots = [0u64; LATENCY_SLOTS];
+    let mut rtt_sum_ns = 0u64;
     // Rows come sorted by (cgroup, dev, op, err), so a group is a run of rows.
     for (i, row) in snap.rows.iter().enumerate() {
         let first = i == 0 || {
@@ -91,13 +108,17 @@ pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
                     .unwrap_or_default(),
                 cgroup_gone: w.is_some_and(|w| w.gone),
                 dev: row.dev_string(),
-                op: row.op.name(),
+                op: row.op.name().to_owned(),
                 ops: 0,
                 bytes: 0,
                 errors: 0,
                 errors_by_type: BTreeMap::new(),
                 latency: Latency { count: 0, sum_s: 0.0, buckets: Vec::new() },
+                retransmits: 0,
+                rtt: None,
             });
+            rtt_slots = [0; LATENCY_SLOTS];
+            rtt_sum_ns = 0;
             slots = [0; LATENCY_SLOTS];
             sum_ns = 0;
         }
@@ -114,12 +135,19 @@ pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
         for (acc, v) in slots.iter_mut().zip(row.latency_slots) {
             *acc += v;
         }
-        line.latency.buckets = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .map(|(slot, &count)| Bucket { slot, le_s: latency_slot_upper_bound_s(slot), count })
-            .collect();
+        line.latency.buckets = buckets(&slots);
+        line.retransmits += row.retransmits;
+        if let Some(h) = &row.rtt {
+            for (acc, v) in rtt_slots.iter_mut().zip(h.slots) {
+                *acc += v;
+            }
+            rtt_sum_ns += h.sum_ns;
+            line.rtt = Some(Latency {
+                count: rtt_slots.iter().sum(),
+                sum_s: rtt_sum_ns as f64 / 1e9,
+                buckets: buckets(&rtt_slots),
+            });
+        }
     }
     out
 }
@@ -135,6 +163,8 @@ pub struct HealthLine<'a> {
     pub attached: bool,
     /// Buffered-write attribution available.
     pub write_attribution: bool,
+    /// Whether every NFS RPC is traced through sunrpc (metadata operations, rtt, retransmits).
+    pub rpc_tracing: bool,
     /// Kernel series in use.
     pub series_used: u64,
     /// Kernel series capacity.
@@ -168,6 +198,7 @@ pub fn write_interval(w: &mut impl Write, snap: &Snapshot, seq: u64, io: &[IoLin
         seq,
         attached: h.attached,
         write_attribution: h.write_attribution,
+        rpc_tracing: h.rpc_tracing,
         series_used: h.series_used,
         series_capacity: h.series_capacity,
         counters: h.counters.iter().copied().collect(),
@@ -204,6 +235,8 @@ mod tests {
             latency_count: ops,
             latency_sum_ns: ops * 1_000_000,
             latency_slots,
+            retransmits: 0,
+            rtt: None,
         }
     }
 
@@ -228,7 +261,7 @@ mod tests {
         let out = lines(&snap, 3, &names);
         assert_eq!(out.len(), 3);
         let read = &out[0];
-        assert_eq!((read.op, read.ops, read.bytes, read.errors), ("READ", 10, 8 << 20, 2));
+        assert_eq!((read.op.as_str(), read.ops, read.bytes, read.errors), ("READ", 10, 8 << 20, 2));
         assert_eq!(read.errors_by_type.get("EIO"), Some(&2));
         assert_eq!(read.dev, "1:53");
         assert_eq!(read.latency.count, 10);
@@ -240,7 +273,7 @@ mod tests {
             ]
         );
         assert!((read.latency.sum_s - 0.010).abs() < 1e-12);
-        assert_eq!((out[1].op, out[1].bytes, out[1].errors), ("WRITE", 4096, 0));
+        assert_eq!((out[1].op.as_str(), out[1].bytes, out[1].errors), ("WRITE", 4096, 0));
         assert_eq!((out[2].cgroup.as_deref(), out[2].cgroup_gone), (Some("/b"), true));
         assert_eq!(read.workload.get("process.linux.cgroup").map(String::as_str), Some("/a"));
         assert!(read.nas.is_empty());

@@ -179,6 +179,51 @@ run_in /cache-reader dd if=/srv/nas-b/twice of=/dev/null bs=1M
 expect read /cache-reader nas-b "$n"
 expect app_read /cache-reader nas-b $((2 * n))
 
+########## golden signals: metadata, errors, a slow link ##########
+# A metadata storm: N stats of files created on the server, never seen by the client.
+N=$(rnd 120 200)
+mkdir -p /srv/v4/exb/storm && for i in $(seq "$N"); do : >"/srv/v4/exb/storm/f$i"; done
+U6=$(uuid); C6=$(cid)
+P6=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U6//-/_}.slice/cri-containerd-$C6.scope
+pod ci indexer-5f6d7c8b9-k2m4p "$U6" indexer "$C6" ReplicaSet/indexer-5f6d7c8b9 team.example.com/task=file-indexer
+run_in "$P6" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-b/storm/f{i}") for i in range(1, int(sys.argv[1]) + 1)]' "$N"
+expect meta "$P6" nas-b "$N"
+
+# Errors: EACCES, ESTALE and ENOENT on nas-a, ENOSPC on a 1 MiB export.
+mkdir -p /srv/v4/exs && mount -t tmpfs -o size=1m tmpfs /srv/v4/exs
+echo "/srv/v4/exs 127.0.0.0/8(rw,fsid=3,no_root_squash,no_subtree_check,insecure)" >>/etc/exports && exportfs -ra
+mkdir -p /srv/nas-s && mount -t nfs -o vers=3,tcp,nolock,wsize=65536 127.0.0.1:/srv/v4/exs /srv/nas-s
+mountpoint -q /srv/nas-s || expect fatal small_mount_failed
+expect dev nas-s "$(mountpoint -d /srv/nas-s)"
+U7=$(uuid); C7=$(cid)
+P7=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U7//-/_}.slice/cri-containerd-$C7.scope
+pod ci flaky-etl-6b8c9d7f5-r9t2q "$U7" etl "$C7" ReplicaSet/flaky-etl-6b8c9d7f5 team.example.com/task=flaky-etl
+K=$(rnd 5 12)
+run_in "$P7" /usr/bin/python3 "$HERE/errors.py" /srv/nas-a /srv/v4/exa /srv/nas-s "$K" "$R/errors.json"
+expect errors "$P7" nas-a nas-s "$K"
+
+# A slow link: another mount of nas-a's export through 127.0.0.3, whose packets netem
+# delays by 20 ms each way; then by 150 ms, beyond the mount's 100 ms timeout (timeo=1), so
+# RPCs are retransmitted.
+mkdir -p /srv/nas-slow && mount -t nfs -o vers=3,tcp,nolock,timeo=1,retrans=30 127.0.0.3:/srv/v4/exa /srv/nas-slow
+mountpoint -q /srv/nas-slow || expect fatal slow_mount_failed
+expect dev nas-slow "$(mountpoint -d /srv/nas-slow)"
+M=$(rnd 15 30)
+mkdir -p /srv/v4/exa/slow && for i in $(seq $((M + 3))); do : >"/srv/v4/exa/slow/f$i"; done
+tc qdisc add dev lo root handle 1: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1 &&
+	tc qdisc add dev lo parent 1:4 handle 40: netem delay 20ms &&
+	tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst 127.0.0.3/32 flowid 1:4 &&
+	tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip src 127.0.0.3/32 flowid 1:4 ||
+	expect fatal netem_failed
+U8=$(uuid); C8=$(cid)
+P8=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${U8//-/_}.slice/cri-containerd-$C8.scope
+pod ml remote-reader-0 "$U8" reader "$C8" StatefulSet/remote-reader team.example.com/task=remote-reader
+run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(1, int(sys.argv[1]) + 1)]' "$M"
+tc qdisc change dev lo parent 1:4 handle 40: netem delay 150ms
+run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(int(sys.argv[1]) + 1, int(sys.argv[1]) + 4)]' "$M"
+tc qdisc del dev lo root
+expect slow "$P8" nas-slow "$M"
+
 # A cgroup that never touches NFS.
 run_in /idle dd if=/dev/zero of=/tmp/idle bs=1M count=4
 run_in /idle cat /etc/hostname >/dev/null

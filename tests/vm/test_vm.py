@@ -89,9 +89,9 @@ def test_started_before_nfs_modules_and_attached_within_5s(expect, v2):
     assert v2.health[-1]["write_attribution"] is True
 
 
-def test_two_distinct_nfs_devices(devs):
-    assert set(devs) == {"nas-a", "nas-b"}
-    assert devs["nas-a"] != devs["nas-b"]
+def test_distinct_nfs_devices(devs):
+    assert set(devs) == {"nas-a", "nas-b", "nas-s", "nas-slow"}
+    assert len(set(devs.values())) == 4
 
 
 @pytest.mark.parametrize("kind,op", [("write", "WRITE"), ("read", "READ")])
@@ -318,7 +318,7 @@ def test_otlp_resource_and_pod_labels(expect):
 def test_inflight_max_age_gauge_per_mounted_nas():
     points = [p for p in load_otlp("v2") if p["metric"] == "nfs.client.rpc.inflight.max_age"]
     servers = {p["attrs"]["server.address"] for p in points}
-    assert servers == {"127.0.0.1", "127.0.0.2"}, servers
+    assert servers == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}, servers
     assert all(0 <= p["value"] < 60 for p in points), [p["value"] for p in points]
     assert all("k8s.pod.name" not in p["attrs"] for p in points)
 
@@ -330,3 +330,82 @@ def test_cached_rereads_raise_app_bytes_not_wire_bytes(expect, v2):
         assert v2.bytes(cgroup, dev, "APP_READ") == int(n), f"{cgroup} app bytes"
         wire = next(int(r[3]) for r in expect if r[0] == "read" and r[1] == cgroup)
         assert v2.bytes(cgroup, dev, "READ") == wire == int(n) // 2
+
+
+# Slot s holds (2^(s-31), 2^(s-30)] s: slot 26 and up are above 2^-5 s = 31.25 ms.
+ABOVE_31MS = 26
+
+
+def rpc_lines(run, cgroup, dev_name):
+    dev = run.devs[dev_name]
+    return [l for (_, d, _), l in run.last.items() if l["cgroup"] == cgroup and d == dev]
+
+
+def test_every_rpc_is_traced(v2):
+    assert v2.health[-1]["rpc_tracing"] is True
+
+
+def test_metadata_storm_is_charged_to_its_pod(expect, v2):
+    (_, pod, dev, n), = [r for r in expect if r[0] == "meta"]
+    lines = {l["op"]: l for l in rpc_lines(v2, pod, dev)}
+    meta = sum(lines[op]["ops"] for op in ("LOOKUP", "GETATTR") if op in lines)
+    assert meta >= int(n), f"{n} stats, {meta} LOOKUP/GETATTR: {sorted(lines)}"
+    assert not {"READ", "WRITE"} & set(lines), "a stat storm moves no data"
+    # Counted per pod: nobody else is charged with the storm's lookups on nas-b.
+    others = sum(l["ops"] for l in v2.last.values() if l["op"] == "LOOKUP" and l["dev"] == v2.devs[dev] and l["cgroup"] != pod)
+    assert others < int(n), f"{others} LOOKUPs charged elsewhere"
+    check_attrs(v2, pod, {"k8s.pod.name": "indexer-5f6d7c8b9-k2m4p", "nasflow.task": "file-indexer"})
+
+
+def test_errors_carry_their_errno_per_pod(expect, v2):
+    (_, pod, dev, small, k), = [r for r in expect if r[0] == "errors"]
+    seen = json.loads((R / "errors.json").read_text())
+    assert seen["eacces_before"] == "ok" and seen["estale_before"] == "ok", seen
+    assert seen["eacces"] == "EACCES" and seen["estale"] == "ESTALE", seen
+    assert seen["enoent"] == ["ENOENT"] * int(k) and "ENOSPC" in seen["enospc"], seen
+    by_op = defaultdict(lambda: defaultdict(int))
+    for l in rpc_lines(v2, pod, dev) + rpc_lines(v2, pod, small):
+        for name, count in l["errors_by_type"].items():
+            by_op[(l["dev"], l["op"])][name] += count
+    a, s = v2.devs[dev], v2.devs[small]
+    assert by_op[(a, "READ")]["EACCES"] >= 1, dict(by_op)
+    assert by_op[(a, "READ")]["ESTALE"] >= 1, dict(by_op)
+    assert by_op[(a, "LOOKUP")]["ENOENT"] >= int(k), dict(by_op)
+    assert by_op[(s, "WRITE")]["ENOSPC"] >= 1, dict(by_op)
+    # Through the collector too, with the pod's name on them.
+    points = [p for p in load_otlp("v2") if p["metric"] == "nfs.client.operation.count"
+              and p["attrs"].get("k8s.pod.name") == "flaky-etl-6b8c9d7f5-r9t2q"]
+    types = {(p["attrs"]["nfs.operation.name"], p["attrs"].get("error.type")) for p in points}
+    assert {("READ", "EACCES"), ("READ", "ESTALE"), ("LOOKUP", "ENOENT"), ("WRITE", "ENOSPC")} <= types, types
+
+
+def slots(latency):
+    return {b["slot"]: b["count"] for b in latency["buckets"]}
+
+
+def test_slow_link_shows_in_rtt_and_duration_and_retransmits(expect, v2):
+    (_, pod, dev, m), = [r for r in expect if r[0] == "slow"]
+    lines = {l["op"]: l for l in rpc_lines(v2, pod, dev)}
+    lookup = lines.get("LOOKUP")
+    assert lookup and lookup["ops"] >= int(m) + 3, sorted(lines)
+    for l in lines.values():
+        if l["rtt"]:
+            assert min(slots(l["rtt"])) >= ABOVE_31MS, f"{l['op']} rtt {slots(l['rtt'])}"
+        if l["latency"]["count"]:
+            assert min(slots(l["latency"])) >= ABOVE_31MS, f"{l['op']} duration {slots(l['latency'])}"
+    assert lookup["rtt"]["count"] >= int(m)
+    assert sum(l["retransmits"] for l in lines.values()) >= 1, "RPCs past the 100 ms timeout are retransmitted"
+    # The storm pod, on an undelayed mount, is told apart: most of its round trips are faster.
+    (_, storm, sdev, _), = [r for r in expect if r[0] == "meta"]
+    fast = [l for l in rpc_lines(v2, storm, sdev) if l["rtt"]]
+    below = sum(c for l in fast for s, c in slots(l["rtt"]).items() if s < ABOVE_31MS)
+    total = sum(l["rtt"]["count"] for l in fast)
+    assert total and below * 2 > total, f"{below} of {total} storm round trips under 31 ms"
+    assert all(l["retransmits"] == 0 for l in rpc_lines(v2, storm, sdev))
+    # The collector has the same round trips and retransmissions for the pod.
+    newest = newest_points(load_otlp("v2"))
+    mine = [p for p in newest.values() if p["attrs"].get("k8s.pod.name") == "remote-reader-0"]
+    rtt = [p for p in mine if p["metric"] == "nfs.client.rpc.rtt" and p["attrs"]["nfs.operation.name"] == "LOOKUP"]
+    assert rtt and rtt[0]["count"] == lookup["rtt"]["count"]
+    rtx = sum(p["value"] for p in mine if p["metric"] == "nfs.client.rpc.retransmit.count")
+    assert rtx == sum(l["retransmits"] for l in lines.values())

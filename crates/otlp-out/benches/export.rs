@@ -94,6 +94,8 @@ fn setup() -> (Snapshot, Names) {
                 latency_count: n,
                 latency_sum_ns: n * 1_000_000,
                 latency_slots,
+                retransmits: 0,
+                rtt: None,
             });
         }
     }

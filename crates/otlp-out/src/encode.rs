@@ -79,6 +79,8 @@ enum SeriesKey {
     Io { cgroup: u64, dev: u32, op: Operation },
     Duration { cgroup: u64, dev: u32, op: Operation },
     AppIo { cgroup: u64, dev: u32, op: Operation },
+    Rtt { cgroup: u64, dev: u32, op: Operation },
+    Retransmits { cgroup: u64, dev: u32, op: Operation },
     Overflow(Kind),
 }
 
@@ -88,6 +90,8 @@ enum Kind {
     Io,
     Duration,
     AppIo,
+    Rtt,
+    Retransmits,
 }
 
 impl SeriesKey {
@@ -97,6 +101,8 @@ impl SeriesKey {
             Self::Io { .. } => Kind::Io,
             Self::Duration { .. } => Kind::Duration,
             Self::AppIo { .. } => Kind::AppIo,
+            Self::Rtt { .. } => Kind::Rtt,
+            Self::Retransmits { .. } => Kind::Retransmits,
             Self::Overflow(k) => k,
         }
     }
@@ -106,7 +112,9 @@ impl SeriesKey {
             Self::Count { cgroup, dev, .. }
             | Self::Io { cgroup, dev, .. }
             | Self::Duration { cgroup, dev, .. }
-            | Self::AppIo { cgroup, dev, .. } => Some((cgroup, dev)),
+            | Self::AppIo { cgroup, dev, .. }
+            | Self::Rtt { cgroup, dev, .. }
+            | Self::Retransmits { cgroup, dev, .. } => Some((cgroup, dev)),
             Self::Overflow(_) => None,
         }
     }
@@ -278,17 +286,38 @@ impl Encoder {
                 out.push((SeriesKey::AppIo { cgroup, dev, op }, Value::Sum(group.iter().map(|r| r.bytes).sum())));
                 continue;
             }
-            let mut bytes = 0;
+            let (mut bytes, mut retransmits) = (0, 0);
             let mut hist = Hist::zero();
+            let mut rtt: Option<Hist> = None;
+            // A row made only of rtt or retransmissions (its outcome not counted yet) is no
+            // operation count.
+            let wire_only = |r: &nasflow_probe::IoRow| {
+                r.ops == 0 && r.bytes == 0 && r.latency_count == 0 && (r.rtt.is_some() || r.retransmits > 0)
+            };
             for r in group {
-                out.push((SeriesKey::Count { cgroup, dev, op, err: r.err }, Value::Sum(r.ops)));
+                if !wire_only(r) {
+                    out.push((SeriesKey::Count { cgroup, dev, op, err: r.err }, Value::Sum(r.ops)));
+                }
                 bytes += r.bytes;
+                retransmits += r.retransmits;
                 hist.add(&Hist { count: r.latency_count, sum_ns: r.latency_sum_ns, slots: r.latency_slots });
+                if let Some(h) = &r.rtt {
+                    let h = Hist { count: h.slots.iter().sum(), sum_ns: h.sum_ns, slots: h.slots };
+                    rtt.get_or_insert_with(Hist::zero).add(&h);
+                }
             }
             if matches!(op, Operation::Read | Operation::Write) {
                 out.push((SeriesKey::Io { cgroup, dev, op }, Value::Sum(bytes)));
             }
-            out.push((SeriesKey::Duration { cgroup, dev, op }, Value::Hist(Box::new(hist))));
+            if !group.iter().all(wire_only) {
+                out.push((SeriesKey::Duration { cgroup, dev, op }, Value::Hist(Box::new(hist))));
+            }
+            if let Some(h) = rtt {
+                out.push((SeriesKey::Rtt { cgroup, dev, op }, Value::Hist(Box::new(h))));
+            }
+            if retransmits > 0 {
+                out.push((SeriesKey::Retransmits { cgroup, dev, op }, Value::Sum(retransmits)));
+            }
         }
         out
     }
@@ -424,6 +453,7 @@ impl Encoder {
         };
         // Data points go straight into one buffer per metric; attributes come from the cache.
         let (mut counts, mut ios, mut hists, mut app_ios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut rtts, mut retransmits) = (Vec::new(), Vec::new());
         let mut scratch = Vec::with_capacity(1024);
         let mut seen = std::collections::HashSet::new();
         for (key, value, start) in points {
@@ -432,6 +462,8 @@ impl Encoder {
                 Kind::Io => (&mut ios, wire::NUMBER_POINT_ATTRS),
                 Kind::Duration => (&mut hists, hist_tag),
                 Kind::AppIo => (&mut app_ios, wire::NUMBER_POINT_ATTRS),
+                Kind::Rtt => (&mut rtts, hist_tag),
+                Kind::Retransmits => (&mut retransmits, wire::NUMBER_POINT_ATTRS),
             };
             scratch.clear();
             match value {
@@ -458,7 +490,9 @@ impl Encoder {
                 SeriesKey::Io { op, .. } | SeriesKey::AppIo { op, .. } => {
                     scratch.extend_from_slice(self.attrs.own(tag, Own::Direction(*op)));
                 }
-                SeriesKey::Duration { op, .. } => scratch.extend_from_slice(self.attrs.own(tag, Own::Op(*op))),
+                SeriesKey::Duration { op, .. } | SeriesKey::Rtt { op, .. } | SeriesKey::Retransmits { op, .. } => {
+                    scratch.extend_from_slice(self.attrs.own(tag, Own::Op(*op)));
+                }
                 SeriesKey::Overflow(_) => {}
             }
             wire::put_message(buf, wire::DATA_POINTS, &scratch);
@@ -476,6 +510,8 @@ impl Encoder {
             wire::MetricParts::new(schema::METRICS[1], wire::METRIC_SUM, &counts, Some(temporality), monotonic),
             wire::MetricParts::new(schema::METRICS[2], hist_field, &hists, Some(temporality), hist_monotonic),
             wire::MetricParts::new(schema::METRICS[3], wire::METRIC_SUM, &app_ios, Some(temporality), monotonic),
+            wire::MetricParts::new(schema::METRICS[4], hist_field, &rtts, Some(temporality), hist_monotonic),
+            wire::MetricParts::new(schema::METRICS[5], wire::METRIC_SUM, &retransmits, Some(temporality), monotonic),
             wire::MetricParts::new(
                 (schema::RPC_INFLIGHT_MAX_AGE, "Age of the oldest NFS RPC still in flight, per NAS.", "s"),
                 wire::METRIC_GAUGE,
@@ -863,6 +899,8 @@ mod tests {
             latency_count: samples_ns.len() as u64,
             latency_sum_ns: samples_ns.iter().sum(),
             latency_slots,
+            retransmits: 0,
+            rtt: None,
         }
     }
 

@@ -11,6 +11,11 @@ pub const OPERATION_DURATION: &str = "nfs.client.operation.duration";
 /// Bytes applications read and wrote through NFS files, page-cache hits included. Monotonic
 /// sum, `By`. Set against [`IO`] per pod it shows cache effectiveness.
 pub const APP_IO: &str = "nfs.client.app.io";
+/// RPC round-trip time: request sent to reply received (network and server), beside
+/// [`OPERATION_DURATION`] which adds queueing and client work. Histogram, `s`.
+pub const RPC_RTT: &str = "nfs.client.rpc.rtt";
+/// RPCs sent again after a timeout. Monotonic sum, `{retransmission}`.
+pub const RPC_RETRANSMIT_COUNT: &str = "nfs.client.rpc.retransmit.count";
 /// Age of the oldest RPC in flight, per NAS device. Gauge, `s`; 0 when nothing is in flight.
 pub const RPC_INFLIGHT_MAX_AGE: &str = "nfs.client.rpc.inflight.max_age";
 
@@ -18,7 +23,7 @@ pub const RPC_INFLIGHT_MAX_AGE: &str = "nfs.client.rpc.inflight.max_age";
 pub const ATTR_IO_DIRECTION: &str = "nfs.io.direction";
 /// Operation name as the kernel spells it (`READ`, `WRITE`, `COMMIT`, ...).
 pub const ATTR_OPERATION: &str = "nfs.operation.name";
-/// errno name of a failed operation (`EIO`, ...), on [`OPERATION_COUNT`].
+/// errno name of a failed operation (`EIO`, `EACCES`, `ESTALE`, ...), on [`OPERATION_COUNT`].
 pub const ATTR_ERROR_TYPE: &str = "error.type";
 /// Marks the series that hold what exceeded the series budget.
 pub const ATTR_OVERFLOW: &str = "otel.metric.overflow";
@@ -42,9 +47,11 @@ pub const SELF_ENRICH_MISSES: &str = "nasflow.enrich.misses";
 pub const SELF_KUBELET_REFRESHES: &str = "nasflow.kubelet.refreshes";
 
 /// (name, description, unit) of each NFS metric.
-pub const METRICS: [(&str, &str, &str); 4] = [
+pub const METRICS: [(&str, &str, &str); 6] = [
     (IO, "Bytes on the wire: READ payloads received and WRITE payloads sent.", "By"),
     (OPERATION_COUNT, "Completed NFS operations, failed ones with error.type.", "{operation}"),
     (OPERATION_DURATION, "NFS operation latency, from the RPC's start to its completion.", "s"),
     (APP_IO, "Bytes applications read and wrote through NFS files, page-cache hits included.", "By"),
+    (RPC_RTT, "NFS RPC round-trip time: request sent to reply received (network and server).", "s"),
+    (RPC_RETRANSMIT_COUNT, "NFS RPCs sent again after a timeout.", "{retransmission}"),
 ];

@@ -16,7 +16,7 @@ use nasflow_otlp_out::{
     exporter::Exporter,
     transport::{Protocol, Transport, TransportConfig},
 };
-use nasflow_probe::{IoRow, Operation, ProbeHealth, Snapshot, LATENCY_SLOTS};
+use nasflow_probe::{Histogram, IoRow, Operation, ProbeHealth, ProcName, Snapshot, LATENCY_SLOTS};
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::{
         metrics_service_server::{MetricsService, MetricsServiceServer},
@@ -131,13 +131,24 @@ fn rows(scale: u64) -> Snapshot {
         latency_count: latency_slots.iter().sum(),
         latency_sum_ns: latency_slots.iter().sum::<u64>() * 1_500_000,
         latency_slots,
+        retransmits: 0,
+        rtt: None,
     };
+    // A metadata RPC timed end to end and on the wire, two of every six sent twice.
+    let mut getattr = row(Operation::Rpc(ProcName::new("GETATTR")), 0, 6 * scale, 0, slots);
+    getattr.latency_count = 4 * scale;
+    let mut rtt = Histogram::default();
+    rtt.slots[19] = 6 * scale;
+    rtt.sum_ns = 6 * scale * 800_000;
+    getattr.rtt = Some(Box::new(rtt));
+    getattr.retransmits = 2 * scale;
     Snapshot {
         taken_at: Some(SystemTime::now()),
         rows: vec![
             row(Operation::Read, 0, 4 * scale, 1_048_576 * scale, slots),
             row(Operation::Read, 5, scale, 0, [0; LATENCY_SLOTS]),
             row(Operation::Write, 0, 2 * scale, 4096 * scale + 7, [0; LATENCY_SLOTS]),
+            getattr,
         ],
         inflight: vec![],
         health: ProbeHealth::default(),
@@ -233,7 +244,7 @@ async fn through_rotel(protocol: Protocol) {
     t.send(&Arc::new(req)).await.expect("send");
     let io = wait_for(&got, "nfs.client.io", vec![1_048_576, 4096 + 7]).await;
     assert_eq!(io.unit, "By");
-    let count = wait_for(&got, "nfs.client.operation.count", vec![4, 1, 2]).await;
+    let count = wait_for(&got, "nfs.client.operation.count", vec![4, 1, 2, 6]).await;
     let Some(Data::Sum(s)) = &count.data else { panic!("sum") };
     let err = s.data_points[1].attributes.iter().find(|a| a.key == "error.type").and_then(|a| a.value.clone());
     assert_eq!(err.and_then(|v| v.value), Some(any_value::Value::StringValue("EIO".into())));
@@ -246,6 +257,16 @@ async fn through_rotel(protocol: Protocol) {
     assert_eq!((p.scale, p.count, b.offset), (0, 4, -11));
     assert_eq!(b.bucket_counts, vec![3, 0, 0, 1]);
     assert!((p.sum.expect("sum") - 0.006).abs() < 1e-9);
+    let rtt = newest(&got, "nfs.client.rpc.rtt").expect("rtt");
+    assert_eq!(rtt.unit, "s");
+    let Some(Data::ExponentialHistogram(h)) = &rtt.data else { panic!("exponential histogram: {:?}", rtt.data) };
+    let p = &h.data_points[0];
+    let b = p.positive.as_ref().expect("buckets");
+    assert_eq!((p.count, b.offset, b.bucket_counts.clone()), (6, -12, vec![6]), "(2^-12, 2^-11] s");
+    let op = p.attributes.iter().find(|a| a.key == "nfs.operation.name").and_then(|a| a.value.clone());
+    assert_eq!(op.and_then(|v| v.value), Some(any_value::Value::StringValue("GETATTR".into())));
+    let retransmits = wait_for(&got, "nfs.client.rpc.retransmit.count", vec![2]).await;
+    assert_eq!(retransmits.unit, "{retransmission}");
     let failures = newest(&got, "nasflow.export.failures").expect("self telemetry");
     assert_eq!(sum_values(&failures), vec![3]);
     let got = got.lock().expect("lock");
@@ -284,7 +305,7 @@ async fn collector_outages_lose_nothing() {
     // It comes up: the newest cumulative values arrive.
     let mut rotel = Rotel::start(grpc, http, rx);
     assert!(exporter.flush(s2, Duration::from_secs(40)).await, "never delivered after the collector came up");
-    let first = wait_for(&got, "nfs.client.operation.count", vec![8, 2, 4]).await;
+    let first = wait_for(&got, "nfs.client.operation.count", vec![8, 2, 4, 12]).await;
 
     // Killed mid-run, values keep growing, restarted: the values are right afterwards.
     rotel.stop();
@@ -295,7 +316,7 @@ async fn collector_outages_lose_nothing() {
     exporter.publish(s4, r4);
     let _rotel = Rotel::start(grpc, http, rx);
     assert!(exporter.flush(s4, Duration::from_secs(40)).await, "never delivered after the restart");
-    let last = wait_for(&got, "nfs.client.operation.count", vec![20, 5, 10]).await;
+    let last = wait_for(&got, "nfs.client.operation.count", vec![20, 5, 10, 30]).await;
     wait_for(&got, "nfs.client.io", vec![5 * 1_048_576, 5 * 4096 + 7]).await;
     let start = |m: &Metric| match &m.data {
         Some(Data::Sum(s)) => s.data_points[0].start_time_unix_nano,

@@ -239,29 +239,11 @@ static __always_inline __u32 latency_slot(__u64 ns)
 	return slot < NASFLOW_HIST_SLOTS ? slot : NASFLOW_HIST_SLOTS - 1;
 }
 
-/* Adds to one key's counters, and a latency sample when has_latency. */
-static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes,
-			      __u64 latency_ns, __u64 has_latency)
+/* Adds a latency sample to one key's histogram. */
+static __noinline int hist_add(struct nasflow_io_key *key, __u64 latency_ns)
 {
-	struct nasflow_io_counters *c;
 	struct nasflow_io_hist *h;
 	__u32 slot;
-
-	c = bpf_map_lookup_elem(&io_counters, key);
-	if (!c) {
-		struct nasflow_io_counters zero = {};
-
-		bpf_map_update_elem(&io_counters, key, &zero, BPF_NOEXIST);
-		c = bpf_map_lookup_elem(&io_counters, key);
-		if (!c) {
-			health_add(NASFLOW_H_COUNTERS_FULL, 1);
-			return 0;
-		}
-	}
-	c->ops += ops;
-	c->bytes += bytes;
-	if (!has_latency)
-		return 0;
 
 	h = bpf_map_lookup_elem(&io_hist, key);
 	if (!h) {
@@ -276,6 +258,30 @@ static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes
 	if (slot < NASFLOW_HIST_SLOTS)
 		__sync_fetch_and_add(&h->slots[slot], 1);
 	__sync_fetch_and_add(&h->sum_ns, latency_ns);
+	return 0;
+}
+
+/* Adds to one key's counters, and a latency sample when has_latency. */
+static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes,
+			      __u64 latency_ns, __u64 has_latency)
+{
+	struct nasflow_io_counters *c;
+
+	c = bpf_map_lookup_elem(&io_counters, key);
+	if (!c) {
+		struct nasflow_io_counters zero = {};
+
+		bpf_map_update_elem(&io_counters, key, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&io_counters, key);
+		if (!c) {
+			health_add(NASFLOW_H_COUNTERS_FULL, 1);
+			return 0;
+		}
+	}
+	c->ops += ops;
+	c->bytes += bytes;
+	if (has_latency)
+		hist_add(key, latency_ns);
 	return 0;
 }
 
@@ -492,18 +498,91 @@ static __always_inline void charge_dirty(__u32 dev, __u64 ino, __u64 cgroup, __u
 		slot->pending = size;
 }
 
+/*
+ * Every other NFS RPC, through sunrpc's tracepoints (a task is keyed by client and task id):
+ * - rpc_task_begin runs in the context that submits the task, also for async tasks that
+ *   rpciod runs later: it records the cgroup, and the mount from the thread's hint.
+ * - rpc_request (call_start) names the program and procedure: non-NFS tasks are marked and
+ *   ignored; the client's mount is learned from a fresh hint.
+ * - rpc_task_end carries the status: one op, its duration and errno, for every procedure
+ *   but READ/WRITE/COMMIT, which the nfs tracepoints count with their bytes.
+ * - rpc_stats_latency follows it with the round-trip time; xprt_retransmit counts resends.
+ */
+
+/* The per-sunrpc-client mount: NFS gives every super block its own RPC client. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u32);
+} rpc_clients SEC(".maps");
+
+/* RPC tasks from submission to end. An LRU: ended records stay for the rtt event and a
+ * restart of the task, and make room for new ones as they age. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct nasflow_rpc_task_key);
+	__type(value, struct nasflow_rpc_task);
+} rpc_tasks SEC(".maps");
+
+/* Procedure name to operation id. User space preloads READ, READ_PLUS, WRITE and COMMIT. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct nasflow_proc_name);
+	__type(value, __u16);
+} proc_ids SEC(".maps");
+
+/* Ids handed out so far, past NASFLOW_OP_RPC_BASE. */
+__u32 next_proc_id = 0;
+
+/* The mount a thread last worked on, and for data RPCs the cgroup charged (exact). */
+struct rpc_hint {
+	__u64 cgroup;
+	__u64 ts;
+	__u32 dev;
+	__u32 exact;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct rpc_hint);
+} rpc_hints SEC(".maps");
+
+/* A hint older than this does not name the mount of a task the thread begins. */
+#define HINT_NS (10 * 1000 * 1000ULL)
+
+const volatile struct nasflow_rpc_layout rpc_layout = {};
+
+static __always_inline void set_hint(__u32 dev, __u64 cgroup, __u64 now, __u32 exact)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct rpc_hint h = { .cgroup = cgroup, .ts = now, .dev = dev, .exact = exact };
+
+	bpf_map_update_elem(&rpc_hints, &id, &h, BPF_ANY);
+}
+
 #define FIELD(tp, name) layout.tp.name.offset, layout.tp.name.size
+#define RPC_FIELD(name) rpc_layout.name.offset, rpc_layout.name.size
 
 SEC("tracepoint/nfs/nfs_initiate_read")
 int nfs_initiate_read(void *ctx)
 {
 	struct rec r;
+	__u32 dev;
+	__u64 cgroup, now;
 
 	if (read_rec(ctx, &r))
 		return 0;
-	start_rpc(field_u(&r, FIELD(read_init, dev)), NASFLOW_OP_READ,
-		  field_u(&r, FIELD(read_init, fileid)), field_s(&r, FIELD(read_init, offset)),
-		  current_cgroup(), bpf_ktime_get_ns());
+	dev = field_u(&r, FIELD(read_init, dev));
+	cgroup = current_cgroup();
+	now = bpf_ktime_get_ns();
+	start_rpc(dev, NASFLOW_OP_READ, field_u(&r, FIELD(read_init, fileid)),
+		  field_s(&r, FIELD(read_init, offset)), cgroup, now);
+	set_hint(dev, cgroup, now, 1);
 	return 0;
 }
 
@@ -535,7 +614,7 @@ int nfs_initiate_write(void *ctx)
 {
 	struct rec r;
 	__u32 dev;
-	__u64 fileid, primary;
+	__u64 fileid, primary, now;
 
 	if (read_rec(ctx, &r))
 		return 0;
@@ -543,8 +622,9 @@ int nfs_initiate_write(void *ctx)
 	fileid = field_u(&r, FIELD(write_init, fileid));
 	primary = charge_write(dev, fileid, field_u(&r, FIELD(write_init, count)),
 			       current_cgroup());
-	start_rpc(dev, NASFLOW_OP_WRITE, fileid, field_s(&r, FIELD(write_init, offset)), primary,
-		  bpf_ktime_get_ns());
+	now = bpf_ktime_get_ns();
+	start_rpc(dev, NASFLOW_OP_WRITE, fileid, field_s(&r, FIELD(write_init, offset)), primary, now);
+	set_hint(dev, primary, now, 1);
 	return 0;
 }
 
@@ -575,7 +655,7 @@ int nfs_initiate_commit(void *ctx)
 	struct dirty_key dkey = {};
 	struct dirty_val *dv;
 	struct rec r;
-	__u64 cgroup = current_cgroup();
+	__u64 cgroup = current_cgroup(), now;
 
 	if (read_rec(ctx, &r))
 		return 0;
@@ -585,8 +665,10 @@ int nfs_initiate_commit(void *ctx)
 	dv = bpf_map_lookup_elem(&dirty, &dkey);
 	if (dv && dv->last_cgroup)
 		cgroup = dv->last_cgroup;
+	now = bpf_ktime_get_ns();
 	start_rpc(dkey.dev, NASFLOW_OP_COMMIT, dkey.ino, field_s(&r, FIELD(commit_init, offset)),
-		  cgroup, bpf_ktime_get_ns());
+		  cgroup, now);
+	set_hint(dkey.dev, cgroup, now, 1);
 	return 0;
 }
 
@@ -678,3 +760,236 @@ int BPF_KRETPROBE(nfs_fread_ret, long ret)
 	app_bytes(current_cgroup(), BPF_CORE_READ(inode, i_sb, s_dev), NASFLOW_OP_APP_READ, (__u64)ret);
 	return 0;
 }
+
+
+/* Operation id of a procedure name; new names get the next id. */
+static __always_inline __u16 proc_id(const struct nasflow_proc_name *name)
+{
+	__u16 *id = bpf_map_lookup_elem(&proc_ids, name);
+	__u32 n;
+	__u16 fresh;
+
+	if (id)
+		return *id;
+	n = __sync_fetch_and_add(&next_proc_id, 1);
+	if (n >= NASFLOW_OP_RETRANS - NASFLOW_OP_RPC_BASE) {
+		health_add(NASFLOW_H_PROC_NAMES_FULL, 1);
+		return NASFLOW_OP_RPC_UNNAMED;
+	}
+	fresh = NASFLOW_OP_RPC_BASE + n;
+	if (!bpf_map_update_elem(&proc_ids, name, &fresh, BPF_NOEXIST))
+		return fresh;
+	/* Another CPU named it first, or the table is full. */
+	id = bpf_map_lookup_elem(&proc_ids, name);
+	if (id)
+		return *id;
+	health_add(NASFLOW_H_PROC_NAMES_FULL, 1);
+	return NASFLOW_OP_RPC_UNNAMED;
+}
+
+static __always_inline struct nasflow_rpc_task_key task_key(const struct rec *r, __u16 toff, __u16 tsize,
+							    __u16 coff, __u16 csize)
+{
+	struct nasflow_rpc_task_key key = {
+		.client_id = field_u(r, coff, csize),
+		.task_id = field_u(r, toff, tsize),
+	};
+
+	return key;
+}
+
+/* A thread's hint, if fresh; an exact (data RPC) hint is used once. */
+static __always_inline int take_hint(__u64 now, struct rpc_hint *out)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct rpc_hint *h = bpf_map_lookup_elem(&rpc_hints, &id);
+
+	if (!h || now - h->ts > HINT_NS)
+		return 0;
+	*out = *h;
+	if (out->exact)
+		bpf_map_delete_elem(&rpc_hints, &id);
+	return 1;
+}
+
+SEC("tracepoint/sunrpc/rpc_task_begin")
+int rpc_task_begin(void *ctx)
+{
+	struct nasflow_rpc_task_key key;
+	struct nasflow_rpc_task task = { .state = NASFLOW_RPC_BEGUN };
+	struct rpc_hint hint;
+	struct rec r;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	key = task_key(&r, RPC_FIELD(begin_task_id), RPC_FIELD(begin_client_id));
+	task.start_ns = bpf_ktime_get_ns();
+	task.cgroup = current_cgroup();
+	if (take_hint(task.start_ns, &hint)) {
+		task.dev = hint.dev;
+		if (hint.exact)
+			task.cgroup = hint.cgroup;
+	}
+	bpf_map_update_elem(&rpc_tasks, &key, &task, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/sunrpc/rpc_request")
+int rpc_request(void *ctx)
+{
+	struct nasflow_proc_name name = {};
+	struct nasflow_rpc_task_key key;
+	struct nasflow_rpc_task *task, fresh = {};
+	char prog[8] = {};
+	__u32 loc, *dev;
+	struct rec r;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	key = task_key(&r, RPC_FIELD(req_task_id), RPC_FIELD(req_client_id));
+	task = bpf_map_lookup_elem(&rpc_tasks, &key);
+	if (!task) {
+		/* Begun before attach: charged to whoever runs it now. */
+		fresh.cgroup = current_cgroup();
+		fresh.start_ns = bpf_ktime_get_ns();
+		fresh.state = NASFLOW_RPC_BEGUN;
+		bpf_map_update_elem(&rpc_tasks, &key, &fresh, BPF_ANY);
+		task = bpf_map_lookup_elem(&rpc_tasks, &key);
+		if (!task)
+			return 0;
+	}
+	loc = field_u(&r, RPC_FIELD(req_progname));
+	bpf_probe_read_kernel_str(prog, sizeof(prog), (const char *)ctx + (loc & 0xffff));
+	if (prog[0] != 'n' || prog[1] != 'f' || prog[2] != 's' || prog[3] != 0) {
+		task->state = NASFLOW_RPC_OTHER;
+		return 0;
+	}
+	if (task->state == NASFLOW_RPC_ENDED)
+		/* Restarted (a short READ resent, a retried OPEN): a new round trip. */
+		task->start_ns = bpf_ktime_get_ns();
+	else if (task->state != NASFLOW_RPC_BEGUN)
+		return 0;
+	/* The mount: learned from a fresh hint (RPC client ids are reused after unmount, so a
+	 * fresh hint wins), else what the client is known for, else 0 (no mount known). */
+	if (task->dev)
+		bpf_map_update_elem(&rpc_clients, &key.client_id, &task->dev, BPF_ANY);
+	else if ((dev = bpf_map_lookup_elem(&rpc_clients, &key.client_id)))
+		task->dev = *dev;
+	loc = field_u(&r, RPC_FIELD(req_procname));
+	bpf_probe_read_kernel_str(name.name, sizeof(name.name), (const char *)ctx + (loc & 0xffff));
+	task->op = proc_id(&name);
+	task->err = 0;
+	task->state = NASFLOW_RPC_RUNNING;
+	return 0;
+}
+
+SEC("tracepoint/sunrpc/rpc_task_end")
+int rpc_task_end(void *ctx)
+{
+	struct nasflow_rpc_task_key key;
+	struct nasflow_io_key io = {};
+	struct nasflow_rpc_task *task;
+	struct rec r;
+	__s64 status;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	key = task_key(&r, RPC_FIELD(end_task_id), RPC_FIELD(end_client_id));
+	task = bpf_map_lookup_elem(&rpc_tasks, &key);
+	if (!task) {
+		health_add(NASFLOW_H_RPC_UNMATCHED, 1);
+		return 0;
+	}
+	if (task->state != NASFLOW_RPC_RUNNING)
+		return 0;
+	status = field_s(&r, RPC_FIELD(end_status));
+	task->err = status < 0 ? (__u16)(-status) : 0;
+	task->state = NASFLOW_RPC_ENDED;
+	/* READ, WRITE and COMMIT are counted with their bytes by the nfs tracepoints. */
+	if (task->op <= NASFLOW_OP_COMMIT)
+		return 0;
+	io.cgroup = task->cgroup;
+	io.dev = task->dev;
+	io.op = task->op;
+	io.err = task->err;
+	account(&io, 1, 0, bpf_ktime_get_ns() - task->start_ns, 1);
+	return 0;
+}
+
+SEC("tracepoint/sunrpc/rpc_stats_latency")
+int rpc_stats_lat(void *ctx)
+{
+	struct nasflow_rpc_task_key key;
+	struct nasflow_io_key io = {};
+	struct nasflow_rpc_task *task;
+	struct rec r;
+	__u64 rtt_us;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	key = task_key(&r, RPC_FIELD(lat_task_id), RPC_FIELD(lat_client_id));
+	task = bpf_map_lookup_elem(&rpc_tasks, &key);
+	/* No reply, no round trip (rtt 0): timed out or never sent. */
+	rtt_us = field_u(&r, RPC_FIELD(lat_rtt));
+	if (!task || task->state != NASFLOW_RPC_ENDED || !rtt_us)
+		return 0;
+	io.cgroup = task->cgroup;
+	io.dev = task->dev;
+	io.op = task->op | NASFLOW_OP_RTT;
+	io.err = task->err;
+	hist_add(&io, rtt_us * 1000);
+	return 0;
+}
+
+SEC("tracepoint/sunrpc/xprt_retransmit")
+int xprt_retransmit(void *ctx)
+{
+	struct nasflow_rpc_task_key key;
+	struct nasflow_io_key io = {};
+	struct nasflow_rpc_task *task;
+	struct rec r;
+
+	if (read_rec(ctx, &r))
+		return 0;
+	key = task_key(&r, RPC_FIELD(rtx_task_id), RPC_FIELD(rtx_client_id));
+	task = bpf_map_lookup_elem(&rpc_tasks, &key);
+	if (!task || task->state != NASFLOW_RPC_RUNNING)
+		return 0;
+	io.cgroup = task->cgroup;
+	io.dev = task->dev;
+	io.op = task->op | NASFLOW_OP_RETRANS;
+	account(&io, 1, 0, 0, 0);
+	return 0;
+}
+
+/* nfs events that name the mount a thread is about to send RPCs for. */
+static __always_inline int hint_from(void *ctx, __u32 idx)
+{
+	struct rec r;
+	__u32 dev;
+
+	if (idx >= NASFLOW_HINT_EVENTS || read_rec(ctx, &r))
+		return 0;
+	dev = field_u(&r, rpc_layout.hint_dev[idx].offset, rpc_layout.hint_dev[idx].size);
+	if (dev)
+		set_hint(dev, 0, bpf_ktime_get_ns(), 0);
+	return 0;
+}
+
+SEC("tracepoint/nfs/nfs_getattr_enter")
+int hint_getattr(void *ctx) { return hint_from(ctx, 0); }
+
+SEC("tracepoint/nfs/nfs_access_enter")
+int hint_access(void *ctx) { return hint_from(ctx, 1); }
+
+SEC("tracepoint/nfs/nfs_lookup_enter")
+int hint_lookup(void *ctx) { return hint_from(ctx, 2); }
+
+SEC("tracepoint/nfs/nfs_lookup_revalidate_enter")
+int hint_lookup_rv(void *ctx) { return hint_from(ctx, 3); }
+
+SEC("tracepoint/nfs/nfs_revalidate_inode_enter")
+int hint_revalidate(void *ctx) { return hint_from(ctx, 4); }
+
+SEC("tracepoint/nfs/nfs_atomic_open_enter")
+int hint_open(void *ctx) { return hint_from(ctx, 5); }

@@ -24,6 +24,52 @@ enum nasflow_op {
 	 * hits included): bytes only, no latency. Not RPCs. */
 	NASFLOW_OP_APP_READ = 3,
 	NASFLOW_OP_APP_WRITE = 4,
+	/* An RPC whose procedure name found no room in the name table. */
+	NASFLOW_OP_RPC_UNNAMED = 5,
+	/* Every other NFS RPC: ids from here on are handed out per procedure name as the
+	 * kernel spells it (GETATTR, LOOKUP, SEQUENCE, ...) and listed in the proc_ids map. */
+	NASFLOW_OP_RPC_BASE = 16,
+};
+
+/* Flags on nasflow_io_key.op, beside the operation (op & NASFLOW_OP_MASK):
+ * - NASFLOW_OP_RTT: the key's histogram holds round-trip times (request sent to reply
+ *   received: network and server) instead of operation durations; no counters.
+ * - NASFLOW_OP_RETRANS: the key's counter ops are retransmissions of the operation. */
+#define NASFLOW_OP_RTT 0x8000
+#define NASFLOW_OP_RETRANS 0x4000
+#define NASFLOW_OP_MASK 0x3fff
+
+/* Procedure names are at most this long, NUL included (BIND_CONN_TO_SESSION is 21). */
+#define NASFLOW_PROC_NAME 24
+
+/* Key of the proc_ids map: a procedure name, NUL-padded. */
+struct nasflow_proc_name {
+	char name[NASFLOW_PROC_NAME];
+};
+
+/* An RPC task: sunrpc's client id and task id (both in every sunrpc:rpc_* event). */
+struct nasflow_rpc_task_key {
+	__u32 client_id;
+	__u32 task_id;
+};
+
+/* States of an RPC task record. */
+enum nasflow_rpc_state {
+	NASFLOW_RPC_BEGUN = 1,   /* rpc_task_begin seen, program not known yet */
+	NASFLOW_RPC_RUNNING = 2, /* an NFS RPC on the wire or queued */
+	NASFLOW_RPC_ENDED = 3,   /* rpc_task_end seen; kept for rtt and a possible restart */
+	NASFLOW_RPC_OTHER = 4,   /* not NFS (lockd, rpcbind, nfsd callbacks): ignored */
+};
+
+/* Who caused an RPC task and where it goes, from its submission to its end. */
+struct nasflow_rpc_task {
+	__u64 cgroup;
+	__u64 start_ns;
+	__u32 dev;
+	__u16 op;
+	__u16 err;
+	__u32 state;
+	__u32 pad;
 };
 
 /* Counter and histogram key: who (cgroup), where (NFS super block dev), what (op), how it
@@ -90,7 +136,12 @@ enum nasflow_health {
 	NASFLOW_H_READ_FAILED = 7,
 	/* A per-thread argument map was full at nfs_file_write/nfs_file_read entry. */
 	NASFLOW_H_WRITE_ARGS_FULL = 8,
-	NASFLOW_H__COUNT = 9,
+	/* An RPC ended that nasflow never saw begin (begun before attach, or its record was
+	 * evicted from the full task map): not counted. */
+	NASFLOW_H_RPC_UNMATCHED = 9,
+	/* An RPC procedure name found the name table full: counted as RPC_UNNAMED. */
+	NASFLOW_H_PROC_NAMES_FULL = 10,
+	NASFLOW_H__COUNT = 11,
 };
 
 /* Where one tracepoint field is in the raw record, from the tracefs format file. */
@@ -124,6 +175,27 @@ struct nasflow_layout {
 	struct nasflow_tp_fields commit_done;
 };
 
+/* The sunrpc events' fields, and the `dev` of the nfs events that tell which mount a
+ * thread works on (hints). */
+#define NASFLOW_HINT_EVENTS 6
+struct nasflow_rpc_layout {
+	struct nasflow_field begin_task_id;
+	struct nasflow_field begin_client_id;
+	struct nasflow_field req_task_id;
+	struct nasflow_field req_client_id;
+	struct nasflow_field req_progname;
+	struct nasflow_field req_procname;
+	struct nasflow_field end_task_id;
+	struct nasflow_field end_client_id;
+	struct nasflow_field end_status;
+	struct nasflow_field lat_task_id;
+	struct nasflow_field lat_client_id;
+	struct nasflow_field lat_rtt;
+	struct nasflow_field rtx_task_id;
+	struct nasflow_field rtx_client_id;
+	struct nasflow_field hint_dev[NASFLOW_HINT_EVENTS];
+};
+
 _Static_assert(sizeof(struct nasflow_io_key) == 16, "nasflow_io_key ABI");
 _Static_assert(sizeof(struct nasflow_io_counters) == 16, "nasflow_io_counters ABI");
 _Static_assert(sizeof(struct nasflow_io_hist) == 8 * NASFLOW_HIST_SLOTS + 8, "nasflow_io_hist ABI");
@@ -131,5 +203,10 @@ _Static_assert(sizeof(struct nasflow_inflight_key) == 24, "nasflow_inflight_key 
 _Static_assert(sizeof(struct nasflow_inflight_val) == 24, "nasflow_inflight_val ABI");
 _Static_assert(sizeof(struct nasflow_tp_fields) == 28, "nasflow_tp_fields ABI");
 _Static_assert(sizeof(struct nasflow_layout) == 168, "nasflow_layout ABI");
+
+_Static_assert(sizeof(struct nasflow_proc_name) == NASFLOW_PROC_NAME, "nasflow_proc_name ABI");
+_Static_assert(sizeof(struct nasflow_rpc_task_key) == 8, "nasflow_rpc_task_key ABI");
+_Static_assert(sizeof(struct nasflow_rpc_task) == 32, "nasflow_rpc_task ABI");
+_Static_assert(sizeof(struct nasflow_rpc_layout) == 80, "nasflow_rpc_layout ABI");
 
 #endif /* NASFLOW_H */

@@ -23,6 +23,25 @@ NOOP(noop_wr_done, nfs_writeback_done)
 NOOP(noop_cm_init, nfs_initiate_commit)
 NOOP(noop_cm_done, nfs_commit_done)
 
+#define NOOP_RPC(name, event)                   \
+	SEC("tracepoint/sunrpc/" #event)       \
+	int name(void *ctx)                     \
+	{                                       \
+		return 0;                       \
+	}
+
+NOOP_RPC(noop_rpc_begin, rpc_task_begin)
+NOOP_RPC(noop_rpc_req, rpc_request)
+NOOP_RPC(noop_rpc_end, rpc_task_end)
+NOOP_RPC(noop_rpc_lat, rpc_stats_latency)
+NOOP_RPC(noop_rpc_rtx, xprt_retransmit)
+NOOP(noop_h_getattr, nfs_getattr_enter)
+NOOP(noop_h_access, nfs_access_enter)
+NOOP(noop_h_lookup, nfs_lookup_enter)
+NOOP(noop_h_lkp_rv, nfs_lookup_revalidate_enter)
+NOOP(noop_h_reval, nfs_revalidate_inode_enter)
+NOOP(noop_h_open, nfs_atomic_open_enter)
+
 SEC("kprobe/nfs_file_write")
 int noop_fw_entry(void *ctx)
 {

@@ -64,6 +64,12 @@ pub mod maps {
     pub const WRITE_ARGS: &str = "write_args";
     /// `nfs_file_read` arguments between entry and return.
     pub const READ_ARGS: &str = "read_args";
+    /// RPC tasks from submission to end, per [`RpcTaskKey`](super::RpcTaskKey).
+    pub const RPC_TASKS: &str = "rpc_tasks";
+    /// Procedure name ([`ProcName`](super::ProcName)) to operation id.
+    pub const PROC_IDS: &str = "proc_ids";
+    /// sunrpc client id to NFS super block device.
+    pub const RPC_CLIENTS: &str = "rpc_clients";
 }
 
 /// `const volatile` globals set before load.
@@ -76,54 +82,109 @@ pub mod globals {
     pub const ROOT_CGROUP: &str = "root_cgroup";
     /// `u32`: the architecture's `O_DIRECT`.
     pub const O_DIRECT_FLAG: &str = "o_direct_flag";
+    /// [`RpcLayout`](super::RpcLayout) of the sunrpc and hint tracepoints.
+    pub const RPC_LAYOUT: &str = "rpc_layout";
 }
 
-/// Operation numbers of `enum nasflow_op`.
+/// `NASFLOW_PROC_NAME`: room for a procedure name, NUL included.
+pub const PROC_NAME_LEN: usize = 24;
+
+/// `struct nasflow_proc_name`: an RPC procedure name as the kernel spells it, NUL-padded.
+/// Also what [`Op::Rpc`] carries, so an operation stays a small `Copy` value.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(C)]
+pub struct ProcName(pub [u8; PROC_NAME_LEN]);
+
+impl ProcName {
+    /// The name; longer names are cut at [`PROC_NAME_LEN`]` - 1` bytes.
+    #[must_use]
+    pub fn new(name: &str) -> Self {
+        let mut out = [0u8; PROC_NAME_LEN];
+        let n = name.len().min(PROC_NAME_LEN - 1);
+        out[..n].copy_from_slice(&name.as_bytes()[..n]);
+        Self(out)
+    }
+
+    /// The name up to its first NUL; `?` when the kernel gave bytes that are not UTF-8.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(PROC_NAME_LEN);
+        std::str::from_utf8(&self.0[..end]).unwrap_or("?")
+    }
+}
+
+impl core::fmt::Debug for ProcName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an operation was: the data RPCs and application bytes by their fixed numbers in
+/// `enum nasflow_op`, every other NFS RPC by its procedure name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u16)]
 pub enum Op {
     /// NFS READ.
-    Read = 0,
+    Read,
     /// NFS WRITE.
-    Write = 1,
+    Write,
     /// NFS COMMIT.
-    Commit = 2,
+    Commit,
     /// Bytes an application read through `nfs_file_read` (page-cache hits included).
-    AppRead = 3,
+    AppRead,
     /// Bytes an application wrote through `nfs_file_write`.
-    AppWrite = 4,
+    AppWrite,
+    /// Any other NFS RPC (GETATTR, LOOKUP, OPEN, SEQUENCE, ...), v3 procedure or v4 operation.
+    Rpc(ProcName),
 }
 
+/// `NASFLOW_OP_RPC_UNNAMED`: an RPC whose name found the name table full.
+pub const OP_RPC_UNNAMED: u16 = 5;
+/// `NASFLOW_OP_RPC_BASE`: first id handed out to a procedure name.
+pub const OP_RPC_BASE: u16 = 16;
+/// `NASFLOW_OP_RTT`: the key's histogram holds round-trip times.
+pub const OP_RTT: u16 = 0x8000;
+/// `NASFLOW_OP_RETRANS`: the key's counter ops are retransmissions.
+pub const OP_RETRANS: u16 = 0x4000;
+/// `NASFLOW_OP_MASK`: the operation without its flags.
+pub const OP_MASK: u16 = 0x3fff;
+
+/// Procedure names user space gives fixed ids before attaching: the data RPCs the nfs
+/// tracepoints count with their bytes (`READ_PLUS` is NFSv4.2's READ).
+pub const PRELOADED_PROCS: [(&str, u16); 4] = [("READ", 0), ("READ_PLUS", 0), ("WRITE", 1), ("COMMIT", 2)];
+
 impl Op {
-    /// The operation for a kernel number, if nasflow knows it.
+    /// The operation for a fixed kernel number (flags masked off); `None` for the ids of
+    /// named RPCs, which the `proc_ids` map translates.
     #[must_use]
     pub fn from_raw(raw: u16) -> Option<Self> {
-        match raw {
+        match raw & OP_MASK {
             0 => Some(Self::Read),
             1 => Some(Self::Write),
             2 => Some(Self::Commit),
             3 => Some(Self::AppRead),
             4 => Some(Self::AppWrite),
+            OP_RPC_UNNAMED => Some(Self::Rpc(ProcName::new("UNNAMED"))),
             _ => None,
         }
     }
 
     /// The name the kernel and the NFS RFCs give it.
     #[must_use]
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Self::Read => "READ",
             Self::Write => "WRITE",
             Self::Commit => "COMMIT",
             Self::AppRead => "APP_READ",
             Self::AppWrite => "APP_WRITE",
+            Self::Rpc(name) => name.as_str(),
         }
     }
 
     /// Whether this counts RPCs (with latency), rather than application bytes.
     #[must_use]
-    pub fn is_rpc(self) -> bool {
-        matches!(self, Self::Read | Self::Write | Self::Commit)
+    pub fn is_rpc(&self) -> bool {
+        !matches!(self, Self::AppRead | Self::AppWrite)
     }
 }
 
@@ -219,10 +280,14 @@ pub enum Health {
     ReadFailed = 7,
     /// `nfs_file_write`/`nfs_file_read` entries not recorded because an argument map was full.
     WriteArgsFull = 8,
+    /// RPC ends without a recorded begin (begun before attach, or evicted): not counted.
+    RpcUnmatched = 9,
+    /// RPCs whose procedure name found the name table full (counted as `UNNAMED`).
+    ProcNamesFull = 10,
 }
 
 /// Number of health counters.
-pub const HEALTH_COUNT: u32 = 9;
+pub const HEALTH_COUNT: u32 = 11;
 
 impl Health {
     /// Every health counter, in index order.
@@ -236,6 +301,8 @@ impl Health {
         Self::WriteBytesUnowned,
         Self::ReadFailed,
         Self::WriteArgsFull,
+        Self::RpcUnmatched,
+        Self::ProcNamesFull,
     ];
 
     /// A stable `snake_case` name for logs and telemetry.
@@ -251,6 +318,8 @@ impl Health {
             Self::WriteBytesUnowned => "write_bytes_unowned",
             Self::ReadFailed => "record_read_failed",
             Self::WriteArgsFull => "call_args_map_full",
+            Self::RpcUnmatched => "rpc_unmatched_ends",
+            Self::ProcNamesFull => "procedure_names_full",
         }
     }
 }
@@ -303,6 +372,89 @@ pub struct Layout {
     pub commit_done: TpFields,
 }
 
+/// `struct nasflow_rpc_task_key`: sunrpc's client and task ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct RpcTaskKey {
+    /// `client_id` of the sunrpc events.
+    pub client_id: u32,
+    /// `task_id` of the sunrpc events.
+    pub task_id: u32,
+}
+
+/// `enum nasflow_rpc_state`: an NFS RPC on the wire or queued.
+pub const RPC_RUNNING: u32 = 2;
+
+/// `struct nasflow_rpc_task`: who caused an RPC task and where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct RpcTask {
+    /// cgroup charged.
+    pub cgroup: u64,
+    /// `CLOCK_MONOTONIC` ns at submission (or restart).
+    pub start_ns: u64,
+    /// NFS super block device; 0 when no mount is known.
+    pub dev: u32,
+    /// Operation id.
+    pub op: u16,
+    /// Positive errno once ended.
+    pub err: u16,
+    /// `enum nasflow_rpc_state`.
+    pub state: u32,
+    /// Padding, zero.
+    pub pad: u32,
+}
+
+/// Events that hint which mount a thread works on, in `hint_dev` order, with their programs.
+pub const HINT_EVENTS: [(&str, &str); 6] = [
+    ("nfs_getattr_enter", "hint_getattr"),
+    ("nfs_access_enter", "hint_access"),
+    ("nfs_lookup_enter", "hint_lookup"),
+    ("nfs_lookup_revalidate_enter", "hint_lookup_rv"),
+    ("nfs_revalidate_inode_enter", "hint_revalidate"),
+    ("nfs_atomic_open_enter", "hint_open"),
+];
+
+/// `struct nasflow_rpc_layout`: fields of the sunrpc events and of the hint events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct RpcLayout {
+    /// `rpc_task_begin.task_id`.
+    pub begin_task_id: Field,
+    /// `rpc_task_begin.client_id`.
+    pub begin_client_id: Field,
+    /// `rpc_request.task_id`.
+    pub req_task_id: Field,
+    /// `rpc_request.client_id`.
+    pub req_client_id: Field,
+    /// `rpc_request.progname` (`__data_loc`).
+    pub req_progname: Field,
+    /// `rpc_request.procname` (`__data_loc`).
+    pub req_procname: Field,
+    /// `rpc_task_end.task_id`.
+    pub end_task_id: Field,
+    /// `rpc_task_end.client_id`.
+    pub end_client_id: Field,
+    /// `rpc_task_end.status`.
+    pub end_status: Field,
+    /// `rpc_stats_latency.task_id`.
+    pub lat_task_id: Field,
+    /// `rpc_stats_latency.client_id`.
+    pub lat_client_id: Field,
+    /// `rpc_stats_latency.rtt` (µs).
+    pub lat_rtt: Field,
+    /// `xprt_retransmit.task_id`.
+    pub rtx_task_id: Field,
+    /// `xprt_retransmit.client_id`.
+    pub rtx_client_id: Field,
+    /// `dev` of each [`HINT_EVENTS`] event; zero-sized when the event is absent.
+    pub hint_dev: [Field; 6],
+}
+
+const _: () = assert!(size_of::<ProcName>() == PROC_NAME_LEN);
+const _: () = assert!(size_of::<RpcTaskKey>() == 8);
+const _: () = assert!(size_of::<RpcTask>() == 32);
+const _: () = assert!(size_of::<RpcLayout>() == 80);
 const _: () = assert!(size_of::<IoKey>() == 16);
 const _: () = assert!(size_of::<IoCounters>() == 16);
 const _: () = assert!(size_of::<IoHist>() == 8 * HIST_SLOTS + 8);
@@ -323,6 +475,14 @@ unsafe impl aya::Pod for Layout {}
 unsafe impl aya::Pod for InflightKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for InflightVal {}
+// SAFETY: as above (bytes).
+unsafe impl aya::Pod for ProcName {}
+// SAFETY: as above.
+unsafe impl aya::Pod for RpcTaskKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for RpcTask {}
+// SAFETY: as above.
+unsafe impl aya::Pod for RpcLayout {}
 
 #[cfg(test)]
 mod tests {
@@ -371,10 +531,29 @@ mod tests {
     }
 
     #[test]
-    fn op_numbers_round_trip() {
-        for op in [Op::Read, Op::Write, Op::Commit, Op::AppRead, Op::AppWrite] {
-            assert_eq!(Op::from_raw(op as u16), Some(op));
+    fn op_numbers_and_flags() {
+        let fixed = [Op::Read, Op::Write, Op::Commit, Op::AppRead, Op::AppWrite];
+        for (raw, op) in fixed.iter().enumerate() {
+            let raw = u16::try_from(raw).expect("small");
+            assert_eq!(Op::from_raw(raw), Some(*op));
+            assert_eq!(Op::from_raw(raw | OP_RTT), Some(*op), "flags are masked");
         }
-        assert_eq!(Op::from_raw(99), None);
+        assert_eq!(Op::from_raw(OP_RPC_BASE), None, "named RPCs come from the proc_ids map");
+        assert_eq!(Op::from_raw(OP_RPC_UNNAMED).map(|o| o.name().to_owned()).as_deref(), Some("UNNAMED"));
+        for (name, id) in PRELOADED_PROCS {
+            assert_eq!(Op::from_raw(id).map(|o| o.is_rpc()), Some(true), "{name}");
+        }
+        assert!(!Op::AppRead.is_rpc() && Op::Rpc(ProcName::new("GETATTR")).is_rpc());
+    }
+
+    #[test]
+    fn proc_names_are_nul_padded_and_cut() {
+        let n = ProcName::new("BIND_CONN_TO_SESSION");
+        assert_eq!(n.as_str(), "BIND_CONN_TO_SESSION");
+        assert_eq!(n.0[20..], [0; 4]);
+        assert_eq!(ProcName::new(&"X".repeat(40)).as_str().len(), PROC_NAME_LEN - 1);
+        let mut bad = ProcName::default();
+        bad.0[0] = 0xff;
+        assert_eq!(bad.as_str(), "?");
     }
 }

@@ -18,12 +18,15 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use nasflow_probe_bpf::{
-    globals, maps, Health, InflightKey, InflightVal, IoCounters, IoHist, IoKey, Layout, Op, HEALTH_COUNT, HIST_SLOTS,
+    globals, maps, Health, InflightKey, InflightVal, IoCounters, IoKey, Layout, Op, RpcLayout, RpcTask, RpcTaskKey,
+    HEALTH_COUNT, HINT_EVENTS, HIST_SLOTS, OP_MASK, OP_RETRANS, OP_RTT, PRELOADED_PROCS, RPC_RUNNING,
 };
 
-pub use nasflow_probe_bpf::{latency_slot_upper_bound_s, Op as Operation, HIST_SLOTS as LATENCY_SLOTS};
+pub use nasflow_probe_bpf::{
+    latency_slot_upper_bound_s, IoHist as Histogram, Op as Operation, ProcName, HIST_SLOTS as LATENCY_SLOTS,
+};
 
-use crate::tracefs::{probe_events, Tracefs};
+use crate::tracefs::{probe_events, Tracefs, RPC_EVENTS};
 
 /// Where the kernel publishes its own BTF; without it CO-RE cannot work.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -46,7 +49,7 @@ pub enum ProbeError {
         source: io::Error,
     },
     /// A tracepoint lacks a field the probe needs.
-    #[error("tracepoint nfs:{event} has no field `{field}`: this kernel's NFS tracepoints are not supported")]
+    #[error("tracepoint {event} has no field `{field}`: this kernel's NFS tracepoints are not supported")]
     MissingField {
         /// The tracepoint.
         event: String,
@@ -54,9 +57,7 @@ pub enum ProbeError {
         field: String,
     },
     /// A tracepoint field has a size or place the probe cannot read.
-    #[error(
-        "tracepoint nfs:{event} field `{field}` is {size} bytes at offset {offset}: not a layout nasflow can read"
-    )]
+    #[error("tracepoint {event} field `{field}` is {size} bytes at offset {offset}: not a layout nasflow can read")]
     UnsupportedField {
         /// The tracepoint.
         event: String,
@@ -68,7 +69,7 @@ pub enum ProbeError {
         size: u16,
     },
     /// A format file could not be parsed.
-    #[error("tracepoint nfs:{event}: {detail}")]
+    #[error("tracepoint {event}: {detail}")]
     BadFormat {
         /// The tracepoint.
         event: String,
@@ -165,6 +166,12 @@ pub struct IoRow {
     pub latency_sum_ns: u64,
     /// Log2 latency slots: slot 0 is <= 2^-30 s, slot s covers (2^(s-31), 2^(s-30)] s.
     pub latency_slots: [u64; HIST_SLOTS],
+    /// Retransmissions of this operation (kept on the `err == 0` row: a retransmission
+    /// happens before the outcome is known).
+    pub retransmits: u64,
+    /// Round-trip times (request sent to reply received), in the same slots; `None` when
+    /// the RPC programs are not attached or no reply was timed.
+    pub rtt: Option<Box<Histogram>>,
 }
 
 impl IoRow {
@@ -194,6 +201,8 @@ pub struct ProbeHealth {
     pub attached: bool,
     /// Whether the buffered-write kprobe is attached (writeback attribution works).
     pub write_attribution: bool,
+    /// Whether the sunrpc programs are attached (every RPC, rtt and retransmissions).
+    pub rpc_tracing: bool,
 }
 
 /// RPCs in flight on one device when the snapshot was taken.
@@ -241,7 +250,10 @@ pub enum AttachEvent {
 
 /// Links held for one attachment of the programs.
 struct Attachment {
+    /// (program, category, link)
     tracepoints: Vec<(String, aya::programs::trace_point::TracePointLinkId)>,
+    /// Optional programs: (program, link); their absence degrades, never fails.
+    extra: Vec<(String, aya::programs::trace_point::TracePointLinkId)>,
     kprobes: Vec<(String, aya::programs::kprobe::KProbeLinkId)>,
     /// The nfs module instance attached to.
     module: ModuleInstance,
@@ -258,6 +270,9 @@ pub struct Probe {
     tracefs: Tracefs,
     ebpf: Option<Ebpf>,
     layout: Option<Layout>,
+    /// The RPC programs' layout; `None` when sunrpc's events cannot be used (the data path
+    /// still works).
+    rpc_layout: Option<RpcLayout>,
     attachment: Option<Attachment>,
     /// The module instance a load or attach failed for: not retried until it changes.
     failed_for: Option<ModuleInstance>,
@@ -283,7 +298,7 @@ impl Probe {
             return Err(ProbeError::NoBtf { path: opts.btf_path });
         }
         let tracefs = Tracefs::find_or_mount()?;
-        Ok(Self { opts, tracefs, ebpf: None, layout: None, attachment: None, failed_for: None })
+        Ok(Self { opts, tracefs, ebpf: None, layout: None, rpc_layout: None, attachment: None, failed_for: None })
     }
 
     /// Attaches when the nfs module is present, re-attaches after it was reloaded, and notes
@@ -329,8 +344,9 @@ impl Probe {
         }
     }
 
-    fn load(&mut self, layout: Layout) -> Result<(), ProbeError> {
+    fn load(&mut self, layout: Layout, rpc_layout: Option<RpcLayout>) -> Result<(), ProbeError> {
         let o = &self.opts;
+        let rpc = rpc_layout.unwrap_or_default();
         let v1 = u8::from(o.cgroup.v1);
         let root = o.cgroup.root_id;
         let o_direct = u32::try_from(libc::O_DIRECT).unwrap_or(0o40000);
@@ -339,6 +355,8 @@ impl Probe {
             .override_global(globals::CGROUP_V1, &v1, true)
             .override_global(globals::ROOT_CGROUP, &root, true)
             .override_global(globals::O_DIRECT_FLAG, &o_direct, true)
+            .override_global(globals::RPC_LAYOUT, &rpc, true)
+            .map_max_entries(maps::RPC_TASKS, o.max_inflight)
             .map_max_entries(maps::IO_COUNTERS, o.max_series)
             .map_max_entries(maps::IO_HIST, o.max_series)
             .map_max_entries(maps::INFLIGHT, o.max_inflight)
@@ -353,8 +371,15 @@ impl Probe {
             let kp: &mut KProbe = program(&mut ebpf, name)?;
             kp.load().map_err(|e| prog_err(name, e))?;
         }
+        if rpc_layout.is_some() {
+            let mut ids: BpfHashMap<&mut MapData, ProcName, u16> = open_map_mut(&mut ebpf, maps::PROC_IDS)?;
+            for (name, id) in PRELOADED_PROCS {
+                ids.insert(ProcName::new(name), id, 0).map_err(|e| map_err(maps::PROC_IDS, e))?;
+            }
+        }
         self.ebpf = Some(ebpf);
         self.layout = Some(layout);
+        self.rpc_layout = rpc_layout;
         Ok(())
     }
 
@@ -370,12 +395,19 @@ impl Probe {
             self.ebpf = None;
         }
         if self.ebpf.is_none() {
-            self.load(layout)?;
+            let rpc = match self.tracefs.read_rpc_layout() {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sunrpc tracepoints unusable: only READ, WRITE and COMMIT are counted (no metadata operations, rtt or retransmissions)");
+                    None
+                }
+            };
+            self.load(layout, rpc)?;
         }
         let Some(ebpf) = self.ebpf.as_mut() else {
             return Ok(false);
         };
-        let mut att = Attachment { tracepoints: Vec::new(), kprobes: Vec::new(), module };
+        let mut att = Attachment { tracepoints: Vec::new(), extra: Vec::new(), kprobes: Vec::new(), module };
         for event in probe_events() {
             let tp: &mut TracePoint = program(ebpf, event)?;
             let id = tp.attach("nfs", event).map_err(|e| prog_err(event, e))?;
@@ -393,7 +425,37 @@ impl Probe {
         }
         tracing::info!(tracepoints = att.tracepoints.len(), kprobes = att.kprobes.len(), "attached to the NFS client");
         self.attachment = Some(att);
+        // The data path counts from here; every other RPC follows once its programs pass the
+        // verifier (seconds on a slow machine).
+        self.attach_rpc();
         Ok(true)
+    }
+
+    /// Loads (once) and attaches the sunrpc and hint programs. Failures only degrade: the
+    /// data path keeps working, and the reason is logged.
+    fn attach_rpc(&mut self) {
+        let (Some(rpc), Some(ebpf), Some(att)) = (self.rpc_layout, self.ebpf.as_mut(), self.attachment.as_mut()) else {
+            return;
+        };
+        for ((name, present), (category, event)) in rpc_programs(&rpc).into_iter().zip(rpc_events()) {
+            if !present {
+                continue;
+            }
+            let attached = program::<TracePoint>(ebpf, name).and_then(|tp| {
+                if tp.fd().is_err() {
+                    tp.load().map_err(|e| prog_err(name, e))?;
+                }
+                tp.attach(category, event).map_err(|e| prog_err(name, e))
+            });
+            match attached {
+                Ok(id) => att.extra.push((name.to_owned(), id)),
+                Err(e) => tracing::warn!(error = %e, "cannot attach {category}:{event}: fewer RPCs are attributed"),
+            }
+        }
+        tracing::info!(
+            tracepoints = att.extra.len(),
+            "RPC tracing attached (every NFS operation, rtt, retransmissions)"
+        );
     }
 
     fn detach(&mut self) {
@@ -401,6 +463,11 @@ impl Probe {
             return;
         };
         for (name, id) in att.tracepoints {
+            if let Ok(tp) = program::<TracePoint>(ebpf, &name) {
+                let _ = tp.detach(id);
+            }
+        }
+        for (name, id) in att.extra {
             if let Ok(tp) = program::<TracePoint>(ebpf, &name) {
                 let _ = tp.detach(id);
             }
@@ -424,29 +491,27 @@ impl Probe {
         let Some(ebpf) = self.ebpf.as_ref() else {
             return Ok(snap);
         };
+        snap.health.rpc_tracing =
+            self.attachment.as_ref().is_some_and(|a| a.extra.iter().any(|(n, _)| n == "rpc_task_end"));
+        let names = self.proc_names(ebpf)?;
+        let op_of = |raw: u16| Op::from_raw(raw).or_else(|| names.get(&(raw & OP_MASK)).map(|n| Op::Rpc(*n)));
         let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> = open_map(ebpf, maps::IO_COUNTERS)?;
-        let hists: BpfHashMap<&MapData, IoKey, IoHist> = open_map(ebpf, maps::IO_HIST)?;
+        let hists: BpfHashMap<&MapData, IoKey, Histogram> = open_map(ebpf, maps::IO_HIST)?;
+        let mut rows: std::collections::BTreeMap<(u64, u32, Op, u16), IoRow> = std::collections::BTreeMap::new();
         for item in &counters {
             let (key, per_cpu) = item.map_err(|e| map_err(maps::IO_COUNTERS, e))?;
             snap.health.series_used += 1;
-            let Some(op) = Op::from_raw(key.op) else {
+            let Some(op) = op_of(key.op) else {
                 continue;
             };
-            let mut row = IoRow {
-                cgroup: key.cgroup,
-                dev: key.dev,
-                op,
-                err: key.err,
-                ops: 0,
-                bytes: 0,
-                latency_count: 0,
-                latency_sum_ns: 0,
-                latency_slots: [0; HIST_SLOTS],
-            };
-            for c in per_cpu.iter() {
-                row.ops += c.ops;
-                row.bytes += c.bytes;
+            let (ops, bytes) = per_cpu.iter().fold((0, 0), |(o, b), c| (o + c.ops, b + c.bytes));
+            if key.op & OP_RETRANS != 0 {
+                entry(&mut rows, key.cgroup, key.dev, op, 0).retransmits += ops;
+                continue;
             }
+            let r = entry(&mut rows, key.cgroup, key.dev, op, key.err);
+            r.ops += ops;
+            r.bytes += bytes;
             // Count, buckets and sum come from one histogram entry, so they agree (OTLP
             // requires count = bucket total). The ops counters are another map, read a moment
             // earlier: while I/O runs, ops and the histogram count can differ by what
@@ -454,16 +519,23 @@ impl Probe {
             // drop is counted in `histogram_map_full`.
             match hists.get(&key, 0) {
                 Ok(h) => {
-                    row.latency_slots = h.slots;
-                    row.latency_count = h.slots.iter().sum();
-                    row.latency_sum_ns = h.sum_ns;
+                    r.latency_slots = h.slots;
+                    r.latency_count = h.slots.iter().sum();
+                    r.latency_sum_ns = h.sum_ns;
                 }
                 Err(MapError::KeyNotFound) => {}
                 Err(e) => return Err(map_err(maps::IO_HIST, e)),
             }
-            snap.rows.push(row);
         }
-        snap.rows.sort_by_key(|r| (r.cgroup, r.dev, r.op, r.err));
+        for (key, h) in hists.iter().filter_map(Result::ok) {
+            if key.op & OP_RTT == 0 {
+                continue;
+            }
+            if let Some(op) = op_of(key.op) {
+                entry(&mut rows, key.cgroup, key.dev, op, key.err).rtt = Some(Box::new(h));
+            }
+        }
+        snap.rows = rows.into_values().collect();
         let inflight: BpfHashMap<&MapData, InflightKey, InflightVal> = open_map(ebpf, maps::INFLIGHT)?;
         let now = monotonic_ns();
         let mut per_dev: std::collections::BTreeMap<u32, Inflight> = std::collections::BTreeMap::new();
@@ -473,6 +545,19 @@ impl Probe {
             e.count += 1;
             e.oldest = e.oldest.max(age);
         }
+        // Every NFS RPC in flight, data ones included: the larger count, the older age.
+        let tasks: BpfHashMap<&MapData, RpcTaskKey, RpcTask> = open_map(ebpf, maps::RPC_TASKS)?;
+        let mut rpc_per_dev: std::collections::BTreeMap<u32, (u64, Duration)> = std::collections::BTreeMap::new();
+        for (_, t) in tasks.iter().filter_map(Result::ok).filter(|(_, t)| t.state == RPC_RUNNING) {
+            let e = rpc_per_dev.entry(t.dev).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(Duration::from_nanos(now.saturating_sub(t.start_ns)));
+        }
+        for (dev, (count, oldest)) in rpc_per_dev {
+            let e = per_dev.entry(dev).or_insert(Inflight { dev, count: 0, oldest: Duration::ZERO });
+            e.count = e.count.max(count);
+            e.oldest = e.oldest.max(oldest);
+        }
         snap.inflight = per_dev.into_values().collect();
         let health: PerCpuArray<&MapData, u64> = open_map(ebpf, maps::HEALTH)?;
         for h in Health::ALL {
@@ -481,6 +566,15 @@ impl Probe {
         }
         debug_assert_eq!(snap.health.counters.len(), HEALTH_COUNT as usize);
         Ok(snap)
+    }
+
+    /// Operation ids of named RPCs, from the kernel's name table.
+    fn proc_names(&self, ebpf: &Ebpf) -> Result<std::collections::HashMap<u16, ProcName>, ProbeError> {
+        if self.rpc_layout.is_none() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let ids: BpfHashMap<&MapData, ProcName, u16> = open_map(ebpf, maps::PROC_IDS)?;
+        Ok(ids.iter().filter_map(Result::ok).map(|(name, id)| (id, name)).collect())
     }
 
     /// Deletes every row of the given cgroups (they no longer exist), so the maps only hold
@@ -503,7 +597,7 @@ impl Probe {
                 }
             }
         }
-        let mut hists: BpfHashMap<&mut MapData, IoKey, IoHist> = open_map_mut(ebpf, maps::IO_HIST)?;
+        let mut hists: BpfHashMap<&mut MapData, IoKey, Histogram> = open_map_mut(ebpf, maps::IO_HIST)?;
         let keys: Vec<IoKey> = hists.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
         for k in &keys {
             let _ = hists.remove(k);
@@ -527,8 +621,59 @@ impl Probe {
                 removed += 1;
             }
         }
+        let mut tasks: BpfHashMap<&mut MapData, RpcTaskKey, RpcTask> = open_map_mut(ebpf, maps::RPC_TASKS)?;
+        let stale: Vec<RpcTaskKey> = tasks
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, t)| t.state == RPC_RUNNING && t.start_ns < cutoff)
+            .map(|(k, _)| k)
+            .collect();
+        for k in &stale {
+            if tasks.remove(k).is_ok() {
+                removed += 1;
+            }
+        }
         Ok(removed)
     }
+}
+
+/// The sunrpc and hint programs, in [`rpc_events`] order, and whether this kernel has their
+/// event (its fields are in the layout).
+fn rpc_programs(rpc: &RpcLayout) -> Vec<(&'static str, bool)> {
+    let mut out: Vec<(&'static str, bool)> = RPC_EVENTS
+        .iter()
+        .map(|(event, name)| (*name, *event != "xprt_retransmit" || rpc.rtx_task_id.size > 0))
+        .collect();
+    out.extend(HINT_EVENTS.iter().zip(rpc.hint_dev).map(|((_, name), f)| (*name, f.size > 0)));
+    out
+}
+
+/// (category, event) of each of [`rpc_programs`].
+fn rpc_events() -> Vec<(&'static str, &'static str)> {
+    RPC_EVENTS.iter().map(|(e, _)| ("sunrpc", *e)).chain(HINT_EVENTS.iter().map(|(e, _)| ("nfs", *e))).collect()
+}
+
+/// The row of one (cgroup, dev, op, err), made empty on first use.
+fn entry(
+    rows: &mut std::collections::BTreeMap<(u64, u32, Op, u16), IoRow>,
+    cgroup: u64,
+    dev: u32,
+    op: Op,
+    err: u16,
+) -> &mut IoRow {
+    rows.entry((cgroup, dev, op, err)).or_insert_with(|| IoRow {
+        cgroup,
+        dev,
+        op,
+        err,
+        ops: 0,
+        bytes: 0,
+        latency_count: 0,
+        latency_sum_ns: 0,
+        latency_slots: [0; HIST_SLOTS],
+        retransmits: 0,
+        rtt: None,
+    })
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, ProbeError>

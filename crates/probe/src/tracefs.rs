@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use nasflow_probe_bpf::{Field, Layout, TpFields};
+use nasflow_probe_bpf::{Field, Layout, RpcLayout, TpFields, HINT_EVENTS};
 
 use crate::ProbeError;
 
@@ -179,6 +179,84 @@ pub fn layout_from_formats(texts: &[String; 6]) -> Result<Layout, ProbeError> {
     Ok(Layout { read_init, read_done, write_init, write_done, commit_init, commit_done })
 }
 
+/// The sunrpc events the RPC programs attach to, with their programs, in the order
+/// [`rpc_layout_from_formats`] takes their format texts. `xprt_retransmit` (5.12 and later)
+/// is optional: without it retransmissions are not counted.
+pub const RPC_EVENTS: [(&str, &str); 5] = [
+    ("rpc_task_begin", "rpc_task_begin"),
+    ("rpc_request", "rpc_request"),
+    ("rpc_task_end", "rpc_task_end"),
+    ("rpc_stats_latency", "rpc_stats_lat"),
+    ("xprt_retransmit", "xprt_retransmit"),
+];
+
+/// One field of an RPC or hint event: its place, if it has the size nasflow reads.
+fn rpc_field(event: &str, fields: &[FormatField], name: &str, sizes: &[u16]) -> Result<Field, ProbeError> {
+    let f = fields
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| ProbeError::MissingField { event: event.to_owned(), field: name.to_owned() })?;
+    if !sizes.contains(&f.size) || f.offset % f.size != 0 || f.offset + 8 > RECORD_BYTES {
+        return Err(ProbeError::UnsupportedField {
+            event: event.to_owned(),
+            field: f.name.clone(),
+            offset: f.offset,
+            size: f.size,
+        });
+    }
+    Ok(Field { offset: f.offset, size: f.size })
+}
+
+/// Builds the RPC programs' layout from the format texts of [`RPC_EVENTS`] and of the hint
+/// events (`HINT_EVENTS`), `None` where an event does not exist on this kernel. The first
+/// four sunrpc events are required; a missing retransmit or hint event leaves its fields
+/// zero-sized (its program is not attached).
+pub fn rpc_layout_from_formats(
+    rpc: &[Option<String>; 5],
+    hints: &[Option<String>; 6],
+) -> Result<RpcLayout, ProbeError> {
+    let mut parsed: Vec<Vec<FormatField>> = Vec::with_capacity(5);
+    for ((event, _), text) in RPC_EVENTS.iter().zip(rpc) {
+        let fields = match text {
+            Some(t) => {
+                parse_format(t).map_err(|detail| ProbeError::BadFormat { event: (*event).to_owned(), detail })?
+            }
+            None if *event == "xprt_retransmit" => Vec::new(),
+            None => {
+                return Err(ProbeError::MissingField { event: (*event).to_owned(), field: "(the event itself)".into() })
+            }
+        };
+        parsed.push(fields);
+    }
+    let id = |i: usize, name: &str| rpc_field(RPC_EVENTS[i].0, &parsed[i], name, &[4]);
+    let mut out = RpcLayout {
+        begin_task_id: id(0, "task_id")?,
+        begin_client_id: id(0, "client_id")?,
+        req_task_id: id(1, "task_id")?,
+        req_client_id: id(1, "client_id")?,
+        req_progname: id(1, "progname")?,
+        req_procname: id(1, "procname")?,
+        end_task_id: id(2, "task_id")?,
+        end_client_id: id(2, "client_id")?,
+        end_status: id(2, "status")?,
+        lat_task_id: id(3, "task_id")?,
+        lat_client_id: id(3, "client_id")?,
+        lat_rtt: rpc_field(RPC_EVENTS[3].0, &parsed[3], "rtt", &[4, 8])?,
+        ..RpcLayout::default()
+    };
+    if rpc[4].is_some() {
+        out.rtx_task_id = id(4, "task_id")?;
+        out.rtx_client_id = id(4, "client_id")?;
+    }
+    for ((slot, (event, _)), text) in out.hint_dev.iter_mut().zip(HINT_EVENTS).zip(hints) {
+        if let Some(t) = text {
+            let fields = parse_format(t).map_err(|detail| ProbeError::BadFormat { event: event.to_owned(), detail })?;
+            *slot = rpc_field(event, &fields, "dev", &[4])?;
+        }
+    }
+    Ok(out)
+}
+
 /// A mounted tracefs.
 #[derive(Debug, Clone)]
 pub struct Tracefs {
@@ -199,6 +277,12 @@ impl Tracefs {
         Ok(Self { root: PathBuf::from(target) })
     }
 
+    /// tracefs mounted at `root` (for checks that must not mount anything).
+    #[must_use]
+    pub fn at(root: PathBuf) -> Self {
+        Self { root }
+    }
+
     /// The format file of `category:event`.
     #[must_use]
     pub fn format_path(&self, category: &str, event: &str) -> PathBuf {
@@ -209,6 +293,27 @@ impl Tracefs {
     #[must_use]
     pub fn has_event(&self, category: &str, event: &str) -> bool {
         self.format_path(category, event).is_file()
+    }
+
+    /// Reads the RPC programs' layout from the sunrpc and hint events' formats.
+    pub fn read_rpc_layout(&self) -> Result<RpcLayout, ProbeError> {
+        let read = |category: &str, event: &str| -> Result<Option<String>, ProbeError> {
+            let path = self.format_path(category, event);
+            match fs::read_to_string(&path) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(ProbeError::Io { path, source }),
+            }
+        };
+        let mut rpc: [Option<String>; 5] = Default::default();
+        for ((event, _), text) in RPC_EVENTS.iter().zip(rpc.iter_mut()) {
+            *text = read("sunrpc", event)?;
+        }
+        let mut hints: [Option<String>; 6] = Default::default();
+        for ((event, _), text) in HINT_EVENTS.iter().zip(hints.iter_mut()) {
+            *text = read("nfs", event)?;
+        }
+        rpc_layout_from_formats(&rpc, &hints)
     }
 
     /// Reads the layout of the probe's six events; `None` while the nfs module is absent.
@@ -302,6 +407,44 @@ mod tests {
         texts[0] = texts[0].replace("offset:32;\tsize:4;", "offset:96;\tsize:4;");
         let msg = layout_from_formats(&texts).expect_err("must fail").to_string();
         assert!(msg.contains("nfs_initiate_read") && msg.contains("count"), "{msg}");
+    }
+
+    fn fixture(dir: &str, event: &str) -> Option<String> {
+        fs::read_to_string(format!("{}/tests/fixtures/formats/{dir}/{event}", env!("CARGO_MANIFEST_DIR"))).ok()
+    }
+
+    fn rpc_formats(dir: &str) -> ([Option<String>; 5], [Option<String>; 6]) {
+        (RPC_EVENTS.map(|(e, _)| fixture(dir, e)), HINT_EVENTS.map(|(e, _)| fixture(dir, e)))
+    }
+
+    #[test]
+    fn rpc_layout_of_debian_6_1() {
+        let (rpc, hints) = rpc_formats("6.1");
+        let l = rpc_layout_from_formats(&rpc, &hints).expect("layout");
+        assert_eq!((l.req_task_id, l.req_client_id), (Field { offset: 8, size: 4 }, Field { offset: 12, size: 4 }));
+        assert_eq!((l.req_progname, l.req_procname), (Field { offset: 24, size: 4 }, Field { offset: 28, size: 4 }));
+        assert_eq!(l.end_status, Field { offset: 32, size: 4 });
+        assert_eq!(l.lat_rtt, Field { offset: 40, size: 8 });
+        assert_eq!(l.rtx_client_id, Field { offset: 12, size: 4 });
+        // dev moves with the event class: 8 in inode events, 16 in lookups, 24 in atomic_open.
+        let devs: Vec<u16> = l.hint_dev.iter().map(|f| f.offset).collect();
+        assert_eq!(devs, [8, 8, 16, 16, 8, 24]);
+    }
+
+    #[test]
+    fn rpc_layout_degrades_without_optional_events_and_names_missing_ones() {
+        let (mut rpc, mut hints) = rpc_formats("6.1");
+        rpc[4] = None;
+        hints[5] = None;
+        let l = rpc_layout_from_formats(&rpc, &hints).expect("optional events may be missing");
+        assert_eq!((l.rtx_task_id, l.hint_dev[5]), (Field::default(), Field::default()));
+        rpc[2] = None;
+        let msg = rpc_layout_from_formats(&rpc, &hints).expect_err("rpc_task_end is required").to_string();
+        assert!(msg.contains("rpc_task_end"), "{msg}");
+        let (mut rpc, hints) = rpc_formats("6.1");
+        rpc[1] = rpc[1].as_ref().map(|t| t.replace("procname", "procedure"));
+        let msg = rpc_layout_from_formats(&rpc, &hints).expect_err("procname is required").to_string();
+        assert!(msg.contains("rpc_request") && msg.contains("procname"), "{msg}");
     }
 
     #[test]
