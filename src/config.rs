@@ -28,7 +28,76 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace the NFS client and report per cgroup, device and operation.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Check this node: print each requirement with OK, WARN or FAIL and the fix; exits
+    /// non-zero when something blocks running. Reads the same flags, variables and config
+    /// file as `run`, so `kubectl exec ds/nasflow -- nasflow check` checks the agent's setup.
+    Check(CheckArgs),
+}
+
+/// How `nasflow check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Report {
+    /// One line per requirement.
+    #[default]
+    Text,
+    /// A JSON array of {name, status, detail, fix}.
+    Json,
+}
+
+/// Flags of `nasflow check`: those of `run` that say where things are.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// `text` or `json`.
+    #[arg(long, value_enum, default_value_t = Report::Text)]
+    pub output: Report,
+    /// YAML config file, as for `run`.
+    #[arg(long, env = "NASFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The host's cgroup mount.
+    #[arg(long, env = "NASFLOW_CGROUP_ROOT")]
+    pub cgroup_root: Option<PathBuf>,
+    /// The host's /proc.
+    #[arg(long, env = "NASFLOW_PROC_ROOT")]
+    pub proc_root: Option<PathBuf>,
+    /// This node's name.
+    #[arg(long, env = "K8S_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Kubelet base URL.
+    #[arg(long, env = "NASFLOW_KUBELET_URL")]
+    pub kubelet_url: Option<String>,
+    /// Bearer token file for the kubelet.
+    #[arg(long, env = "NASFLOW_KUBELET_TOKEN_FILE")]
+    pub kubelet_token_file: Option<PathBuf>,
+    /// CA bundle for the kubelet.
+    #[arg(long, env = "NASFLOW_KUBELET_CA_FILE")]
+    pub kubelet_ca_file: Option<PathBuf>,
+    /// Accept any kubelet serving certificate.
+    #[arg(long, env = "NASFLOW_KUBELET_INSECURE_SKIP_TLS_VERIFY")]
+    pub kubelet_insecure_skip_tls_verify: bool,
+    /// OTLP collector URL (or `OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT`).
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl CheckArgs {
+    /// The run configuration these flags describe (no output required).
+    pub fn resolve(self) -> anyhow::Result<RunConfig> {
+        RunArgs {
+            config: self.config,
+            output: Some(Output::Jsonl),
+            cgroup_root: self.cgroup_root,
+            proc_root: self.proc_root,
+            node_name: self.node_name,
+            kubelet_url: self.kubelet_url,
+            kubelet_token_file: self.kubelet_token_file,
+            kubelet_ca_file: self.kubelet_ca_file,
+            kubelet_insecure_skip_tls_verify: self.kubelet_insecure_skip_tls_verify,
+            otlp_endpoint: self.otlp_endpoint,
+            ..RunArgs::default()
+        }
+        .resolve()
+    }
 }
 
 /// Where snapshots go.
@@ -40,7 +109,7 @@ pub enum Output {
 }
 
 /// Flags of `nasflow run`; each is also an environment variable.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RunArgs {
     /// YAML config file (keys as the long flags, with underscores).
     #[arg(long, env = "NASFLOW_CONFIG")]
@@ -115,6 +184,9 @@ pub struct RunArgs {
     /// Series one node sends at most; the rest fold into `otel.metric.overflow` series.
     #[arg(long, env = "NASFLOW_MAX_SERIES")]
     pub max_series: Option<usize>,
+    /// Serve `/healthz` and `/readyz` on this address (e.g. `0.0.0.0:9808`); off by default.
+    #[arg(long, env = "NASFLOW_HEALTH_LISTEN")]
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 /// The config file: every key optional, unknown keys refused.
@@ -148,6 +220,7 @@ struct FileConfig {
     histogram: Option<String>,
     temporality: Option<String>,
     max_series: Option<usize>,
+    health_listen: Option<std::net::SocketAddr>,
 }
 
 mod humantime_serde_opt {
@@ -184,6 +257,8 @@ pub struct RunConfig {
     pub kubelet_refresh: Duration,
     /// Task labels.
     pub task_labels: Vec<String>,
+    /// Where `/healthz` and `/readyz` are served.
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 /// OTLP export settings.
@@ -450,6 +525,7 @@ impl RunArgs {
             output,
             otlp,
             interval,
+            health_listen: self.health_listen.or(file.health_listen),
             cgroup_root: self.cgroup_root.or(file.cgroup_root).unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
             max_kernel_series: self.max_kernel_series.or(file.max_kernel_series).unwrap_or(10_240),
             proc_root: self.proc_root.or(file.proc_root).unwrap_or_else(|| PathBuf::from("/proc")),
@@ -475,8 +551,21 @@ mod tests {
         let mut full = vec!["nasflow", "run"];
         full.extend_from_slice(v);
         match Cli::try_parse_from(full).expect("parse").command {
-            Command::Run(a) => a,
+            Command::Run(a) => *a,
+            Command::Check(_) => panic!("run expected"),
         }
+    }
+
+    #[test]
+    fn check_takes_the_report_format_and_runs_settings() {
+        let cli =
+            Cli::try_parse_from(["nasflow", "check", "--output", "json", "--kubelet-url", "https://10.0.0.4:10250"])
+                .expect("parse");
+        let Command::Check(c) = cli.command else { panic!("check expected") };
+        assert_eq!(c.output, Report::Json);
+        let cfg = c.resolve().expect("resolve");
+        assert_eq!(cfg.kubelet.map(|k| k.url).as_deref(), Some("https://10.0.0.4:10250"));
+        assert!(Cli::try_parse_from(["nasflow", "check", "--output", "yaml"]).is_err());
     }
 
     #[test]

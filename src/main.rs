@@ -1,7 +1,9 @@
 //! The `nasflow` binary: parses the command line and config, sets up logging, and wires the
 //! pipe (probe, enrich, output). No logic of its own beyond that.
 
+mod check;
 mod config;
+mod health;
 mod jsonl;
 mod run;
 
@@ -30,6 +32,29 @@ fn main() -> std::process::ExitCode {
         config::Command::Run(args) => args.resolve().and_then(|cfg| {
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(run::run(cfg))
         }),
+        config::Command::Check(args) => {
+            let report = args.output;
+            match args.resolve().and_then(|cfg| {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                Ok(rt.block_on(check::run(&cfg, std::path::Path::new(nasflow_probe::VMLINUX_BTF))))
+            }) {
+                Ok(items) => {
+                    match report {
+                        config::Report::Text => print!("{}", check::render_text(&items)),
+                        config::Report::Json => match serde_json::to_string_pretty(&items) {
+                            Ok(j) => println!("{j}"),
+                            Err(e) => eprintln!("nasflow: {e}"),
+                        },
+                    }
+                    return if check::blocked(&items) {
+                        std::process::ExitCode::from(2)
+                    } else {
+                        std::process::ExitCode::SUCCESS
+                    };
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

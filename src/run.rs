@@ -19,7 +19,7 @@ use nasflow_otlp_out::{
 };
 use nasflow_probe::{AttachEvent, CgroupIdentity, Probe, ProbeOptions, Snapshot};
 
-use crate::{config::RunConfig, jsonl};
+use crate::{config::RunConfig, health, jsonl};
 
 /// How often the probe looks for the nfs module to (re)attach.
 const ATTACH_POLL: Duration = Duration::from_secs(1);
@@ -80,7 +80,13 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         }
         None => None,
     };
-    let mut pipe = Pipe { probe, enricher, budget, seq: 0, jsonl: cfg.output.is_some(), otlp };
+    let state = health::SharedState::default();
+    if let Some(addr) = cfg.health_listen {
+        health::serve(addr, state.clone(), cfg.interval)
+            .await
+            .with_context(|| format!("serving health endpoints on {addr}"))?;
+    }
+    let mut pipe = Pipe { probe, enricher, budget, seq: 0, jsonl: cfg.output.is_some(), otlp, state };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -129,6 +135,7 @@ struct Pipe {
     seq: u64,
     jsonl: bool,
     otlp: Option<OtlpSink>,
+    state: health::SharedState,
 }
 
 /// The OTLP side of the pipe: the encoder owns the series, the exporter the network.
@@ -182,6 +189,12 @@ impl Pipe {
             o.exporter.publish(seq, request);
             o.last_seq = seq;
         }
+        let last_export = self.otlp.as_ref().and_then(|o| o.exporter.last_success());
+        let exporting = self.otlp.is_some();
+        let attached = snap.health.attached;
+        self.state.publish(|s| {
+            *s = health::PipeState { attached, last_export, exporting, last_tick: Some(Instant::now()) };
+        });
         if !names.gone.is_empty() {
             let p = Arc::clone(&self.probe);
             let ids = names.gone.clone();
