@@ -8,7 +8,7 @@ APT_PACKAGES=(
 	nfs-kernel-server rpcbind        # the kernel NFS server inside the VM
 	kmod busybox-static fio python3
 )
-PIP_PACKAGES=(virtme-ng pytest rotel) # rotel: the real OTLP collector the tests push through
+PIP_PACKAGES=(virtme-ng pytest rotel pyyaml) # rotel: the real OTLP collector the tests push through; pyyaml: chart checks
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

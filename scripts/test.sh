@@ -7,4 +7,5 @@ bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
+python3 -m pytest -q -p no:cacheprovider tests/chart
 bash tests/vm/run.sh

@@ -67,6 +67,9 @@ pod() { /usr/bin/python3 "$HERE/podlist.py" "$PODS" "$@"; }
 
 stop_agent() {
 	sleep 5
+	# Peak resident memory and CPU time of the agent, for the chart's requests and limits.
+	expect agent_rss_kb "$(awk '/^VmHWM/ {print $2}' "/proc/$AGENT/status")"
+	expect agent_cpu_ticks "$(awk '{print $14 + $15}' "/proc/$AGENT/stat")" "$(getconf CLK_TCK)"
 	kill -TERM "$AGENT"
 	wait "$AGENT"
 	expect agent_exit $?
@@ -79,12 +82,27 @@ hold_write() { # cgroup file offset size tag: buffered write kept open
 	expect fatal "writer $5 never became ready"
 }
 
+http_code() { # url: the HTTP status code, 0 when nothing answers
+	/usr/bin/python3 -c 'import sys, urllib.request, urllib.error
+try: print(urllib.request.urlopen(sys.argv[1], timeout=5).status)
+except urllib.error.HTTPError as e: print(e.code)
+except Exception: print(0)' "$1"
+}
+check() { # name: nasflow check with the agent's settings, as JSON, and its exit code
+	"$BIN" check --output json --kubelet-url https://127.0.0.1:10250 --kubelet-token-file "$R/token" \
+		--kubelet-ca-file "$R/ca.pem" --otlp-endpoint http://127.0.0.1:4317 >"$R/check-$1.json" 2>"$R/check-$1.log"
+	expect check_exit "$1" $?
+}
+
 ########## cgroup v2 phase ##########
 CGDIR=$CG
 INTERVAL=2s
-start_agent v2 --otlp-endpoint http://127.0.0.1:4317
+check before-modules
+start_agent v2 --otlp-endpoint http://127.0.0.1:4317 --health-listen 127.0.0.1:9808
 wait_for "$R/v2.jsonl" '"kind":"health"' 30
 grep -q '"attached":false' "$R/v2.jsonl" && expect unattached_before_modules 1
+expect readyz_unattached "$(http_code http://127.0.0.1:9808/readyz)"
+expect healthz "$(http_code http://127.0.0.1:9808/healthz)"
 modprobe nfs
 T0=$(date +%s%N)
 wait_for "$R/v2.log" 'attached to the NFS client' 20
@@ -92,6 +110,9 @@ expect attach_ms $(( ($(date +%s%N) - T0) / 1000000 ))
 nfs_up || { expect fatal nfs_setup_failed; exit 1; }
 expect dev nas-a "$(mountpoint -d /srv/nas-a)"
 expect dev nas-b "$(mountpoint -d /srv/nas-b)"
+check mounted
+sleep 5
+expect readyz_attached "$(http_code http://127.0.0.1:9808/readyz)"
 
 # Direct I/O, odd sizes: every byte goes on the wire in the caller's context.
 for m in a b; do

@@ -409,3 +409,46 @@ def test_slow_link_shows_in_rtt_and_duration_and_retransmits(expect, v2):
     assert rtt and rtt[0]["count"] == lookup["rtt"]["count"]
     rtx = sum(p["value"] for p in mine if p["metric"] == "nfs.client.rpc.retransmit.count")
     assert rtx == sum(l["retransmits"] for l in lines.values())
+
+
+def test_health_endpoints(expect):
+    def one(key):
+        (value,) = [r[1] for r in expect if r[0] == key]
+        return value
+
+    assert one("healthz") == "200"
+    assert one("readyz_unattached") == "503", "not ready before the nfs module is there"
+    assert one("readyz_attached") == "200", "ready once attached and exporting"
+
+
+def load_check(name):
+    return {i["name"]: i for i in json.loads((R / f"check-{name}.json").read_text())}
+
+
+def test_check_before_modules_warns_and_passes(expect):
+    assert ["check_exit", "before-modules", "0"] in expect
+    items = load_check("before-modules")
+    assert items["nfs tracepoints"]["status"] == "WARN" and "not loaded yet" in items["nfs tracepoints"]["detail"]
+    assert items["nfs mounts"]["status"] == "WARN"
+    assert all(i["status"] != "FAIL" for i in items.values()), items
+
+
+def test_check_with_nfs_mounted_is_all_ok(expect):
+    assert ["check_exit", "mounted", "0"] in expect
+    items = load_check("mounted")
+    assert set(items) == {"kernel", "btf", "tracefs", "nfs tracepoints", "sunrpc tracepoints", "cgroups",
+                          "capabilities", "kubelet", "collector", "nfs mounts"}
+    bad = {n: i for n, i in items.items() if i["status"] != "OK"}
+    assert not bad, bad
+    assert items["nfs mounts"]["detail"].startswith("2 NFS devices from 127.0.0.1, 127.0.0.2")
+    assert "/pods" in items["kubelet"]["detail"]
+
+
+def test_agent_fits_the_charts_memory_limit(expect):
+    import yaml  # the chart's values are the contract
+
+    values = yaml.safe_load((Path(__file__).resolve().parents[2] / "charts/nasflow/values.yaml").read_text())
+    limit = values["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi")
+    rss = [int(r[1]) for r in expect if r[0] == "agent_rss_kb"]
+    assert len(rss) == 2 and all(0 < kb * 1024 < int(limit[:-2]) * 2**20 for kb in rss), rss

@@ -298,6 +298,7 @@ impl Probe {
             return Err(ProbeError::NoBtf { path: opts.btf_path });
         }
         let tracefs = Tracefs::find_or_mount()?;
+        raise_memlock();
         Ok(Self { opts, tracefs, ebpf: None, layout: None, rpc_layout: None, attachment: None, failed_for: None })
     }
 
@@ -634,6 +635,19 @@ impl Probe {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to `RLIMIT_MEMLOCK`, often 64 KiB in containers:
+/// lift it (needs `CAP_SYS_RESOURCE` beyond the hard limit). Later kernels ignore it.
+fn raise_memlock() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: a valid rlimit struct is passed by pointer.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const unlimited) } != 0 {
+        tracing::debug!(
+            error = %io::Error::last_os_error(),
+            "cannot lift RLIMIT_MEMLOCK: on kernels before 5.11 map creation may fail (grant CAP_SYS_RESOURCE)"
+        );
     }
 }
 
