@@ -51,30 +51,9 @@ pub struct CheckArgs {
     /// `text` or `json`.
     #[arg(long, value_enum, default_value_t = Report::Text)]
     pub output: Report,
-    /// YAML config file, as for `run`.
-    #[arg(long, env = "NASFLOW_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// The host's cgroup mount.
-    #[arg(long, env = "NASFLOW_CGROUP_ROOT")]
-    pub cgroup_root: Option<PathBuf>,
-    /// The host's /proc.
-    #[arg(long, env = "NASFLOW_PROC_ROOT")]
-    pub proc_root: Option<PathBuf>,
-    /// This node's name.
-    #[arg(long, env = "K8S_NODE_NAME")]
-    pub node_name: Option<String>,
-    /// Kubelet base URL.
-    #[arg(long, env = "NASFLOW_KUBELET_URL")]
-    pub kubelet_url: Option<String>,
-    /// Bearer token file for the kubelet.
-    #[arg(long, env = "NASFLOW_KUBELET_TOKEN_FILE")]
-    pub kubelet_token_file: Option<PathBuf>,
-    /// CA bundle for the kubelet.
-    #[arg(long, env = "NASFLOW_KUBELET_CA_FILE")]
-    pub kubelet_ca_file: Option<PathBuf>,
-    /// Accept any kubelet serving certificate.
-    #[arg(long, env = "NASFLOW_KUBELET_INSECURE_SKIP_TLS_VERIFY")]
-    pub kubelet_insecure_skip_tls_verify: bool,
+    /// Config file and node settings, as for `run`.
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// OTLP collector URL (or `OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT`).
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
@@ -84,15 +63,8 @@ impl CheckArgs {
     /// The run configuration these flags describe (no output required).
     pub fn resolve(self) -> anyhow::Result<RunConfig> {
         RunArgs {
-            config: self.config,
+            node: self.node,
             output: Some(Output::Jsonl),
-            cgroup_root: self.cgroup_root,
-            proc_root: self.proc_root,
-            node_name: self.node_name,
-            kubelet_url: self.kubelet_url,
-            kubelet_token_file: self.kubelet_token_file,
-            kubelet_ca_file: self.kubelet_ca_file,
-            kubelet_insecure_skip_tls_verify: self.kubelet_insecure_skip_tls_verify,
             otlp_endpoint: self.otlp_endpoint,
             ..RunArgs::default()
         }
@@ -108,24 +80,15 @@ pub enum Output {
     Jsonl,
 }
 
-/// Flags of `nasflow run`; each is also an environment variable.
+/// Where the host's things are and how to reach the kubelet: shared by `run` and `check`.
 #[derive(Debug, Default, Args)]
-pub struct RunArgs {
+pub struct NodeArgs {
     /// YAML config file (keys as the long flags, with underscores).
     #[arg(long, env = "NASFLOW_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Output mode.
-    #[arg(long, env = "NASFLOW_OUTPUT", value_enum)]
-    pub output: Option<Output>,
-    /// Time between snapshots (e.g. `2s`, `500ms`).
-    #[arg(long, env = "NASFLOW_INTERVAL", value_parser = humantime::parse_duration)]
-    pub interval: Option<Duration>,
     /// The host's cgroup mount (a hostPath mount of /sys/fs/cgroup inside a container).
     #[arg(long, env = "NASFLOW_CGROUP_ROOT")]
     pub cgroup_root: Option<PathBuf>,
-    /// Max (cgroup, device, operation, errno) series the kernel maps hold.
-    #[arg(long, env = "NASFLOW_MAX_KERNEL_SERIES")]
-    pub max_kernel_series: Option<u32>,
     /// The host's /proc (`/host/proc` in a container); mountinfo comes from `<it>/1/mountinfo`.
     #[arg(long, env = "NASFLOW_PROC_ROOT")]
     pub proc_root: Option<PathBuf>,
@@ -144,6 +107,23 @@ pub struct RunArgs {
     /// Accept any kubelet serving certificate (self-signed kubelet certificates).
     #[arg(long, env = "NASFLOW_KUBELET_INSECURE_SKIP_TLS_VERIFY")]
     pub kubelet_insecure_skip_tls_verify: bool,
+}
+
+/// Flags of `nasflow run`; each is also an environment variable.
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// Config file and node settings.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Output mode.
+    #[arg(long, env = "NASFLOW_OUTPUT", value_enum)]
+    pub output: Option<Output>,
+    /// Time between snapshots (e.g. `2s`, `500ms`).
+    #[arg(long, env = "NASFLOW_INTERVAL", value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+    /// Max (cgroup, device, operation, errno) series the kernel maps hold.
+    #[arg(long, env = "NASFLOW_MAX_KERNEL_SERIES")]
+    pub max_kernel_series: Option<u32>,
     /// Kubelet poll period; an unknown container triggers a poll sooner (at most 1/s).
     #[arg(long, env = "NASFLOW_KUBELET_REFRESH", value_parser = humantime::parse_duration)]
     pub kubelet_refresh: Option<Duration>,
@@ -440,7 +420,7 @@ impl RunArgs {
             "delta" | "lowmemory" => Temporality::Delta,
             other => bail!("temporality `{other}`: use cumulative or delta"),
         };
-        let node = self.node_name.clone().or_else(|| file.node_name.clone());
+        let node = self.node.node_name.clone().or_else(|| file.node_name.clone());
         Ok(Some(OtlpConfig {
             transport: TransportConfig {
                 protocol,
@@ -476,7 +456,7 @@ impl RunArgs {
 
     /// As [`RunArgs::resolve`], with the given environment.
     pub fn resolve_with(self, env: &Env) -> Result<RunConfig> {
-        let file = match &self.config {
+        let file = match &self.node.config {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
@@ -498,8 +478,8 @@ impl RunArgs {
         if interval < Duration::from_millis(100) {
             bail!("--interval {interval:?} is too short: use 100ms or more");
         }
-        let node_name = self.node_name.or(file.node_name);
-        let kubelet_url = self.kubelet_url.or(file.kubelet_url);
+        let node_name = self.node.node_name.or(file.node_name);
+        let kubelet_url = self.node.kubelet_url.or(file.kubelet_url);
         let kubelet = match (&kubelet_url, &node_name) {
             (None, None) => None,
             (url, node) => {
@@ -510,14 +490,14 @@ impl RunArgs {
                     }
                     k.url.clone_from(url);
                 }
-                if let Some(t) = self.kubelet_token_file.or(file.kubelet_token_file) {
+                if let Some(t) = self.node.kubelet_token_file.or(file.kubelet_token_file) {
                     k.token_path = Some(t);
                 }
-                if let Some(c) = self.kubelet_ca_file.or(file.kubelet_ca_file) {
+                if let Some(c) = self.node.kubelet_ca_file.or(file.kubelet_ca_file) {
                     k.ca_path = Some(c);
                 }
                 k.insecure_skip_tls_verify =
-                    self.kubelet_insecure_skip_tls_verify || file.kubelet_insecure_skip_tls_verify;
+                    self.node.kubelet_insecure_skip_tls_verify || file.kubelet_insecure_skip_tls_verify;
                 Some(k)
             }
         };
@@ -526,9 +506,9 @@ impl RunArgs {
             otlp,
             interval,
             health_listen: self.health_listen.or(file.health_listen),
-            cgroup_root: self.cgroup_root.or(file.cgroup_root).unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
+            cgroup_root: self.node.cgroup_root.or(file.cgroup_root).unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
             max_kernel_series: self.max_kernel_series.or(file.max_kernel_series).unwrap_or(10_240),
-            proc_root: self.proc_root.or(file.proc_root).unwrap_or_else(|| PathBuf::from("/proc")),
+            proc_root: self.node.proc_root.or(file.proc_root).unwrap_or_else(|| PathBuf::from("/proc")),
             node_name,
             kubelet,
             kubelet_refresh: self.kubelet_refresh.or(file.kubelet_refresh).unwrap_or(Duration::from_secs(10)),

@@ -798,6 +798,20 @@ static __always_inline struct nasflow_rpc_task_key task_key(const struct rec *r,
 	return key;
 }
 
+/* The counter key of a task's operation, with a flag (NASFLOW_OP_RTT, _RETRANS) or 0. */
+static __always_inline struct nasflow_io_key task_io_key(const struct nasflow_rpc_task *task, __u16 flag,
+							 __u16 err)
+{
+	struct nasflow_io_key io = {
+		.cgroup = task->cgroup,
+		.dev = task->dev,
+		.op = task->op | flag,
+		.err = err,
+	};
+
+	return io;
+}
+
 /* A thread's hint, if fresh; an exact (data RPC) hint is used once. */
 static __always_inline int take_hint(__u64 now, struct rpc_hint *out)
 {
@@ -887,7 +901,7 @@ SEC("tracepoint/sunrpc/rpc_task_end")
 int rpc_task_end(void *ctx)
 {
 	struct nasflow_rpc_task_key key;
-	struct nasflow_io_key io = {};
+	struct nasflow_io_key io;
 	struct nasflow_rpc_task *task;
 	struct rec r;
 	__s64 status;
@@ -908,10 +922,7 @@ int rpc_task_end(void *ctx)
 	/* READ, WRITE and COMMIT are counted with their bytes by the nfs tracepoints. */
 	if (task->op <= NASFLOW_OP_COMMIT)
 		return 0;
-	io.cgroup = task->cgroup;
-	io.dev = task->dev;
-	io.op = task->op;
-	io.err = task->err;
+	io = task_io_key(task, 0, task->err);
 	account(&io, 1, 0, bpf_ktime_get_ns() - task->start_ns, 1);
 	return 0;
 }
@@ -920,7 +931,7 @@ SEC("tracepoint/sunrpc/rpc_stats_latency")
 int rpc_stats_lat(void *ctx)
 {
 	struct nasflow_rpc_task_key key;
-	struct nasflow_io_key io = {};
+	struct nasflow_io_key io;
 	struct nasflow_rpc_task *task;
 	struct rec r;
 	__u64 rtt_us;
@@ -933,10 +944,7 @@ int rpc_stats_lat(void *ctx)
 	rtt_us = field_u(&r, RPC_FIELD(lat_rtt));
 	if (!task || task->state != NASFLOW_RPC_ENDED || !rtt_us)
 		return 0;
-	io.cgroup = task->cgroup;
-	io.dev = task->dev;
-	io.op = task->op | NASFLOW_OP_RTT;
-	io.err = task->err;
+	io = task_io_key(task, NASFLOW_OP_RTT, task->err);
 	hist_add(&io, rtt_us * 1000);
 	return 0;
 }
@@ -945,7 +953,7 @@ SEC("tracepoint/sunrpc/xprt_retransmit")
 int xprt_retransmit(void *ctx)
 {
 	struct nasflow_rpc_task_key key;
-	struct nasflow_io_key io = {};
+	struct nasflow_io_key io;
 	struct nasflow_rpc_task *task;
 	struct rec r;
 
@@ -955,9 +963,7 @@ int xprt_retransmit(void *ctx)
 	task = bpf_map_lookup_elem(&rpc_tasks, &key);
 	if (!task || task->state != NASFLOW_RPC_RUNNING)
 		return 0;
-	io.cgroup = task->cgroup;
-	io.dev = task->dev;
-	io.op = task->op | NASFLOW_OP_RETRANS;
+	io = task_io_key(task, NASFLOW_OP_RETRANS, 0);
 	account(&io, 1, 0, 0, 0);
 	return 0;
 }
