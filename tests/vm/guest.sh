@@ -230,7 +230,7 @@ mkdir -p /srv/nas-slow && mount -t nfs -o vers=3,tcp,nolock,timeo=1,retrans=30 1
 mountpoint -q /srv/nas-slow || expect fatal slow_mount_failed
 expect dev nas-slow "$(mountpoint -d /srv/nas-slow)"
 M=$(rnd 15 30)
-mkdir -p /srv/v4/exa/slow && for i in $(seq $((M + 3))); do : >"/srv/v4/exa/slow/f$i"; done
+mkdir -p /srv/v4/exa/slow && for i in $(seq $((M + 4))); do : >"/srv/v4/exa/slow/f$i"; done
 tc qdisc add dev lo root handle 1: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1 &&
 	tc qdisc add dev lo parent 1:4 handle 40: netem delay 20ms &&
 	tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst 127.0.0.3/32 flowid 1:4 &&
@@ -242,7 +242,15 @@ pod ml remote-reader-0 "$U8" reader "$C8" StatefulSet/remote-reader team.example
 run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(1, int(sys.argv[1]) + 1)]' "$M"
 tc qdisc change dev lo parent 1:4 handle 40: netem delay 150ms
 run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(int(sys.argv[1]) + 1, int(sys.argv[1]) + 4)]' "$M"
+# A NAS that stops answering for a while (3 s each way): the age of the oldest RPC in
+# flight to it grows while the call hangs.
+tc qdisc change dev lo parent 1:4 handle 40: netem delay 3000ms
+run_in "$P8" stat "/srv/nas-slow/slow/f$((M + 4))" >/dev/null &
+HUNG=$!
+sleep 5
 tc qdisc del dev lo root
+wait "$HUNG"
+expect hung nas-slow 127.0.0.3
 expect slow "$P8" nas-slow "$M"
 
 # A cgroup that never touches NFS.

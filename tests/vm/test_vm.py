@@ -388,7 +388,9 @@ def test_slow_link_shows_in_rtt_and_duration_and_retransmits(expect, v2):
     lines = {l["op"]: l for l in rpc_lines(v2, pod, dev)}
     lookup = lines.get("LOOKUP")
     assert lookup and lookup["ops"] >= int(m) + 3, sorted(lines)
-    for l in lines.values():
+    # Every call made while the link was delayed (the hung stat's GETATTR came after it
+    # was lifted).
+    for l in (lines[op] for op in ("LOOKUP", "ACCESS") if op in lines):
         if l["rtt"]:
             assert min(slots(l["rtt"])) >= ABOVE_31MS, f"{l['op']} rtt {slots(l['rtt'])}"
         if l["latency"]["count"]:
@@ -452,3 +454,13 @@ def test_agent_fits_the_charts_memory_limit(expect):
     assert limit.endswith("Mi")
     rss = [int(r[1]) for r in expect if r[0] == "agent_rss_kb"]
     assert len(rss) == 2 and all(0 < kb * 1024 < int(limit[:-2]) * 2**20 for kb in rss), rss
+
+
+def test_a_hung_nas_shows_in_the_inflight_age(expect):
+    (_, _, server), = [r[:3] for r in expect if r[0] == "hung"]
+    points = [p for p in load_otlp("v2") if p["metric"] == "nfs.client.rpc.inflight.max_age"]
+    ages = [p["value"] for p in points if p["attrs"]["server.address"] == server]
+    others = [p["value"] for p in points if p["attrs"]["server.address"] != server]
+    # The call hung for about 6 s; a 2 s interval samples it at least once past 1.5 s.
+    assert max(ages) >= 1.5, sorted(ages)[-5:]
+    assert max(others) < 1.5, sorted(others)[-5:]
