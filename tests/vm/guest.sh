@@ -224,8 +224,9 @@ run_in "$P7" /usr/bin/python3 "$HERE/errors.py" /srv/nas-a /srv/v4/exa /srv/nas-
 expect errors "$P7" nas-a nas-s "$K"
 
 # A slow link: another mount of nas-a's export through 127.0.0.3, whose packets netem
-# delays by 20 ms each way; then by 150 ms, beyond the mount's 100 ms timeout (timeo=1), so
-# RPCs are retransmitted.
+# delays by 20 ms each way; then by 120 ms, beyond the mount's 100 ms timeout (timeo=1), so
+# RPCs are retransmitted. (The kernel times a reply from the last transmission: a 240 ms
+# round trip answers before the second resend at 300 ms, so every rtt stays above 31 ms.)
 mkdir -p /srv/nas-slow && mount -t nfs -o vers=3,tcp,nolock,timeo=1,retrans=30 127.0.0.3:/srv/v4/exa /srv/nas-slow
 mountpoint -q /srv/nas-slow || expect fatal slow_mount_failed
 expect dev nas-slow "$(mountpoint -d /srv/nas-slow)"
@@ -240,12 +241,13 @@ U8=$(uuid); C8=$(cid)
 P8=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${U8//-/_}.slice/cri-containerd-$C8.scope
 pod ml remote-reader-0 "$U8" reader "$C8" StatefulSet/remote-reader team.example.com/task=remote-reader
 run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(1, int(sys.argv[1]) + 1)]' "$M"
-tc qdisc change dev lo parent 1:4 handle 40: netem delay 150ms
+tc qdisc change dev lo parent 1:4 handle 40: netem delay 120ms
 run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(int(sys.argv[1]) + 1, int(sys.argv[1]) + 4)]' "$M"
 # A NAS that stops answering for a while (3 s each way): the age of the oldest RPC in
-# flight to it grows while the call hangs.
+# flight to it grows while the call hangs. Another cgroup: the call ends after the delay is
+# lifted, with round trips that no longer show it.
 tc qdisc change dev lo parent 1:4 handle 40: netem delay 3000ms
-run_in "$P8" stat "/srv/nas-slow/slow/f$((M + 4))" >/dev/null &
+run_in /hung-reader stat "/srv/nas-slow/slow/f$((M + 4))" >/dev/null &
 HUNG=$!
 sleep 5
 tc qdisc del dev lo root

@@ -706,6 +706,15 @@ impl AttrCache {
             for (k, v) in attrs {
                 prost::encoding::message::encode(tag, &kv(k, v), &mut buf);
             }
+            // A device no mount names (an RPC client not learned yet, a super block that
+            // lived only during a mount) still gets series of its own.
+            if nas.is_none() {
+                prost::encoding::message::encode(
+                    tag,
+                    &kv(schema::ATTR_DEVICE, nasflow_probe::dev_string(dev)),
+                    &mut buf,
+                );
+            }
             buf
         })
     }
@@ -993,6 +1002,24 @@ mod tests {
         }
         assert!((p.sum.expect("sum") - (1e-3 + 2.0 * f64::from(top_ns) / 1e9 + 2e-9 + 3e-3)).abs() < 1e-12);
         assert_eq!(p.zero_count, 0);
+    }
+
+    #[test]
+    fn devices_without_a_mount_keep_series_of_their_own() {
+        // An unlearned RPC client (dev 0) and a super block that lived only during a mount
+        // (0:62): neither has NAS attributes, both must stay distinct series.
+        let mut unknown = row(7, Operation::Rpc(nasflow_probe::ProcName::new("FSINFO")), 0, 7, 0, &[]);
+        unknown.dev = 0;
+        let mut transient = unknown.clone();
+        transient.dev = 62;
+        transient.ops = 2;
+        let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
+        let (_, r) = decoded(&mut e, &snap(vec![unknown, transient]), &names(&[]), &SelfStats::default());
+        let Some(Data::Sum(sum)) = &metric(&r, schema::OPERATION_COUNT).data else { panic!("sum") };
+        let devices: Vec<_> =
+            sum.data_points.iter().map(|p| attr(&p.attributes, schema::ATTR_DEVICE).cloned()).collect();
+        assert_eq!(devices, vec![Some(s("0:0")), Some(s("0:62"))]);
+        assert_eq!(ints(metric(&r, schema::OPERATION_COUNT)), vec![7, 2]);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub const ATTR_IO_DIRECTION: &str = "nfs.io.direction";
 pub const ATTR_OPERATION: &str = "nfs.operation.name";
 /// errno name of a failed operation (`EIO`, `EACCES`, `ESTALE`, ...), on [`OPERATION_COUNT`].
 pub const ATTR_ERROR_TYPE: &str = "error.type";
+/// `major:minor` of an NFS device no mount names (`0:0`: an RPC whose mount is not known),
+/// in place of the NAS attributes, so such series stay apart.
+pub const ATTR_DEVICE: &str = "nfs.device";
 /// Marks the series that hold what exceeded the series budget.
 pub const ATTR_OVERFLOW: &str = "otel.metric.overflow";
 
