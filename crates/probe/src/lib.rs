@@ -499,6 +499,26 @@ impl Probe {
         let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> = open_map(ebpf, maps::IO_COUNTERS)?;
         let hists: BpfHashMap<&MapData, IoKey, Histogram> = open_map(ebpf, maps::IO_HIST)?;
         let mut rows: std::collections::BTreeMap<(u64, u32, Op, u16), IoRow> = std::collections::BTreeMap::new();
+        // Histograms first, in one pass: operation latencies and, flagged, round-trip times.
+        // Count, buckets and sum come from one entry, so they agree (OTLP requires count =
+        // bucket total). The ops counters are another map, read a moment later: while I/O
+        // runs, ops and the histogram count can differ by what completed in between. Without
+        // a histogram (map full) no latency is reported; the drop is counted in
+        // `histogram_map_full`.
+        for item in &hists {
+            let (key, h) = item.map_err(|e| map_err(maps::IO_HIST, e))?;
+            let Some(op) = op_of(key.op) else {
+                continue;
+            };
+            let r = entry(&mut rows, key.cgroup, key.dev, op, key.err);
+            if key.op & OP_RTT != 0 {
+                r.rtt = Some(Box::new(h));
+            } else {
+                r.latency_slots = h.slots;
+                r.latency_count = h.slots.iter().sum();
+                r.latency_sum_ns = h.sum_ns;
+            }
+        }
         for item in &counters {
             let (key, per_cpu) = item.map_err(|e| map_err(maps::IO_COUNTERS, e))?;
             snap.health.series_used += 1;
@@ -513,28 +533,6 @@ impl Probe {
             let r = entry(&mut rows, key.cgroup, key.dev, op, key.err);
             r.ops += ops;
             r.bytes += bytes;
-            // Count, buckets and sum come from one histogram entry, so they agree (OTLP
-            // requires count = bucket total). The ops counters are another map, read a moment
-            // earlier: while I/O runs, ops and the histogram count can differ by what
-            // completed in between. Without a histogram (map full) no latency is reported; the
-            // drop is counted in `histogram_map_full`.
-            match hists.get(&key, 0) {
-                Ok(h) => {
-                    r.latency_slots = h.slots;
-                    r.latency_count = h.slots.iter().sum();
-                    r.latency_sum_ns = h.sum_ns;
-                }
-                Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(maps::IO_HIST, e)),
-            }
-        }
-        for (key, h) in hists.iter().filter_map(Result::ok) {
-            if key.op & OP_RTT == 0 {
-                continue;
-            }
-            if let Some(op) = op_of(key.op) {
-                entry(&mut rows, key.cgroup, key.dev, op, key.err).rtt = Some(Box::new(h));
-            }
         }
         snap.rows = rows.into_values().collect();
         let inflight: BpfHashMap<&MapData, InflightKey, InflightVal> = open_map(ebpf, maps::INFLIGHT)?;
