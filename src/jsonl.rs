@@ -4,8 +4,8 @@
 use std::{collections::BTreeMap, io::Write};
 
 use nasflow_enrich::{errno::errno_name, names::Names};
-use nasflow_probe::{dev_string, latency_slot_upper_bound_s, Snapshot, LATENCY_SLOTS};
-use serde::Serialize;
+use nasflow_probe::{dev_string, latency_slot_upper_bound_s, Histogram, Snapshot};
+use serde::{Serialize, Serializer};
 
 /// One latency slot with samples.
 #[derive(Debug, Serialize, PartialEq)]
@@ -18,7 +18,7 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// Latency of an operation group.
+/// How a histogram is printed: its count, its sum in seconds and its non-empty slots.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Latency {
     /// Samples.
@@ -27,6 +27,28 @@ pub struct Latency {
     pub sum_s: f64,
     /// Non-empty slots.
     pub buckets: Vec<Bucket>,
+}
+
+impl From<&Histogram> for Latency {
+    fn from(h: &Histogram) -> Self {
+        let buckets = h
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(slot, &count)| Bucket { slot, le_s: latency_slot_upper_bound_s(slot), count })
+            .collect();
+        Self { count: h.count(), sum_s: h.sum_ns as f64 / 1e9, buckets }
+    }
+}
+
+fn histogram<S: Serializer>(h: &Histogram, s: S) -> Result<S::Ok, S::Error> {
+    Latency::from(h).serialize(s)
+}
+
+#[allow(clippy::ref_option)] // the signature serde's `serialize_with` calls
+fn optional_histogram<S: Serializer>(h: &Option<Histogram>, s: S) -> Result<S::Ok, S::Error> {
+    h.as_ref().map(Latency::from).serialize(s)
 }
 
 /// One (cgroup, device, operation) line.
@@ -61,93 +83,61 @@ pub struct IoLine {
     /// Failed operations by errno name.
     pub errors_by_type: BTreeMap<String, u64>,
     /// Latency of all completed operations.
-    pub latency: Latency,
+    #[serde(serialize_with = "histogram")]
+    pub latency: Histogram,
     /// Retransmissions.
     pub retransmits: u64,
     /// Round-trip times (request sent to reply received), when timed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtt: Option<Latency>,
-}
-
-/// Buckets of non-empty kernel slots.
-fn buckets(slots: &[u64; LATENCY_SLOTS]) -> Vec<Bucket> {
-    slots
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| **c > 0)
-        .map(|(slot, &count)| Bucket { slot, le_s: latency_slot_upper_bound_s(slot), count })
-        .collect()
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_histogram")]
+    pub rtt: Option<Histogram>,
 }
 
 /// Groups rows of one (cgroup, dev, op) across their errno variants into lines.
 pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
     let ts_ms = snap.taken_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis());
     let mut out: Vec<IoLine> = Vec::new();
-    let mut slots = [0u64; LATENCY_SLOTS];
-    let mut sum_ns = 0u64;
-    let mut rtt_slots = [0u64; LATENCY_SLOTS];
-    let mut rtt_sum_ns = 0u64;
     // Rows come sorted by (cgroup, dev, op, err), so a group is a run of rows.
-    for (i, row) in snap.rows.iter().enumerate() {
-        let first = i == 0 || {
-            let p = &snap.rows[i - 1];
-            (p.cgroup, p.dev, p.op) != (row.cgroup, row.dev, row.op)
+    for group in snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op) == (b.cgroup, b.dev, b.op)) {
+        let first = &group[0];
+        let w = names.workloads.get(&first.cgroup);
+        let mut line = IoLine {
+            kind: "io",
+            seq,
+            ts_ms,
+            cgroup_id: first.cgroup,
+            cgroup: w.and_then(|w| w.cgroup_path.as_deref().map(str::to_owned)),
+            workload: w.map(|w| w.attributes().into_iter().collect()).unwrap_or_default(),
+            nas: names
+                .nas_of(first.dev, first.cgroup)
+                .map(|n| n.attributes().into_iter().collect())
+                .unwrap_or_default(),
+            cgroup_gone: w.is_some_and(|w| w.gone),
+            dev: first.dev_string(),
+            op: first.op.name().to_owned(),
+            ops: 0,
+            bytes: 0,
+            errors: 0,
+            errors_by_type: BTreeMap::new(),
+            latency: Histogram::default(),
+            retransmits: 0,
+            rtt: None,
         };
-        if first {
-            let w = names.workloads.get(&row.cgroup);
-            out.push(IoLine {
-                kind: "io",
-                seq,
-                ts_ms,
-                cgroup_id: row.cgroup,
-                cgroup: w.and_then(|w| w.cgroup_path.as_deref().map(str::to_owned)),
-                workload: w.map(|w| w.attributes().into_iter().collect()).unwrap_or_default(),
-                nas: names
-                    .nas_of(row.dev, row.cgroup)
-                    .map(|n| n.attributes().into_iter().collect())
-                    .unwrap_or_default(),
-                cgroup_gone: w.is_some_and(|w| w.gone),
-                dev: row.dev_string(),
-                op: row.op.name().to_owned(),
-                ops: 0,
-                bytes: 0,
-                errors: 0,
-                errors_by_type: BTreeMap::new(),
-                latency: Latency { count: 0, sum_s: 0.0, buckets: Vec::new() },
-                retransmits: 0,
-                rtt: None,
-            });
-            rtt_slots = [0; LATENCY_SLOTS];
-            rtt_sum_ns = 0;
-            slots = [0; LATENCY_SLOTS];
-            sum_ns = 0;
-        }
-        let Some(line) = out.last_mut() else { continue };
-        line.ops += row.ops;
-        line.bytes += row.bytes;
-        if row.err != 0 {
-            line.errors += row.ops;
-            *line.errors_by_type.entry(errno_name(row.err)).or_default() += row.ops;
-        }
-        line.latency.count += row.latency_count;
-        sum_ns += row.latency_sum_ns;
-        line.latency.sum_s = sum_ns as f64 / 1e9;
-        for (acc, v) in slots.iter_mut().zip(row.latency_slots) {
-            *acc += v;
-        }
-        line.latency.buckets = buckets(&slots);
-        line.retransmits += row.retransmits;
-        if let Some(h) = &row.rtt {
-            for (acc, v) in rtt_slots.iter_mut().zip(h.slots) {
-                *acc += v;
+        for row in group {
+            line.ops += row.ops();
+            line.bytes += row.bytes();
+            if row.err != 0 {
+                line.errors += row.ops();
+                *line.errors_by_type.entry(errno_name(row.err)).or_default() += row.ops();
             }
-            rtt_sum_ns += h.sum_ns;
-            line.rtt = Some(Latency {
-                count: rtt_slots.iter().sum(),
-                sum_s: rtt_sum_ns as f64 / 1e9,
-                buckets: buckets(&rtt_slots),
-            });
+            if let Some(c) = &row.completed {
+                line.latency.add(&c.latency);
+            }
+            line.retransmits += row.retransmits;
+            if let Some(h) = &row.rtt {
+                line.rtt.get_or_insert_with(Histogram::default).add(h);
+            }
         }
+        out.push(line);
     }
     out
 }
@@ -223,21 +213,10 @@ mod tests {
     use super::*;
 
     fn row(cgroup: u64, op: Operation, err: u16, ops: u64, bytes: u64, slot: usize) -> IoRow {
-        let mut latency_slots = [0; LATENCY_SLOTS];
-        latency_slots[slot] = ops;
-        IoRow {
-            cgroup,
-            dev: (1 << 20) | 0x35,
-            op,
-            err,
-            ops,
-            bytes,
-            latency_count: ops,
-            latency_sum_ns: ops * 1_000_000,
-            latency_slots,
-            retransmits: 0,
-            rtt: None,
-        }
+        let mut latency = Histogram::default();
+        latency.slots[slot] = ops;
+        latency.sum_ns = ops * 1_000_000;
+        IoRow::new(cgroup, (1 << 20) | 0x35, op, err).with_completed(ops, bytes, latency)
     }
 
     #[test]
@@ -264,15 +243,16 @@ mod tests {
         assert_eq!((read.op.as_str(), read.ops, read.bytes, read.errors), ("READ", 10, 8 << 20, 2));
         assert_eq!(read.errors_by_type.get("EIO"), Some(&2));
         assert_eq!(read.dev, "1:53");
-        assert_eq!(read.latency.count, 10);
+        let latency = Latency::from(&read.latency);
+        assert_eq!(latency.count, 10);
         assert_eq!(
-            read.latency.buckets,
+            latency.buckets,
             vec![
                 Bucket { slot: 20, le_s: 2f64.powi(-10), count: 8 },
                 Bucket { slot: 21, le_s: 2f64.powi(-9), count: 2 }
             ]
         );
-        assert!((read.latency.sum_s - 0.010).abs() < 1e-12);
+        assert!((latency.sum_s - 0.010).abs() < 1e-12);
         assert_eq!((out[1].op.as_str(), out[1].bytes, out[1].errors), ("WRITE", 4096, 0));
         assert_eq!((out[2].cgroup.as_deref(), out[2].cgroup_gone), (Some("/b"), true));
         assert_eq!(read.workload.get("process.linux.cgroup").map(String::as_str), Some("/a"));

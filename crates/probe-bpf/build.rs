@@ -1,9 +1,22 @@
-//! Compiles the BPF C programs with clang into `$OUT_DIR`, where `src/lib.rs` embeds them.
+//! Compiles the BPF C programs with clang into `$OUT_DIR`, where `src/lib.rs` embeds them, and
+//! generates the Rust side of the kernel/user ABI from `bpf/nasflow.h` with bindgen, so the
+//! header is the only copy of every shared struct, enum and constant.
 use std::{env, path::PathBuf, process::Command};
 
 use anyhow::{bail, Context, Result};
 
 const PROGRAMS: &[&str] = &["nasflow", "noop"];
+
+/// The kernel's fixed-width types, which `nasflow.h` uses without including anything.
+const ABI_PRELUDE: &str = "typedef unsigned char __u8;\n\
+typedef unsigned short __u16;\n\
+typedef unsigned int __u32;\n\
+typedef unsigned long long __u64;\n\
+typedef signed char __s8;\n\
+typedef short __s16;\n\
+typedef int __s32;\n\
+typedef long long __s64;\n\
+#include \"nasflow.h\"\n";
 
 fn main() -> Result<()> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
@@ -33,5 +46,31 @@ fn main() -> Result<()> {
             bail!("{clang} failed on {src} ({status})");
         }
     }
+    generate_abi(&out)
+}
+
+/// `$OUT_DIR/abi.rs`: every `nasflow_*` type and `NASFLOW_*` constant of the header, with
+/// bindgen's compile-time asserts of each struct's size, alignment and field offsets.
+fn generate_abi(out: &std::path::Path) -> Result<()> {
+    let bindings = bindgen::Builder::default()
+        .header_contents("nasflow_abi.h", ABI_PRELUDE)
+        .clang_args(["-Ibpf", "-target", "bpf"])
+        .allowlist_type("nasflow_.*")
+        .allowlist_var("NASFLOW_.*")
+        .default_enum_style(bindgen::EnumVariation::Consts)
+        .prepend_enum_name(false)
+        .use_core()
+        .layout_tests(true)
+        .derive_default(true)
+        .derive_eq(true)
+        .derive_hash(true)
+        .derive_ord(true)
+        .derive_debug(true)
+        // Shown as its text, not as 24 numbers (`impl Debug` in lib.rs).
+        .no_debug("nasflow_proc_name")
+        .generate_comments(true)
+        .generate()
+        .context("generating Rust bindings from bpf/nasflow.h (bindgen needs libclang: apt-get install clang)")?;
+    bindings.write_to_file(out.join("abi.rs")).context("writing abi.rs")?;
     Ok(())
 }

@@ -21,7 +21,7 @@ use nasflow_otlp_out::{
     encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality},
     transport::gzip_size,
 };
-use nasflow_probe::{IoRow, Operation, ProbeHealth, Snapshot, LATENCY_SLOTS};
+use nasflow_probe::{Histogram, IoRow, Operation, ProbeHealth, Snapshot};
 
 struct Counting;
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
@@ -79,24 +79,13 @@ fn setup() -> (Snapshot, Names) {
         names.workloads.insert(cgroup, Arc::new(w));
         names.nas.insert((61, cgroup), Arc::clone(&nas));
         for op in [Operation::Read, Operation::Write, Operation::Commit] {
-            let mut latency_slots = [0; LATENCY_SLOTS];
-            for (s, slot) in latency_slots.iter_mut().enumerate().take(23).skip(18) {
+            let mut latency = Histogram::default();
+            for (s, slot) in latency.slots.iter_mut().enumerate().take(23).skip(18) {
                 *slot = i + s as u64;
             }
-            let n: u64 = latency_slots.iter().sum();
-            rows.push(IoRow {
-                cgroup,
-                dev: 61,
-                op,
-                err: 0,
-                ops: n,
-                bytes: n * 65536,
-                latency_count: n,
-                latency_sum_ns: n * 1_000_000,
-                latency_slots,
-                retransmits: 0,
-                rtt: None,
-            });
+            let n = latency.count();
+            latency.sum_ns = n * 1_000_000;
+            rows.push(IoRow::new(cgroup, 61, op, 0).with_completed(n, n * 65536, latency));
         }
     }
     (Snapshot { taken_at: Some(SystemTime::now()), rows, inflight: vec![], health: ProbeHealth::default() }, names)

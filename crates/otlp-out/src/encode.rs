@@ -1,49 +1,29 @@
-//! Snapshots and names to OTLP requests, through a series registry that owns start times,
-//! delta baselines, the series budget and series lifecycle.
-//!
-//! Histograms carry the kernel's log2 slots as they are: no sample is re-recorded. Slot `s`
-//! (s >= 1) holds latencies in (2^(s-31), 2^(s-30)] seconds, which is exactly OTLP's
-//! exponential bucket `s - 31` at scale 0; slot 0 (at most 2^-30 s) is the zero bucket.
+//! Snapshots and names to OTLP requests: for each metric of the schema, the values its
+//! source gives per (cgroup, device, operation), through the series registry, into data
+//! points with cached attributes, framed by hand.
 
 use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
+    collections::HashSet,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use nasflow_enrich::{
-    errno::errno_name,
-    names::{Names, NasView, Workload},
-};
-use nasflow_probe::{latency_slot_upper_bound_s, Operation, Snapshot, LATENCY_SLOTS};
+use nasflow_enrich::names::Names;
+use nasflow_probe::{Histogram, Inflight, IoRow, Operation, Snapshot};
 use opentelemetry_proto::tonic::{
-    common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue},
-    metrics::v1::{
-        exponential_histogram_data_point::Buckets, metric, number_data_point, AggregationTemporality,
-        ExponentialHistogramDataPoint, Gauge, HistogramDataPoint, Metric, NumberDataPoint, ScopeMetrics, Sum,
-    },
+    common::v1::InstrumentationScope,
+    metrics::v1::{AggregationTemporality, ScopeMetrics},
     resource::v1::Resource,
 };
 
-use crate::schema;
-
-/// How latency histograms are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HistogramKind {
-    /// ExponentialHistogram at scale 0: kernel slots one to one.
-    Exponential,
-    /// Histogram with explicit bounds at the same powers of two.
-    Explicit,
-}
-
-/// Aggregation temporality of the NFS metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Temporality {
-    /// Values since the series' start (default).
-    Cumulative,
-    /// Values since the last export the collector accepted.
-    Delta,
-}
+use crate::{
+    attrs::{kv, AttrCache, Own},
+    points::{self, Value},
+    schema::{self, Instrument, Source, METRICS},
+    series::{Origin, Point, Registry, SeriesKey},
+    telemetry::{self, SeriesStats},
+    wire,
+};
+pub use crate::{points::HistogramKind, series::Temporality, telemetry::SelfStats};
 
 /// Encoding settings.
 #[derive(Debug, Clone)]
@@ -60,263 +40,93 @@ pub struct EncodeOptions {
     pub scope_version: String,
 }
 
-/// The agent's own counters, exported under [`schema::SELF_SCOPE`].
-#[derive(Debug, Clone, Default)]
-pub struct SelfStats {
-    /// Failed export attempts so far.
-    pub export_failures: u64,
-    /// Probe health counters, by reason.
-    pub probe_drops: Vec<(&'static str, u64)>,
-    /// Naming misses so far.
-    pub enrich_misses: u64,
-    /// Kubelet pod tables loaded so far.
-    pub kubelet_refreshes: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum SeriesKey {
-    Count { cgroup: u64, dev: u32, op: Operation, err: u16 },
-    Io { cgroup: u64, dev: u32, op: Operation },
-    Duration { cgroup: u64, dev: u32, op: Operation },
-    AppIo { cgroup: u64, dev: u32, op: Operation },
-    Rtt { cgroup: u64, dev: u32, op: Operation },
-    Retransmits { cgroup: u64, dev: u32, op: Operation },
-    Overflow(Kind),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
-    Count,
-    Io,
-    Duration,
-    AppIo,
-    Rtt,
-    Retransmits,
-}
-
-impl SeriesKey {
-    fn kind(self) -> Kind {
-        match self {
-            Self::Count { .. } => Kind::Count,
-            Self::Io { .. } => Kind::Io,
-            Self::Duration { .. } => Kind::Duration,
-            Self::AppIo { .. } => Kind::AppIo,
-            Self::Rtt { .. } => Kind::Rtt,
-            Self::Retransmits { .. } => Kind::Retransmits,
-            Self::Overflow(k) => k,
-        }
-    }
-
-    fn origin(self) -> Option<(u64, u32)> {
-        match self {
-            Self::Count { cgroup, dev, .. }
-            | Self::Io { cgroup, dev, .. }
-            | Self::Duration { cgroup, dev, .. }
-            | Self::AppIo { cgroup, dev, .. }
-            | Self::Rtt { cgroup, dev, .. }
-            | Self::Retransmits { cgroup, dev, .. } => Some((cgroup, dev)),
-            Self::Overflow(_) => None,
-        }
-    }
-}
-
-/// A latency histogram in kernel slots.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hist {
-    /// Samples.
-    pub count: u64,
-    /// Sum of samples, ns.
-    pub sum_ns: u64,
-    /// Kernel slots.
-    pub slots: [u64; LATENCY_SLOTS],
-}
-
-impl Hist {
-    fn zero() -> Self {
-        Self { count: 0, sum_ns: 0, slots: [0; LATENCY_SLOTS] }
-    }
-
-    fn add(&mut self, o: &Self) {
-        self.count += o.count;
-        self.sum_ns += o.sum_ns;
-        for (a, b) in self.slots.iter_mut().zip(o.slots) {
-            *a += b;
-        }
-    }
-
-    /// `self - o`, or `None` when any part went down (a reset).
-    fn minus(&self, o: &Self) -> Option<Self> {
-        let mut slots = [0; LATENCY_SLOTS];
-        for (i, s) in slots.iter_mut().enumerate() {
-            *s = self.slots[i].checked_sub(o.slots[i])?;
-        }
-        Some(Self { count: self.count.checked_sub(o.count)?, sum_ns: self.sum_ns.checked_sub(o.sum_ns)?, slots })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Value {
-    Sum(u64),
-    Hist(Box<Hist>),
-}
-
-impl Value {
-    fn zero_like(&self) -> Self {
-        match self {
-            Self::Sum(_) => Self::Sum(0),
-            Self::Hist(_) => Self::Hist(Box::new(Hist::zero())),
-        }
-    }
-
-    fn minus(&self, o: &Self) -> Option<Self> {
-        match (self, o) {
-            (Self::Sum(a), Self::Sum(b)) => a.checked_sub(*b).map(Self::Sum),
-            (Self::Hist(a), Self::Hist(b)) => a.minus(b).map(|h| Self::Hist(Box::new(h))),
-            _ => None,
-        }
-    }
-
-    fn add(&mut self, o: &Self) {
-        match (self, o) {
-            (Self::Sum(a), Self::Sum(b)) => *a += b,
-            (Self::Hist(a), Self::Hist(b)) => a.add(b),
-            _ => {}
-        }
-    }
-}
-
-#[derive(Debug)]
-struct SeriesState {
-    start: u64,
-    admitted: bool,
-    /// Delta: the value and time of the last export the collector accepted.
-    baseline: Option<(Value, u64)>,
-    /// Overflowed series: the value already folded into the overflow series.
-    folded: Option<Value>,
-}
-
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn kv(key: &str, value: impl Into<String>) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
-        key_strindex: 0,
+/// What `source` gives for the rows of one (cgroup, device, operation): one value per
+/// outcome (errno) for per-outcome sources, else at most one (errno 0). Empty when the source
+/// has nothing for this operation.
+fn source_values(source: Source, op: Operation, group: &[IoRow]) -> Vec<(u16, Value)> {
+    let completed = || group.iter().filter_map(|r| r.completed.as_ref());
+    let rpc = op.is_rpc();
+    match source {
+        Source::CompletedOps if rpc => {
+            group.iter().filter_map(|r| r.completed.as_ref().map(|c| (r.err, Value::Sum(c.ops)))).collect()
+        }
+        Source::WireBytes if matches!(op, Operation::Read | Operation::Write) => {
+            vec![(0, Value::Sum(completed().map(|c| c.bytes).sum()))]
+        }
+        Source::AppBytes if !rpc => vec![(0, Value::Sum(completed().map(|c| c.bytes).sum()))],
+        Source::Latency if rpc && completed().next().is_some() => {
+            let mut h = Histogram::default();
+            completed().for_each(|c| h.add(&c.latency));
+            vec![(0, Value::Hist(Box::new(h)))]
+        }
+        Source::Rtt if rpc && group.iter().any(|r| r.rtt.is_some()) => {
+            let mut h = Histogram::default();
+            group.iter().filter_map(|r| r.rtt.as_ref()).for_each(|r| h.add(r));
+            vec![(0, Value::Hist(Box::new(h)))]
+        }
+        Source::Retransmits if rpc => {
+            let n: u64 = group.iter().map(|r| r.retransmits).sum();
+            if n > 0 {
+                vec![(0, Value::Sum(n))]
+            } else {
+                vec![]
+            }
+        }
+        _ => vec![],
     }
 }
 
 /// Builds OTLP requests from snapshots; one per interval.
 pub struct Encoder {
     opts: EncodeOptions,
-    series: HashMap<SeriesKey, SeriesState>,
-    admitted: usize,
-    overflowed_total: u64,
-    overflow: HashMap<Kind, Value>,
-    /// Delta: values of recent requests, until the exporter says which one was accepted.
-    pending: VecDeque<PendingValues>,
+    registry: Registry,
     seq: u64,
     started: u64,
     attrs: AttrCache,
 }
 
-/// A request's sequence number, time and the values it carried (delta temporality).
-type PendingValues = (u64, u64, Vec<(SeriesKey, Value)>);
-
-/// Requests whose values are kept for delta baselines, waiting for an acknowledgement.
-const PENDING_REQUESTS: usize = 4;
-
 impl Encoder {
     /// A new encoder; series start when first seen.
     #[must_use]
     pub fn new(opts: EncodeOptions) -> Self {
-        Self {
-            opts,
-            series: HashMap::new(),
-            admitted: 0,
-            overflowed_total: 0,
-            overflow: HashMap::new(),
-            pending: VecDeque::new(),
-            seq: 0,
-            started: nanos(SystemTime::now()),
-            attrs: AttrCache::default(),
-        }
+        let registry = Registry::new(opts.max_series, opts.temporality);
+        Self { opts, registry, seq: 0, started: nanos(SystemTime::now()), attrs: AttrCache::default() }
     }
 
     /// Series admitted (within the budget) now.
     #[must_use]
     pub fn series_count(&self) -> usize {
-        self.admitted
+        self.registry.admitted()
     }
 
     /// Series folded into overflow series so far.
     #[must_use]
     pub fn overflowed(&self) -> u64 {
-        self.overflowed_total
+        self.registry.overflowed()
     }
 
     /// The collector accepted request `seq`: with delta temporality, its values become the
     /// baselines of the next deltas. Unacknowledged requests are superseded, never lost.
     pub fn acknowledge(&mut self, seq: u64) {
-        while let Some((s, time, values)) = self.pending.pop_front() {
-            if s == seq {
-                for (key, v) in values {
-                    if let Some(st) = self.series.get_mut(&key) {
-                        st.baseline = Some((v, time));
-                    }
-                }
-                return;
-            }
-            if s > seq {
-                self.pending.push_front((s, time, values));
-                return;
-            }
-        }
+        self.registry.acknowledge(seq);
     }
 
-    /// Current values of every series in the snapshot, the series of one (cgroup, device,
-    /// operation) next to each other so the series budget admits or folds them together.
+    /// Current values of every row-fed series of the snapshot, the series of one (cgroup,
+    /// device, operation) next to each other so the series budget admits or folds them
+    /// together.
     fn values(snap: &Snapshot) -> Vec<(SeriesKey, Value)> {
         let mut out: Vec<(SeriesKey, Value)> = Vec::with_capacity(snap.rows.len() * 3);
         // Rows are sorted by (cgroup, dev, op, err): a group is a run.
         for group in snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op) == (b.cgroup, b.dev, b.op)) {
             let (cgroup, dev, op) = (group[0].cgroup, group[0].dev, group[0].op);
-            if !op.is_rpc() {
-                out.push((SeriesKey::AppIo { cgroup, dev, op }, Value::Sum(group.iter().map(|r| r.bytes).sum())));
-                continue;
-            }
-            let (mut bytes, mut retransmits) = (0, 0);
-            let mut hist = Hist::zero();
-            let mut rtt: Option<Hist> = None;
-            // A row made only of rtt or retransmissions (its outcome not counted yet) is no
-            // operation count.
-            let wire_only = |r: &nasflow_probe::IoRow| {
-                r.ops == 0 && r.bytes == 0 && r.latency_count == 0 && (r.rtt.is_some() || r.retransmits > 0)
-            };
-            for r in group {
-                if !wire_only(r) {
-                    out.push((SeriesKey::Count { cgroup, dev, op, err: r.err }, Value::Sum(r.ops)));
+            for (metric, m) in METRICS.iter().enumerate() {
+                for (err, value) in source_values(m.source, op, group) {
+                    out.push((SeriesKey { metric, origin: Some(Origin { cgroup, dev, op, err }) }, value));
                 }
-                bytes += r.bytes;
-                retransmits += r.retransmits;
-                hist.add(&Hist { count: r.latency_count, sum_ns: r.latency_sum_ns, slots: r.latency_slots });
-                if let Some(h) = &r.rtt {
-                    let h = Hist { count: h.slots.iter().sum(), sum_ns: h.sum_ns, slots: h.slots };
-                    rtt.get_or_insert_with(Hist::zero).add(&h);
-                }
-            }
-            if matches!(op, Operation::Read | Operation::Write) {
-                out.push((SeriesKey::Io { cgroup, dev, op }, Value::Sum(bytes)));
-            }
-            if !group.iter().all(wire_only) {
-                out.push((SeriesKey::Duration { cgroup, dev, op }, Value::Hist(Box::new(hist))));
-            }
-            if let Some(h) = rtt {
-                out.push((SeriesKey::Rtt { cgroup, dev, op }, Value::Hist(Box::new(h))));
-            }
-            if retransmits > 0 {
-                out.push((SeriesKey::Retransmits { cgroup, dev, op }, Value::Sum(retransmits)));
             }
         }
         out
@@ -327,91 +137,15 @@ impl Encoder {
     pub fn encode(&mut self, snap: &Snapshot, names: &Names, stats: &SelfStats) -> (u64, Vec<u8>) {
         self.seq += 1;
         let now = snap.taken_at.map_or_else(|| nanos(SystemTime::now()), nanos);
-        let values = Self::values(snap);
-        let mut points: Vec<(SeriesKey, Value, u64)> = Vec::with_capacity(values.len());
-        let mut seen: std::collections::HashSet<SeriesKey> = std::collections::HashSet::with_capacity(values.len());
-        for (key, cur) in values {
-            seen.insert(key);
-            let st = self.series.entry(key).or_insert_with(|| {
-                let admitted = self.admitted < self.opts.max_series;
-                if admitted {
-                    self.admitted += 1;
-                } else {
-                    self.overflowed_total += 1;
-                }
-                SeriesState { start: now, admitted, baseline: None, folded: None }
-            });
-            if st.admitted {
-                points.push((key, cur, st.start));
-            } else {
-                // Fold what this series gained since it was last folded.
-                let gained =
-                    st.folded.as_ref().map_or(Some(cur.clone()), |f| cur.minus(f)).unwrap_or_else(|| cur.clone());
-                self.overflow.entry(key.kind()).or_insert_with(|| cur.zero_like()).add(&gained);
-                st.folded = Some(cur);
-            }
-        }
-        for (kind, v) in &self.overflow {
-            let key = SeriesKey::Overflow(*kind);
-            seen.insert(key);
-            let st = self.series.entry(key).or_insert(SeriesState {
-                start: now,
-                admitted: true,
-                baseline: None,
-                folded: None,
-            });
-            points.push((key, v.clone(), st.start));
-        }
-
-        // Temporality: cumulative as is; delta against the last accepted export.
-        let mut sent = Vec::new();
-        let mut out: Vec<(SeriesKey, Value, u64)> = Vec::with_capacity(points.len());
-        for (key, cur, start) in points {
-            match self.opts.temporality {
-                Temporality::Cumulative => out.push((key, cur, start)),
-                Temporality::Delta => {
-                    let st = self.series.get(&key);
-                    let (base, since) = match st.and_then(|s| s.baseline.as_ref()) {
-                        Some((v, t)) => (Some(v), *t),
-                        None => (None, start),
-                    };
-                    let delta = base.map_or(Some(cur.clone()), |b| cur.minus(b));
-                    // Went down: the series restarted; count it from zero.
-                    let (delta, since) = delta.map_or_else(|| (cur.clone(), start), |d| (d, since));
-                    sent.push((key, cur));
-                    out.push((key, delta, since));
-                }
-            }
-        }
-        if self.opts.temporality == Temporality::Delta {
-            self.pending.push_back((self.seq, now, sent));
-            while self.pending.len() > PENDING_REQUESTS {
-                self.pending.pop_front();
-            }
-        }
-
-        let request = self.build(&out, &snap.inflight, names, now, stats);
-
-        // Lifecycle: series not in this snapshot, or of a removed cgroup, go now (the
-        // removed ones were just exported once more).
-        let gone = |k: &SeriesKey| k.origin().is_some_and(|(cg, _)| names.workloads.get(&cg).is_some_and(|w| w.gone));
-        let before = self.series.len();
-        let admitted = &mut self.admitted;
-        self.series.retain(|k, st| {
-            let keep = seen.contains(k) && !gone(k);
-            if !keep && st.admitted && !matches!(k, SeriesKey::Overflow(_)) {
-                *admitted -= 1;
-            }
-            keep
-        });
-        if self.series.len() < before {
-            tracing::trace!(dropped = before - self.series.len(), "series dropped");
-        }
+        let (points, seen) = self.registry.points(self.seq, now, Self::values(snap));
+        let request = self.build(&points, &snap.inflight, names, now, stats);
+        let gone = |cg: u64| names.workloads.get(&cg).is_some_and(|w| w.gone);
+        self.registry.retire(&seen, gone);
         (self.seq, request)
     }
 
     /// One gauge point per mounted NFS device: the age of its oldest RPC in flight, 0 if none.
-    fn inflight_points(inflight: &[nasflow_probe::Inflight], names: &Names, now: u64) -> Vec<u8> {
+    fn inflight_points(inflight: &[Inflight], names: &Names, now: u64) -> Vec<u8> {
         let mut devs: Vec<_> = names.devices.iter().collect();
         devs.sort_by_key(|(dev, _)| **dev);
         let mut buf = Vec::new();
@@ -420,25 +154,26 @@ impl Encoder {
             let age = inflight.iter().find(|i| i.dev == *dev).map_or(0.0, |i| i.oldest.as_secs_f64());
             scratch.clear();
             let attributes = nas.attributes().into_iter().map(|(k, v)| kv(k, v)).collect();
-            let point = NumberDataPoint {
-                attributes,
-                start_time_unix_nano: 0,
-                time_unix_nano: now,
-                exemplars: vec![],
-                flags: 0,
-                value: Some(number_data_point::Value::AsDouble(age)),
-            };
-            wire::encode(&point, &mut scratch);
+            wire::encode(&points::gauge(attributes, now, age), &mut scratch);
             wire::put_message(&mut buf, wire::DATA_POINTS, &scratch);
         }
         buf
     }
 
-    #[allow(clippy::too_many_lines)] // one straight pass over the request's structure
+    /// The attributes of a series' own, as its metric's descriptor lists them.
+    fn own_attributes(metric: usize, origin: &Origin) -> impl Iterator<Item = Own> + '_ {
+        METRICS[metric].attributes.iter().filter_map(move |a| match *a {
+            schema::ATTR_OPERATION => Some(Own::Op(origin.op)),
+            schema::ATTR_ERROR_TYPE => (origin.err != 0).then_some(Own::Error(origin.err)),
+            schema::ATTR_IO_DIRECTION => Some(Own::Direction(origin.op)),
+            _ => None,
+        })
+    }
+
     fn build(
         &mut self,
-        points: &[(SeriesKey, Value, u64)],
-        snap_inflight: &[nasflow_probe::Inflight],
+        points: &[Point],
+        inflight: &[Inflight],
         names: &Names,
         now: u64,
         stats: &SelfStats,
@@ -447,79 +182,59 @@ impl Encoder {
             Temporality::Cumulative => AggregationTemporality::Cumulative,
             Temporality::Delta => AggregationTemporality::Delta,
         } as i32;
-        let hist_tag = match self.opts.histogram {
-            HistogramKind::Exponential => wire::EXP_HIST_POINT_ATTRS,
-            HistogramKind::Explicit => wire::HIST_POINT_ATTRS,
+        let (hist_tag, hist_field) = match self.opts.histogram {
+            HistogramKind::Exponential => (wire::EXP_HIST_POINT_ATTRS, wire::METRIC_EXP_HISTOGRAM),
+            HistogramKind::Explicit => (wire::HIST_POINT_ATTRS, wire::METRIC_HISTOGRAM),
         };
         // Data points go straight into one buffer per metric; attributes come from the cache.
-        let (mut counts, mut ios, mut hists, mut app_ios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut rtts, mut retransmits) = (Vec::new(), Vec::new());
+        let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); METRICS.len()];
         let mut scratch = Vec::with_capacity(1024);
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for (key, value, start) in points {
-            let (buf, tag) = match key.kind() {
-                Kind::Count => (&mut counts, wire::NUMBER_POINT_ATTRS),
-                Kind::Io => (&mut ios, wire::NUMBER_POINT_ATTRS),
-                Kind::Duration => (&mut hists, hist_tag),
-                Kind::AppIo => (&mut app_ios, wire::NUMBER_POINT_ATTRS),
-                Kind::Rtt => (&mut rtts, hist_tag),
-                Kind::Retransmits => (&mut retransmits, wire::NUMBER_POINT_ATTRS),
+            let tag = match METRICS[key.metric].instrument {
+                Instrument::Histogram => hist_tag,
+                Instrument::Counter | Instrument::Gauge => wire::NUMBER_POINT_ATTRS,
             };
             scratch.clear();
             match value {
-                Value::Sum(v) => wire::encode(&number(vec![], *start, now, *v), &mut scratch),
+                Value::Sum(v) => wire::encode(&points::number(vec![], *start, now, *v), &mut scratch),
                 Value::Hist(h) => match self.opts.histogram {
-                    HistogramKind::Exponential => wire::encode(&exponential(vec![], *start, now, h), &mut scratch),
-                    HistogramKind::Explicit => wire::encode(&explicit(vec![], *start, now, h), &mut scratch),
+                    HistogramKind::Exponential => {
+                        wire::encode(&points::exponential(vec![], *start, now, h), &mut scratch);
+                    }
+                    HistogramKind::Explicit => wire::encode(&points::explicit(vec![], *start, now, h), &mut scratch),
                 },
             }
-            match key.origin() {
-                Some((cg, dev)) => {
-                    seen.insert((cg, dev));
-                    scratch.extend_from_slice(self.attrs.base(cg, dev, names, tag));
+            match &key.origin {
+                Some(o) => {
+                    seen.insert((o.cgroup, o.dev));
+                    scratch.extend_from_slice(self.attrs.base(o.cgroup, o.dev, names, tag));
+                    for own in Self::own_attributes(key.metric, o) {
+                        scratch.extend_from_slice(self.attrs.own(tag, own));
+                    }
                 }
                 None => scratch.extend_from_slice(self.attrs.own(tag, Own::Overflow)),
             }
-            match key {
-                SeriesKey::Count { op, err, .. } => {
-                    scratch.extend_from_slice(self.attrs.own(tag, Own::Op(*op)));
-                    if *err != 0 {
-                        scratch.extend_from_slice(self.attrs.own(tag, Own::Error(*err)));
-                    }
-                }
-                SeriesKey::Io { op, .. } | SeriesKey::AppIo { op, .. } => {
-                    scratch.extend_from_slice(self.attrs.own(tag, Own::Direction(*op)));
-                }
-                SeriesKey::Duration { op, .. } | SeriesKey::Rtt { op, .. } | SeriesKey::Retransmits { op, .. } => {
-                    scratch.extend_from_slice(self.attrs.own(tag, Own::Op(*op)));
-                }
-                SeriesKey::Overflow(_) => {}
-            }
-            wire::put_message(buf, wire::DATA_POINTS, &scratch);
+            wire::put_message(&mut bufs[key.metric], wire::DATA_POINTS, &scratch);
         }
         self.attrs.retain(&seen);
-
-        let monotonic = Some(true);
-        let (hist_field, hist_monotonic) = match self.opts.histogram {
-            HistogramKind::Exponential => (wire::METRIC_EXP_HISTOGRAM, None),
-            HistogramKind::Explicit => (wire::METRIC_HISTOGRAM, None),
-        };
-        let inflight = Self::inflight_points(snap_inflight, names, now);
-        let metrics = [
-            wire::MetricParts::new(schema::METRICS[0], wire::METRIC_SUM, &ios, Some(temporality), monotonic),
-            wire::MetricParts::new(schema::METRICS[1], wire::METRIC_SUM, &counts, Some(temporality), monotonic),
-            wire::MetricParts::new(schema::METRICS[2], hist_field, &hists, Some(temporality), hist_monotonic),
-            wire::MetricParts::new(schema::METRICS[3], wire::METRIC_SUM, &app_ios, Some(temporality), monotonic),
-            wire::MetricParts::new(schema::METRICS[4], hist_field, &rtts, Some(temporality), hist_monotonic),
-            wire::MetricParts::new(schema::METRICS[5], wire::METRIC_SUM, &retransmits, Some(temporality), monotonic),
-            wire::MetricParts::new(
-                (schema::RPC_INFLIGHT_MAX_AGE, "Age of the oldest NFS RPC still in flight, per NAS.", "s"),
-                wire::METRIC_GAUGE,
-                &inflight,
-                None,
-                None,
-            ),
-        ];
+        for (m, buf) in METRICS.iter().zip(bufs.iter_mut()) {
+            if m.source == Source::InflightMaxAge {
+                *buf = Self::inflight_points(inflight, names, now);
+            }
+        }
+        let metrics: Vec<wire::MetricParts<'_>> = METRICS
+            .iter()
+            .zip(&bufs)
+            .map(|(m, buf)| {
+                let (field, temporality, monotonic) = match m.instrument {
+                    Instrument::Counter => (wire::METRIC_SUM, Some(temporality), Some(true)),
+                    Instrument::Histogram => (hist_field, Some(temporality), None),
+                    Instrument::Gauge => (wire::METRIC_GAUGE, None, None),
+                };
+                wire::MetricParts::new((m.name, m.description, m.unit), field, buf, temporality, monotonic)
+            })
+            .collect();
         let scope = |name: &str| InstrumentationScope {
             name: name.to_owned(),
             version: self.opts.scope_version.clone(),
@@ -531,351 +246,13 @@ impl Encoder {
             dropped_attributes_count: 0,
             entity_refs: vec![],
         };
+        let series = SeriesStats { admitted: self.registry.admitted(), overflowed: self.registry.overflowed() };
         let self_scope = ScopeMetrics {
             scope: Some(scope(schema::SELF_SCOPE)),
-            metrics: self.self_metrics(now, stats),
+            metrics: telemetry::metrics(stats, series, self.started, now),
             schema_url: String::new(),
         };
         wire::request(&resource, &scope(schema::SCOPE), &metrics, &self_scope)
-    }
-
-    fn self_metrics(&self, now: u64, stats: &SelfStats) -> Vec<Metric> {
-        let cumulative = AggregationTemporality::Cumulative as i32;
-        let sum = |name: &str, desc: &str, unit: &str, points: Vec<NumberDataPoint>| Metric {
-            name: name.to_owned(),
-            description: desc.to_owned(),
-            unit: unit.to_owned(),
-            metadata: vec![],
-            data: Some(metric::Data::Sum(Sum {
-                data_points: points,
-                aggregation_temporality: cumulative,
-                is_monotonic: true,
-            })),
-        };
-        let start = self.started;
-        let drops =
-            stats.probe_drops.iter().map(|(reason, v)| number(vec![kv("reason", *reason)], start, now, *v)).collect();
-        vec![
-            sum(
-                schema::SELF_EXPORT_FAILURES,
-                "Failed OTLP export attempts.",
-                "{attempt}",
-                vec![number(vec![], start, now, stats.export_failures)],
-            ),
-            Metric {
-                name: schema::SELF_SERIES.to_owned(),
-                description: "Series in this export.".to_owned(),
-                unit: "{series}".to_owned(),
-                metadata: vec![],
-                data: Some(metric::Data::Gauge(Gauge {
-                    data_points: vec![number(vec![], 0, now, u64::try_from(self.admitted).unwrap_or(u64::MAX))],
-                })),
-            },
-            sum(
-                schema::SELF_OVERFLOWED,
-                "Series folded into otel.metric.overflow series.",
-                "{series}",
-                vec![number(vec![], start, now, self.overflowed_total)],
-            ),
-            sum(schema::SELF_PROBE_DROPS, "What the kernel probe could not count, by reason.", "{event}", drops),
-            sum(
-                schema::SELF_ENRICH_MISSES,
-                "cgroups, containers or devices that could not be named.",
-                "{miss}",
-                vec![number(vec![], start, now, stats.enrich_misses)],
-            ),
-            sum(
-                schema::SELF_KUBELET_REFRESHES,
-                "Pod tables loaded from the kubelet.",
-                "{refresh}",
-                vec![number(vec![], start, now, stats.kubelet_refreshes)],
-            ),
-        ]
-    }
-}
-
-fn number(attributes: Vec<KeyValue>, start: u64, now: u64, v: u64) -> NumberDataPoint {
-    NumberDataPoint {
-        attributes,
-        start_time_unix_nano: start,
-        time_unix_nano: now,
-        exemplars: vec![],
-        flags: 0,
-        value: Some(number_data_point::Value::AsInt(i64::try_from(v).unwrap_or(i64::MAX))),
-    }
-}
-
-fn exponential(attributes: Vec<KeyValue>, start: u64, now: u64, h: &Hist) -> ExponentialHistogramDataPoint {
-    let first = h.slots.iter().skip(1).position(|c| *c > 0).map(|p| p + 1);
-    let last = h.slots.iter().rposition(|c| *c > 0).filter(|l| *l >= 1);
-    let positive = match (first, last) {
-        #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)] // slot < 40
-        (Some(f), Some(l)) => Some(Buckets { offset: f as i32 - 31, bucket_counts: h.slots[f..=l].to_vec() }),
-        _ => None,
-    };
-    ExponentialHistogramDataPoint {
-        attributes,
-        start_time_unix_nano: start,
-        time_unix_nano: now,
-        count: h.count,
-        sum: Some(h.sum_ns as f64 / 1e9),
-        scale: 0,
-        zero_count: h.slots[0],
-        positive,
-        negative: None,
-        flags: 0,
-        exemplars: vec![],
-        min: None,
-        max: None,
-        zero_threshold: latency_slot_upper_bound_s(0),
-    }
-}
-
-fn explicit(attributes: Vec<KeyValue>, start: u64, now: u64, h: &Hist) -> HistogramDataPoint {
-    let mut bucket_counts = h.slots.to_vec();
-    bucket_counts.push(0);
-    HistogramDataPoint {
-        attributes,
-        start_time_unix_nano: start,
-        time_unix_nano: now,
-        count: h.count,
-        sum: Some(h.sum_ns as f64 / 1e9),
-        bucket_counts,
-        explicit_bounds: (0..LATENCY_SLOTS).map(latency_slot_upper_bound_s).collect(),
-        exemplars: vec![],
-        flags: 0,
-        min: None,
-        max: None,
-    }
-}
-
-/// Attribute sets encoded once and reused: per (cgroup, device) while the enricher hands
-/// out the same workload and NAS objects, and the few attributes of a series' own.
-#[derive(Debug, Default)]
-struct AttrCache {
-    base: HashMap<(u64, u32), CachedBase>,
-    own: HashMap<(u32, Own), Vec<u8>>,
-}
-
-#[derive(Debug)]
-struct CachedBase {
-    workload: Option<Arc<Workload>>,
-    nas: Option<Arc<NasView>>,
-    /// Encoded attributes, by the field tag of the data point type they go into.
-    by_tag: HashMap<u32, Vec<u8>>,
-}
-
-/// A series' own attributes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Own {
-    Op(Operation),
-    Error(u16),
-    Direction(Operation),
-    Overflow,
-}
-
-fn same<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        (None, None) => true,
-        _ => false,
-    }
-}
-
-impl AttrCache {
-    fn base(&mut self, cg: u64, dev: u32, names: &Names, tag: u32) -> &[u8] {
-        let workload = names.workloads.get(&cg);
-        let nas = names.nas_of(dev, cg);
-        let entry = self.base.entry((cg, dev)).or_insert_with(|| CachedBase {
-            workload: None,
-            nas: None,
-            by_tag: HashMap::new(),
-        });
-        if entry.by_tag.is_empty() || !same(entry.workload.as_ref(), workload) || !same(entry.nas.as_ref(), nas) {
-            entry.workload = workload.cloned();
-            entry.nas = nas.cloned();
-            entry.by_tag.clear();
-        }
-        entry.by_tag.entry(tag).or_insert_with(|| {
-            let mut buf = Vec::new();
-            let attrs = workload
-                .map(|w| w.attributes())
-                .unwrap_or_default()
-                .into_iter()
-                .chain(nas.map(|n| n.attributes()).unwrap_or_default());
-            for (k, v) in attrs {
-                prost::encoding::message::encode(tag, &kv(k, v), &mut buf);
-            }
-            // A device no mount names (an RPC client not learned yet, a super block that
-            // lived only during a mount) still gets series of its own.
-            if nas.is_none() {
-                prost::encoding::message::encode(
-                    tag,
-                    &kv(schema::ATTR_DEVICE, nasflow_probe::dev_string(dev)),
-                    &mut buf,
-                );
-            }
-            buf
-        })
-    }
-
-    fn own(&mut self, tag: u32, own: Own) -> &[u8] {
-        self.own.entry((tag, own)).or_insert_with(|| {
-            let a = match own {
-                Own::Op(op) => kv(schema::ATTR_OPERATION, op.name()),
-                Own::Error(e) => kv(schema::ATTR_ERROR_TYPE, errno_name(e)),
-                Own::Direction(op) => {
-                    let read = matches!(op, Operation::Read | Operation::AppRead);
-                    kv(schema::ATTR_IO_DIRECTION, if read { "read" } else { "write" })
-                }
-                Own::Overflow => KeyValue {
-                    key: schema::ATTR_OVERFLOW.to_owned(),
-                    value: Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) }),
-                    key_strindex: 0,
-                },
-            };
-            let mut buf = Vec::new();
-            prost::encoding::message::encode(tag, &a, &mut buf);
-            buf
-        })
-    }
-
-    /// Keeps only the entries of origins still exported.
-    fn retain(&mut self, seen: &std::collections::HashSet<(u64, u32)>) {
-        self.base.retain(|k, _| seen.contains(k));
-    }
-}
-
-/// Protobuf framing of the OTLP request, written by hand around prost-encoded leaves so the
-/// big repeated fields are copied once and attribute sets are not rebuilt per data point.
-mod wire {
-    use opentelemetry_proto::tonic::{
-        common::v1::InstrumentationScope, metrics::v1::ScopeMetrics, resource::v1::Resource,
-    };
-    use prost::{
-        encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType},
-        Message,
-    };
-
-    /// `NumberDataPoint.attributes`.
-    pub const NUMBER_POINT_ATTRS: u32 = 7;
-    /// `HistogramDataPoint.attributes`.
-    pub const HIST_POINT_ATTRS: u32 = 9;
-    /// `ExponentialHistogramDataPoint.attributes`.
-    pub const EXP_HIST_POINT_ATTRS: u32 = 1;
-    /// `Sum`/`Histogram`/`ExponentialHistogram.data_points`.
-    pub const DATA_POINTS: u32 = 1;
-    /// `Metric.gauge`.
-    pub const METRIC_GAUGE: u32 = 5;
-    /// `Metric.sum`.
-    pub const METRIC_SUM: u32 = 7;
-    /// `Metric.histogram`.
-    pub const METRIC_HISTOGRAM: u32 = 9;
-    /// `Metric.exponential_histogram`.
-    pub const METRIC_EXP_HISTOGRAM: u32 = 10;
-
-    /// Appends a message (never fails on a `Vec`).
-    pub fn encode(m: &impl Message, buf: &mut Vec<u8>) {
-        buf.reserve(m.encoded_len());
-        if m.encode(buf).is_err() {
-            unreachable!("a Vec grows as needed");
-        }
-    }
-
-    fn len_delimited_len(tag: u32, len: usize) -> usize {
-        key_len(tag) + encoded_len_varint(len as u64) + len
-    }
-
-    fn put_header(buf: &mut Vec<u8>, tag: u32, len: usize) {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(len as u64, buf);
-    }
-
-    /// Appends field `tag` holding already encoded message bytes.
-    pub fn put_message(buf: &mut Vec<u8>, tag: u32, body: &[u8]) {
-        put_header(buf, tag, body.len());
-        buf.extend_from_slice(body);
-    }
-
-    /// One `Metric`: its strings, and its data field around encoded data points.
-    pub struct MetricParts<'a> {
-        head: Vec<u8>,
-        data_field: u32,
-        points: &'a [u8],
-        tail: Vec<u8>,
-    }
-
-    impl<'a> MetricParts<'a> {
-        /// `(name, description, unit)`, the data field, the data points and the data's
-        /// temporality (none for gauges) and monotonicity (sums only).
-        pub fn new(
-            meta: (&str, &str, &str),
-            data_field: u32,
-            points: &'a [u8],
-            temporality: Option<i32>,
-            monotonic: Option<bool>,
-        ) -> Self {
-            let mut head = Vec::new();
-            for (tag, s) in [(1, meta.0), (2, meta.1), (3, meta.2)] {
-                if !s.is_empty() {
-                    prost::encoding::string::encode(tag, &s.to_owned(), &mut head);
-                }
-            }
-            let mut tail = Vec::new();
-            if let Some(t) = temporality {
-                prost::encoding::int32::encode(2, &t, &mut tail);
-            }
-            if let Some(m) = monotonic {
-                prost::encoding::bool::encode(3, &m, &mut tail);
-            }
-            Self { head, data_field, points, tail }
-        }
-
-        fn data_len(&self) -> usize {
-            self.points.len() + self.tail.len()
-        }
-
-        fn body_len(&self) -> usize {
-            self.head.len() + len_delimited_len(self.data_field, self.data_len())
-        }
-
-        fn write(&self, buf: &mut Vec<u8>, tag: u32) {
-            put_header(buf, tag, self.body_len());
-            buf.extend_from_slice(&self.head);
-            put_header(buf, self.data_field, self.data_len());
-            buf.extend_from_slice(self.points);
-            buf.extend_from_slice(&self.tail);
-        }
-    }
-
-    /// The whole `ExportMetricsServiceRequest`: one resource, the NFS scope with `metrics`,
-    /// and the self-telemetry scope.
-    pub fn request(
-        resource: &Resource,
-        scope: &InstrumentationScope,
-        metrics: &[MetricParts<'_>],
-        self_scope: &ScopeMetrics,
-    ) -> Vec<u8> {
-        let scope_len = scope.encoded_len();
-        let nfs_len =
-            len_delimited_len(1, scope_len) + metrics.iter().map(|m| len_delimited_len(2, m.body_len())).sum::<usize>();
-        let self_len = self_scope.encoded_len();
-        let rm_len = len_delimited_len(1, resource.encoded_len())
-            + len_delimited_len(2, nfs_len)
-            + len_delimited_len(2, self_len);
-        let mut buf = Vec::with_capacity(len_delimited_len(1, rm_len));
-        put_header(&mut buf, 1, rm_len);
-        put_header(&mut buf, 1, resource.encoded_len());
-        encode(resource, &mut buf);
-        put_header(&mut buf, 2, nfs_len);
-        put_header(&mut buf, 1, scope_len);
-        encode(scope, &mut buf);
-        for m in metrics {
-            m.write(&mut buf, 2);
-        }
-        put_header(&mut buf, 2, self_len);
-        encode(self_scope, &mut buf);
-        buf
     }
 }
 
@@ -884,33 +261,29 @@ mod wire {
 // powers of two, exact in f64.
 #[allow(clippy::many_single_char_names, clippy::float_cmp)]
 mod tests {
-    use std::collections::HashSet;
+    use std::{
+        collections::{HashMap, HashSet},
+        sync::Arc,
+    };
 
-    use nasflow_enrich::names::{Names, Workload};
-    use nasflow_probe::{IoRow, ProbeHealth};
+    use nasflow_enrich::names::{Names, NasView, Workload};
+    use nasflow_probe::{ProbeHealth, LATENCY_SLOTS};
     use nasflow_probe_bpf::latency_slot;
-    use opentelemetry_proto::tonic::{collector::metrics::v1::ExportMetricsServiceRequest, metrics::v1::metric::Data};
+    use opentelemetry_proto::tonic::{
+        collector::metrics::v1::ExportMetricsServiceRequest,
+        common::v1::{any_value, KeyValue},
+        metrics::v1::{metric::Data, number_data_point, Metric},
+    };
 
     use super::*;
 
     fn row(cgroup: u64, op: Operation, err: u16, ops: u64, bytes: u64, samples_ns: &[u64]) -> IoRow {
-        let mut latency_slots = [0; LATENCY_SLOTS];
+        let mut latency = Histogram::default();
         for ns in samples_ns {
-            latency_slots[latency_slot(*ns)] += 1;
+            latency.slots[latency_slot(*ns)] += 1;
+            latency.sum_ns += ns;
         }
-        IoRow {
-            cgroup,
-            dev: 61,
-            op,
-            err,
-            ops,
-            bytes,
-            latency_count: samples_ns.len() as u64,
-            latency_sum_ns: samples_ns.iter().sum(),
-            latency_slots,
-            retransmits: 0,
-            rtt: None,
-        }
+        IoRow::new(cgroup, 61, op, err).with_completed(ops, bytes, latency)
     }
 
     fn decoded(e: &mut Encoder, s: &Snapshot, n: &Names, st: &SelfStats) -> (u64, ExportMetricsServiceRequest) {
@@ -945,8 +318,8 @@ mod tests {
         }
     }
 
-    fn metric<'a>(r: &'a ExportMetricsServiceRequest, name: &str) -> &'a Metric {
-        r.resource_metrics[0].scope_metrics[0].metrics.iter().find(|m| m.name == name).expect(name)
+    fn metric(r: &ExportMetricsServiceRequest, m: schema::Metric) -> &Metric {
+        r.resource_metrics[0].scope_metrics[0].metrics.iter().find(|x| x.name == m.name).expect(m.name)
     }
 
     fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
@@ -1012,7 +385,7 @@ mod tests {
         unknown.dev = 0;
         let mut transient = unknown.clone();
         transient.dev = 62;
-        transient.ops = 2;
+        transient = transient.with_completed(2, 0, Histogram::default());
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
         let (_, r) = decoded(&mut e, &snap(vec![unknown, transient]), &names(&[]), &SelfStats::default());
         let Some(Data::Sum(sum)) = &metric(&r, schema::OPERATION_COUNT).data else { panic!("sum") };

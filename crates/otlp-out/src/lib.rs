@@ -2,7 +2,12 @@
 //! the series budget, lifecycle), OTLP encoding, and the push to a collector over gRPC or
 //! HTTP with retries, never holding up the probe.
 
+mod attrs;
 pub mod encode;
 pub mod exporter;
+mod points;
 pub mod schema;
+mod series;
+mod telemetry;
 pub mod transport;
+mod wire;

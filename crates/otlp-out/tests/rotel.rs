@@ -121,27 +121,15 @@ fn rows(scale: u64) -> Snapshot {
     let mut slots = [0u64; LATENCY_SLOTS];
     slots[20] = 3 * scale;
     slots[23] = scale;
-    let row = |op, err, ops, bytes, latency_slots: [u64; LATENCY_SLOTS]| IoRow {
-        cgroup: 7,
-        dev: 61,
-        op,
-        err,
-        ops,
-        bytes,
-        latency_count: latency_slots.iter().sum(),
-        latency_sum_ns: latency_slots.iter().sum::<u64>() * 1_500_000,
-        latency_slots,
-        retransmits: 0,
-        rtt: None,
+    let row = |op, err, ops, bytes, slots: [u64; LATENCY_SLOTS]| {
+        let latency = Histogram { slots, sum_ns: slots.iter().sum::<u64>() * 1_500_000 };
+        IoRow::new(7, 61, op, err).with_completed(ops, bytes, latency)
     };
     // A metadata RPC timed end to end and on the wire, two of every six sent twice.
-    let mut getattr = row(Operation::Rpc(ProcName::new("GETATTR")), 0, 6 * scale, 0, slots);
-    getattr.latency_count = 4 * scale;
     let mut rtt = Histogram::default();
     rtt.slots[19] = 6 * scale;
     rtt.sum_ns = 6 * scale * 800_000;
-    getattr.rtt = Some(Box::new(rtt));
-    getattr.retransmits = 2 * scale;
+    let getattr = row(Operation::Rpc(ProcName::new("GETATTR")), 0, 6 * scale, 0, slots).with_wire(2 * scale, Some(rtt));
     Snapshot {
         taken_at: Some(SystemTime::now()),
         rows: vec![

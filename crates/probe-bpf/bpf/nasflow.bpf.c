@@ -28,9 +28,6 @@ const volatile __u64 root_cgroup = 1;
 /* O_DIRECT of this architecture: direct writes never dirty the page cache. */
 const volatile __u32 o_direct_flag = 040000;
 
-/* Raw tracepoint records nasflow reads fit in this many bytes. */
-#define REC_BYTES 64
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 10240);
@@ -110,7 +107,7 @@ struct {
 } read_args SEC(".maps");
 
 struct rec {
-	__u64 words[REC_BYTES / 8];
+	__u64 words[NASFLOW_RECORD_BYTES / 8];
 };
 
 /* Initial histogram value: too large for the 512-byte BPF stack, so it lives in .bss. */
@@ -129,7 +126,7 @@ static __always_inline __u64 field_u(const struct rec *r, __u16 off, __u16 size)
 {
 	const __u8 *base = (const __u8 *)r->words;
 
-	if (off > REC_BYTES - 8)
+	if (off > NASFLOW_RECORD_BYTES - 8)
 		return 0;
 	switch (size) {
 	case 8:

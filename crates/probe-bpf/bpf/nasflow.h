@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
  * The kernel/user ABI of nasflow's probe: every struct that crosses a BPF map or a
- * `const volatile` global. The Rust mirrors live in crates/probe-bpf/src/lib.rs and assert the
- * same sizes; change both together.
+ * `const volatile` global, and the numbers both sides must agree on. It is the only copy:
+ * build.rs generates the Rust types and constants from it with bindgen (with layout asserts),
+ * so a change here reaches the BPF programs and user space together.
  */
 #ifndef NASFLOW_H
 #define NASFLOW_H
@@ -11,6 +12,9 @@
  * samples in (2^(s-1), 2^s] units, i.e. (2^(s-31), 2^(s-30)] seconds: OTLP exponential
  * bucket index s-31 at scale 0. 40 slots reach 2^9 s. */
 #define NASFLOW_HIST_SLOTS 40
+
+/* Raw tracepoint record bytes the programs read: every field nasflow reads ends within them. */
+#define NASFLOW_RECORD_BYTES 64
 
 /* Dirtying cgroups remembered per (dev, inode) for writeback attribution. */
 #define NASFLOW_DIRTY_SLOTS 4
@@ -44,7 +48,7 @@ enum nasflow_op {
 
 /* Key of the proc_ids map: a procedure name, NUL-padded. */
 struct nasflow_proc_name {
-	char name[NASFLOW_PROC_NAME];
+	__u8 name[NASFLOW_PROC_NAME];
 };
 
 /* An RPC task: sunrpc's client id and task id (both in every sunrpc:rpc_* event). */

@@ -1,7 +1,5 @@
-//! nasflow's BPF programs, as ELF objects built by clang, and the Rust mirrors of the
-//! kernel/user ABI in `bpf/nasflow.h`. Nothing else in nasflow knows these byte layouts.
-
-use core::mem::size_of;
+//! nasflow's BPF programs, as ELF objects built by clang, their table, and the kernel/user
+//! ABI generated from `bpf/nasflow.h`. Nothing else in nasflow knows these byte layouts.
 
 /// Keeps an embedded object 8-byte aligned, as the ELF parser expects.
 #[repr(C, align(8))]
@@ -22,8 +20,39 @@ pub fn noop_object() -> &'static [u8] {
     &NOOP_OBJECT.0
 }
 
+/// The generated mirror of `bpf/nasflow.h` (bindgen, in build.rs): every shared struct with
+/// compile-time asserts of its size and field offsets, every enum value and `#define`.
+#[allow(
+    missing_docs,
+    non_camel_case_types,
+    non_upper_case_globals,
+    clippy::pedantic,
+    clippy::unreadable_literal,
+    unsafe_op_in_unsafe_fn
+)]
+pub mod abi {
+    include!(concat!(env!("OUT_DIR"), "/abi.rs"));
+}
+
+pub mod programs;
+
+/// An ABI number as the `u16` the kernel stores it in; refused at compile time if it does not
+/// fit.
+#[allow(clippy::cast_possible_truncation)] // checked by the assert
+const fn u16_of(v: u32) -> u16 {
+    assert!(v <= u16::MAX as u32);
+    v as u16
+}
+
 /// Latency histogram slots per key; see `NASFLOW_HIST_SLOTS`.
-pub const HIST_SLOTS: usize = 40;
+pub const HIST_SLOTS: usize = abi::NASFLOW_HIST_SLOTS as usize;
+
+/// `NASFLOW_RECORD_BYTES`: raw tracepoint bytes the programs read; every field must end
+/// within them.
+pub const RECORD_BYTES: u16 = u16_of(abi::NASFLOW_RECORD_BYTES);
+
+/// `NASFLOW_HINT_EVENTS`: the nfs events that hint which mount a thread works on.
+pub const HINT_EVENT_COUNT: usize = abi::NASFLOW_HINT_EVENTS as usize;
 
 /// The kernel's latency slot of a sample, as `latency_slot()` in `bpf/nasflow.bpf.c` computes
 /// it: the sample in units of 2^-30 s (`ns + ns * 73741824 / 10^9`, capped at 2^37 ns), then
@@ -87,13 +116,11 @@ pub mod globals {
 }
 
 /// `NASFLOW_PROC_NAME`: room for a procedure name, NUL included.
-pub const PROC_NAME_LEN: usize = 24;
+pub const PROC_NAME_LEN: usize = abi::NASFLOW_PROC_NAME as usize;
 
 /// `struct nasflow_proc_name`: an RPC procedure name as the kernel spells it, NUL-padded.
 /// Also what [`Op::Rpc`] carries, so an operation stays a small `Copy` value.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[repr(C)]
-pub struct ProcName(pub [u8; PROC_NAME_LEN]);
+pub type ProcName = abi::nasflow_proc_name;
 
 impl ProcName {
     /// The name; longer names are cut at [`PROC_NAME_LEN`]` - 1` bytes.
@@ -102,14 +129,14 @@ impl ProcName {
         let mut out = [0u8; PROC_NAME_LEN];
         let n = name.len().min(PROC_NAME_LEN - 1);
         out[..n].copy_from_slice(&name.as_bytes()[..n]);
-        Self(out)
+        Self { name: out }
     }
 
     /// The name up to its first NUL; `?` when the kernel gave bytes that are not UTF-8.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        let end = self.0.iter().position(|&b| b == 0).unwrap_or(PROC_NAME_LEN);
-        std::str::from_utf8(&self.0[..end]).unwrap_or("?")
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(PROC_NAME_LEN);
+        std::str::from_utf8(&self.name[..end]).unwrap_or("?")
     }
 }
 
@@ -137,20 +164,31 @@ pub enum Op {
     Rpc(ProcName),
 }
 
+/// `NASFLOW_OP_READ`.
+pub const OP_READ: u16 = u16_of(abi::NASFLOW_OP_READ);
+/// `NASFLOW_OP_WRITE`.
+pub const OP_WRITE: u16 = u16_of(abi::NASFLOW_OP_WRITE);
+/// `NASFLOW_OP_COMMIT`.
+pub const OP_COMMIT: u16 = u16_of(abi::NASFLOW_OP_COMMIT);
+/// `NASFLOW_OP_APP_READ`.
+pub const OP_APP_READ: u16 = u16_of(abi::NASFLOW_OP_APP_READ);
+/// `NASFLOW_OP_APP_WRITE`.
+pub const OP_APP_WRITE: u16 = u16_of(abi::NASFLOW_OP_APP_WRITE);
 /// `NASFLOW_OP_RPC_UNNAMED`: an RPC whose name found the name table full.
-pub const OP_RPC_UNNAMED: u16 = 5;
+pub const OP_RPC_UNNAMED: u16 = u16_of(abi::NASFLOW_OP_RPC_UNNAMED);
 /// `NASFLOW_OP_RPC_BASE`: first id handed out to a procedure name.
-pub const OP_RPC_BASE: u16 = 16;
+pub const OP_RPC_BASE: u16 = u16_of(abi::NASFLOW_OP_RPC_BASE);
 /// `NASFLOW_OP_RTT`: the key's histogram holds round-trip times.
-pub const OP_RTT: u16 = 0x8000;
+pub const OP_RTT: u16 = u16_of(abi::NASFLOW_OP_RTT);
 /// `NASFLOW_OP_RETRANS`: the key's counter ops are retransmissions.
-pub const OP_RETRANS: u16 = 0x4000;
+pub const OP_RETRANS: u16 = u16_of(abi::NASFLOW_OP_RETRANS);
 /// `NASFLOW_OP_MASK`: the operation without its flags.
-pub const OP_MASK: u16 = 0x3fff;
+pub const OP_MASK: u16 = u16_of(abi::NASFLOW_OP_MASK);
 
 /// Procedure names user space gives fixed ids before attaching: the data RPCs the nfs
 /// tracepoints count with their bytes (`READ_PLUS` is NFSv4.2's READ).
-pub const PRELOADED_PROCS: [(&str, u16); 4] = [("READ", 0), ("READ_PLUS", 0), ("WRITE", 1), ("COMMIT", 2)];
+pub const PRELOADED_PROCS: [(&str, u16); 4] =
+    [("READ", OP_READ), ("READ_PLUS", OP_READ), ("WRITE", OP_WRITE), ("COMMIT", OP_COMMIT)];
 
 impl Op {
     /// The operation for a fixed kernel number (flags masked off); `None` for the ids of
@@ -158,11 +196,11 @@ impl Op {
     #[must_use]
     pub fn from_raw(raw: u16) -> Option<Self> {
         match raw & OP_MASK {
-            0 => Some(Self::Read),
-            1 => Some(Self::Write),
-            2 => Some(Self::Commit),
-            3 => Some(Self::AppRead),
-            4 => Some(Self::AppWrite),
+            OP_READ => Some(Self::Read),
+            OP_WRITE => Some(Self::Write),
+            OP_COMMIT => Some(Self::Commit),
+            OP_APP_READ => Some(Self::AppRead),
+            OP_APP_WRITE => Some(Self::AppWrite),
             OP_RPC_UNNAMED => Some(Self::Rpc(ProcName::new("UNNAMED"))),
             _ => None,
         }
@@ -188,109 +226,69 @@ impl Op {
     }
 }
 
-/// `struct nasflow_io_key`: who, where, what, how it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(C)]
-pub struct IoKey {
-    /// cgroup v2 id, or the v1 memory cgroup's kernfs id.
-    pub cgroup: u64,
-    /// NFS super block device, `MAJOR << 20 | MINOR`.
-    pub dev: u32,
-    /// [`Op`] number.
-    pub op: u16,
-    /// Positive errno of failed operations, 0 for success.
-    pub err: u16,
-}
-
-/// `struct nasflow_io_counters`, one CPU's share.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
-pub struct IoCounters {
-    /// Completed operations.
-    pub ops: u64,
-    /// READ bytes received, WRITE bytes sent.
-    pub bytes: u64,
-}
-
-/// `struct nasflow_io_hist`: log2 latency slots and their sum (see `nasflow.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
-pub struct IoHist {
-    /// Sample counts per slot.
-    pub slots: [u64; HIST_SLOTS],
-    /// Sum of the samples, ns.
-    pub sum_ns: u64,
-}
-
-impl Default for IoHist {
-    fn default() -> Self {
-        Self { slots: [0; HIST_SLOTS], sum_ns: 0 }
-    }
-}
-
+/// `struct nasflow_io_key`: who (cgroup v2 id or v1 memory cgroup kernfs id), where (NFS
+/// super block, `MAJOR << 20 | MINOR`), what ([`Op`] number and flags), how it ended
+/// (positive errno, 0 for success).
+pub type IoKey = abi::nasflow_io_key;
+/// `struct nasflow_io_counters`, one CPU's share: completed operations, and READ bytes
+/// received or WRITE bytes sent.
+pub type IoCounters = abi::nasflow_io_counters;
+/// `struct nasflow_io_hist`: log2 latency slots and the sum of the samples in ns.
+pub type IoHist = abi::nasflow_io_hist;
 /// `struct nasflow_inflight_key`: an RPC between start and completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(C)]
-pub struct InflightKey {
-    /// NFS super block device.
-    pub dev: u32,
-    /// [`Op`] number.
-    pub op: u16,
-    /// Padding, zero.
-    pub pad: u16,
-    /// NFS file id.
-    pub fileid: u64,
-    /// Byte offset of the transfer.
-    pub offset: i64,
-}
+pub type InflightKey = abi::nasflow_inflight_key;
+/// `struct nasflow_inflight_val`: who started the RPC, when, and how many share the entry.
+pub type InflightVal = abi::nasflow_inflight_val;
+/// `struct nasflow_field`: a tracepoint field's place in the raw record (size 0: unused).
+pub type Field = abi::nasflow_field;
+/// `struct nasflow_tp_fields`: the fields read from one tracepoint.
+pub type TpFields = abi::nasflow_tp_fields;
+/// `struct nasflow_layout`: field layouts of the six data-path tracepoints.
+pub type Layout = abi::nasflow_layout;
+/// `struct nasflow_rpc_task_key`: sunrpc's client and task ids.
+pub type RpcTaskKey = abi::nasflow_rpc_task_key;
+/// `struct nasflow_rpc_task`: who caused an RPC task and where it goes.
+pub type RpcTask = abi::nasflow_rpc_task;
+/// `struct nasflow_rpc_layout`: fields of the sunrpc events and of the hint events.
+pub type RpcLayout = abi::nasflow_rpc_layout;
 
-/// `struct nasflow_inflight_val`: who started the RPC, and when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
-pub struct InflightVal {
-    /// cgroup charged.
-    pub cgroup: u64,
-    /// `CLOCK_MONOTONIC` ns at start.
-    pub start_ns: u64,
-    /// RPCs sharing the entry (same file, offset and operation in flight at once).
-    pub pending: u32,
-    /// Padding, zero.
-    pub pad: u32,
-}
+/// `enum nasflow_rpc_state`: an NFS RPC on the wire or queued.
+pub const RPC_RUNNING: u32 = abi::NASFLOW_RPC_RUNNING;
 
 /// Indices of `enum nasflow_health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Health {
     /// Counter updates lost to a full counters map.
-    CountersFull = 0,
+    CountersFull = abi::NASFLOW_H_COUNTERS_FULL,
     /// Latency samples lost to a full histogram map.
-    HistFull = 1,
+    HistFull = abi::NASFLOW_H_HIST_FULL,
     /// Completions without a start, charged to the root cgroup.
-    UnmatchedDone = 2,
+    UnmatchedDone = abi::NASFLOW_H_UNMATCHED_DONE,
     /// Starts not recorded because the in-flight map was full.
-    InflightFull = 3,
+    InflightFull = abi::NASFLOW_H_INFLIGHT_FULL,
     /// Dirtying writes not recorded because the dirty map was full.
-    DirtyFull = 4,
+    DirtyFull = abi::NASFLOW_H_DIRTY_FULL,
     /// Dirtying writes not recorded because a file had too many dirtying cgroups.
-    DirtySlotsFull = 5,
+    DirtySlotsFull = abi::NASFLOW_H_DIRTY_SLOTS_FULL,
     /// WRITE bytes a kernel thread sent with no known dirtier (charged to its cgroup, the root).
-    WriteBytesUnowned = 6,
+    WriteBytesUnowned = abi::NASFLOW_H_WRITE_BYTES_UNOWNED,
     /// Tracepoint records that could not be read.
-    ReadFailed = 7,
+    ReadFailed = abi::NASFLOW_H_READ_FAILED,
     /// `nfs_file_write`/`nfs_file_read` entries not recorded because an argument map was full.
-    WriteArgsFull = 8,
+    WriteArgsFull = abi::NASFLOW_H_WRITE_ARGS_FULL,
     /// RPC ends without a recorded begin (begun before attach, or evicted): not counted.
-    RpcUnmatched = 9,
+    RpcUnmatched = abi::NASFLOW_H_RPC_UNMATCHED,
     /// RPCs whose procedure name found the name table full (counted as `UNNAMED`).
-    ProcNamesFull = 10,
+    ProcNamesFull = abi::NASFLOW_H_PROC_NAMES_FULL,
 }
 
-/// Number of health counters.
-pub const HEALTH_COUNT: u32 = 11;
+/// Number of health counters (`NASFLOW_H__COUNT`).
+pub const HEALTH_COUNT: u32 = abi::NASFLOW_H__COUNT;
 
 impl Health {
-    /// Every health counter, in index order.
+    /// Every health counter, in index order (its length is the header's count: a counter added
+    /// there and not here does not compile).
     pub const ALL: [Self; HEALTH_COUNT as usize] = [
         Self::CountersFull,
         Self::HistFull,
@@ -324,146 +322,9 @@ impl Health {
     }
 }
 
-/// `struct nasflow_field`: a tracepoint field's place in the raw record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
-pub struct Field {
-    /// Byte offset in the record.
-    pub offset: u16,
-    /// Size in bytes; 0 when the field is not used.
-    pub size: u16,
-}
-
-/// `struct nasflow_tp_fields`: the fields read from one tracepoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
-pub struct TpFields {
-    /// `dev`.
-    pub dev: Field,
-    /// `fileid`.
-    pub fileid: Field,
-    /// `offset`.
-    pub offset: Field,
-    /// `count` at initiate, `res_count` at done.
-    pub count: Field,
-    /// `arg_count` at done.
-    pub arg_count: Field,
-    /// `eof` at read done.
-    pub eof: Field,
-    /// `error` (or `status`) at done.
-    pub error: Field,
-}
-
-/// `struct nasflow_layout`: field layouts of the six tracepoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
-pub struct Layout {
-    /// `nfs:nfs_initiate_read`.
-    pub read_init: TpFields,
-    /// `nfs:nfs_readpage_done`.
-    pub read_done: TpFields,
-    /// `nfs:nfs_initiate_write`.
-    pub write_init: TpFields,
-    /// `nfs:nfs_writeback_done`.
-    pub write_done: TpFields,
-    /// `nfs:nfs_initiate_commit`.
-    pub commit_init: TpFields,
-    /// `nfs:nfs_commit_done`.
-    pub commit_done: TpFields,
-}
-
-/// `struct nasflow_rpc_task_key`: sunrpc's client and task ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(C)]
-pub struct RpcTaskKey {
-    /// `client_id` of the sunrpc events.
-    pub client_id: u32,
-    /// `task_id` of the sunrpc events.
-    pub task_id: u32,
-}
-
-/// `enum nasflow_rpc_state`: an NFS RPC on the wire or queued.
-pub const RPC_RUNNING: u32 = 2;
-
-/// `struct nasflow_rpc_task`: who caused an RPC task and where it goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
-pub struct RpcTask {
-    /// cgroup charged.
-    pub cgroup: u64,
-    /// `CLOCK_MONOTONIC` ns at submission (or restart).
-    pub start_ns: u64,
-    /// NFS super block device; 0 when no mount is known.
-    pub dev: u32,
-    /// Operation id.
-    pub op: u16,
-    /// Positive errno once ended.
-    pub err: u16,
-    /// `enum nasflow_rpc_state`.
-    pub state: u32,
-    /// Padding, zero.
-    pub pad: u32,
-}
-
-/// Events that hint which mount a thread works on, in `hint_dev` order, with their programs.
-pub const HINT_EVENTS: [(&str, &str); 6] = [
-    ("nfs_getattr_enter", "hint_getattr"),
-    ("nfs_access_enter", "hint_access"),
-    ("nfs_lookup_enter", "hint_lookup"),
-    ("nfs_lookup_revalidate_enter", "hint_lookup_rv"),
-    ("nfs_revalidate_inode_enter", "hint_revalidate"),
-    ("nfs_atomic_open_enter", "hint_open"),
-];
-
-/// `struct nasflow_rpc_layout`: fields of the sunrpc events and of the hint events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
-pub struct RpcLayout {
-    /// `rpc_task_begin.task_id`.
-    pub begin_task_id: Field,
-    /// `rpc_task_begin.client_id`.
-    pub begin_client_id: Field,
-    /// `rpc_request.task_id`.
-    pub req_task_id: Field,
-    /// `rpc_request.client_id`.
-    pub req_client_id: Field,
-    /// `rpc_request.progname` (`__data_loc`).
-    pub req_progname: Field,
-    /// `rpc_request.procname` (`__data_loc`).
-    pub req_procname: Field,
-    /// `rpc_task_end.task_id`.
-    pub end_task_id: Field,
-    /// `rpc_task_end.client_id`.
-    pub end_client_id: Field,
-    /// `rpc_task_end.status`.
-    pub end_status: Field,
-    /// `rpc_stats_latency.task_id`.
-    pub lat_task_id: Field,
-    /// `rpc_stats_latency.client_id`.
-    pub lat_client_id: Field,
-    /// `rpc_stats_latency.rtt` (µs).
-    pub lat_rtt: Field,
-    /// `xprt_retransmit.task_id`.
-    pub rtx_task_id: Field,
-    /// `xprt_retransmit.client_id`.
-    pub rtx_client_id: Field,
-    /// `dev` of each [`HINT_EVENTS`] event; zero-sized when the event is absent.
-    pub hint_dev: [Field; 6],
-}
-
-const _: () = assert!(size_of::<ProcName>() == PROC_NAME_LEN);
-const _: () = assert!(size_of::<RpcTaskKey>() == 8);
-const _: () = assert!(size_of::<RpcTask>() == 32);
-const _: () = assert!(size_of::<RpcLayout>() == 80);
-const _: () = assert!(size_of::<IoKey>() == 16);
-const _: () = assert!(size_of::<IoCounters>() == 16);
-const _: () = assert!(size_of::<IoHist>() == 8 * HIST_SLOTS + 8);
-const _: () = assert!(size_of::<InflightKey>() == 24);
-const _: () = assert!(size_of::<InflightVal>() == 24);
-const _: () = assert!(size_of::<TpFields>() == 28);
-const _: () = assert!(size_of::<Layout>() == 168);
-
-// SAFETY: all of these are `repr(C)`, made only of integers, with no padding bytes.
+// SAFETY: all of these are `repr(C)` structs generated from nasflow.h, made only of integers
+// and integer arrays with explicit padding fields (bindgen's layout asserts check that no
+// implicit padding exists: every size equals the sum of its fields).
 unsafe impl aya::Pod for IoKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for IoCounters {}
@@ -550,10 +411,10 @@ mod tests {
     fn proc_names_are_nul_padded_and_cut() {
         let n = ProcName::new("BIND_CONN_TO_SESSION");
         assert_eq!(n.as_str(), "BIND_CONN_TO_SESSION");
-        assert_eq!(n.0[20..], [0; 4]);
+        assert_eq!(n.name[20..], [0; 4]);
         assert_eq!(ProcName::new(&"X".repeat(40)).as_str().len(), PROC_NAME_LEN - 1);
         let mut bad = ProcName::default();
-        bad.0[0] = 0xff;
+        bad.name[0] = 0xff;
         assert_eq!(bad.as_str(), "?");
     }
 }

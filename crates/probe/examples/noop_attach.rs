@@ -1,5 +1,6 @@
 //! Attaches the empty baseline programs to nasflow's tracepoints and kprobes and waits for a signal:
-//! the "no-op" side of the kernel cost benchmark (BENCHMARKS.md).
+//! the "no-op" side of the kernel cost benchmark (BENCHMARKS.md). The hooks come from the one
+//! program table, so the baseline always covers what the probe attaches.
 
 use std::{thread, time::Duration};
 
@@ -7,43 +8,24 @@ use aya::{
     programs::{KProbe, TracePoint},
     Ebpf,
 };
-
-const PROGRAMS: [(&str, &str, &str); 17] = [
-    ("noop_rpc_begin", "sunrpc", "rpc_task_begin"),
-    ("noop_rpc_req", "sunrpc", "rpc_request"),
-    ("noop_rpc_end", "sunrpc", "rpc_task_end"),
-    ("noop_rpc_lat", "sunrpc", "rpc_stats_latency"),
-    ("noop_rpc_rtx", "sunrpc", "xprt_retransmit"),
-    ("noop_h_getattr", "nfs", "nfs_getattr_enter"),
-    ("noop_h_access", "nfs", "nfs_access_enter"),
-    ("noop_h_lookup", "nfs", "nfs_lookup_enter"),
-    ("noop_h_lkp_rv", "nfs", "nfs_lookup_revalidate_enter"),
-    ("noop_h_reval", "nfs", "nfs_revalidate_inode_enter"),
-    ("noop_h_open", "nfs", "nfs_atomic_open_enter"),
-    ("noop_rd_init", "nfs", "nfs_initiate_read"),
-    ("noop_rd_done", "nfs", "nfs_readpage_done"),
-    ("noop_wr_init", "nfs", "nfs_initiate_write"),
-    ("noop_wr_done", "nfs", "nfs_writeback_done"),
-    ("noop_cm_init", "nfs", "nfs_initiate_commit"),
-    ("noop_cm_done", "nfs", "nfs_commit_done"),
-];
+use nasflow_probe_bpf::programs::{self, Hook};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ebpf = Ebpf::load(nasflow_probe_bpf::noop_object())?;
-    for (name, category, event) in PROGRAMS {
-        let tp: &mut TracePoint = ebpf.program_mut(name).ok_or(name)?.try_into()?;
-        tp.load()?;
-        tp.attach(category, event)?;
-    }
-    for (name, func) in [
-        ("noop_fw_entry", "nfs_file_write"),
-        ("noop_fw_exit", "nfs_file_write"),
-        ("noop_fr_entry", "nfs_file_read"),
-        ("noop_fr_exit", "nfs_file_read"),
-    ] {
-        let kp: &mut KProbe = ebpf.program_mut(name).ok_or(name)?.try_into()?;
-        kp.load()?;
-        kp.attach(func, 0)?;
+    for p in programs::all() {
+        let prog = ebpf.program_mut(p.noop).ok_or(p.noop)?;
+        match p.hook {
+            Hook::Tracepoint { category, event } => {
+                let tp: &mut TracePoint = prog.try_into()?;
+                tp.load()?;
+                tp.attach(category, event)?;
+            }
+            Hook::Kprobe(function) | Hook::Kretprobe(function) => {
+                let kp: &mut KProbe = prog.try_into()?;
+                kp.load()?;
+                kp.attach(function, 0)?;
+            }
+        }
     }
     println!("attached");
     loop {

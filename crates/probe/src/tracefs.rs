@@ -7,15 +7,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use nasflow_probe_bpf::{Field, Layout, RpcLayout, TpFields, HINT_EVENTS};
+use nasflow_probe_bpf::{
+    programs::{self, Program},
+    Field, Layout, RpcLayout, TpFields, HINT_EVENT_COUNT,
+};
+
+pub use nasflow_probe_bpf::RECORD_BYTES;
 
 use crate::ProbeError;
 
 /// Where aya (and so nasflow) looks for tracefs, in order.
 pub const TRACEFS_PATHS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
-
-/// The raw record bytes the BPF programs read; every field must end within them.
-pub const RECORD_BYTES: u16 = 64;
 
 /// One `field:` line of a tracepoint format file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +71,9 @@ pub fn parse_format(text: &str) -> Result<Vec<FormatField>, String> {
     Ok(fields)
 }
 
-/// How nasflow uses the fields of one event.
-struct EventSpec {
-    event: &'static str,
-    /// (layout slot, accepted names in order of preference, required)
-    fields: &'static [(Slot, &'static [&'static str], bool)],
-}
+/// (layout slot, accepted names in order of preference, required) of the fields nasflow
+/// reads from one event.
+type FieldSpec = &'static [(Slot, &'static [&'static str], bool)];
 
 #[derive(Clone, Copy)]
 enum Slot {
@@ -109,20 +108,18 @@ const COMMIT_DONE: &[(Slot, &[&str], bool)] = &[
     (Slot::Error, &["error", "status"], true),
 ];
 
-/// The six events in `Layout` order.
-const EVENTS: [EventSpec; 6] = [
-    EventSpec { event: "nfs_initiate_read", fields: INITIATE },
-    EventSpec { event: "nfs_readpage_done", fields: IO_DONE },
-    EventSpec { event: "nfs_initiate_write", fields: INITIATE },
-    EventSpec { event: "nfs_writeback_done", fields: IO_DONE },
-    EventSpec { event: "nfs_initiate_commit", fields: INITIATE },
-    EventSpec { event: "nfs_commit_done", fields: COMMIT_DONE },
-];
+/// The fields of each data-path event, in `programs::DATA_PATH` (and `Layout`) order.
+const DATA_PATH_FIELDS: [FieldSpec; 6] = [INITIATE, IO_DONE, INITIATE, IO_DONE, INITIATE, COMMIT_DONE];
 
-/// The tracepoint names (category `nfs`) the probe attaches to.
+/// The event of a tracepoint program (every data-path, RPC and hint program is one).
+fn event_of(p: &Program) -> &'static str {
+    p.hook.event().unwrap_or(p.name)
+}
+
+/// The tracepoint names (category `nfs`) of the data path, in `Layout` order.
 #[must_use]
 pub fn probe_events() -> [&'static str; 6] {
-    EVENTS.map(|e| e.event)
+    programs::DATA_PATH.map(|p| event_of(&p))
 }
 
 fn expected_size(slot: Slot) -> &'static [u16] {
@@ -170,25 +167,28 @@ fn event_fields(event: &str, fields: &[FormatField], spec: &[(Slot, &[&str], boo
 /// Builds the probe's layout from the six format files' texts, in `probe_events()` order.
 pub fn layout_from_formats(texts: &[String; 6]) -> Result<Layout, ProbeError> {
     let mut parts = [TpFields::default(); 6];
-    for ((spec, text), part) in EVENTS.iter().zip(texts).zip(parts.iter_mut()) {
+    for (((event, spec), text), part) in probe_events().iter().zip(DATA_PATH_FIELDS).zip(texts).zip(parts.iter_mut()) {
         let fields =
-            parse_format(text).map_err(|detail| ProbeError::BadFormat { event: spec.event.to_owned(), detail })?;
-        *part = event_fields(spec.event, &fields, spec.fields)?;
+            parse_format(text).map_err(|detail| ProbeError::BadFormat { event: (*event).to_owned(), detail })?;
+        *part = event_fields(event, &fields, spec)?;
     }
     let [read_init, read_done, write_init, write_done, commit_init, commit_done] = parts;
     Ok(Layout { read_init, read_done, write_init, write_done, commit_init, commit_done })
 }
 
-/// The sunrpc events the RPC programs attach to, with their programs, in the order
-/// [`rpc_layout_from_formats`] takes their format texts. `xprt_retransmit` (5.12 and later)
-/// is optional: without it retransmissions are not counted.
-pub const RPC_EVENTS: [(&str, &str); 5] = [
-    ("rpc_task_begin", "rpc_task_begin"),
-    ("rpc_request", "rpc_request"),
-    ("rpc_task_end", "rpc_task_end"),
-    ("rpc_stats_latency", "rpc_stats_lat"),
-    ("xprt_retransmit", "xprt_retransmit"),
-];
+/// The sunrpc events the RPC programs attach to, in the order [`rpc_layout_from_formats`]
+/// takes their format texts. `xprt_retransmit` (5.12 and later) is optional: without it
+/// retransmissions are not counted.
+#[must_use]
+pub fn rpc_events() -> [&'static str; 5] {
+    programs::RPC.map(|p| event_of(&p))
+}
+
+/// The nfs events that hint which mount a thread works on, in `hint_dev` order.
+#[must_use]
+pub fn hint_events() -> [&'static str; HINT_EVENT_COUNT] {
+    programs::HINTS.map(|p| event_of(&p))
+}
 
 /// One field of an RPC or hint event: its place, if it has the size nasflow reads.
 fn rpc_field(event: &str, fields: &[FormatField], name: &str, sizes: &[u16]) -> Result<Field, ProbeError> {
@@ -207,16 +207,17 @@ fn rpc_field(event: &str, fields: &[FormatField], name: &str, sizes: &[u16]) -> 
     Ok(Field { offset: f.offset, size: f.size })
 }
 
-/// Builds the RPC programs' layout from the format texts of [`RPC_EVENTS`] and of the hint
-/// events (`HINT_EVENTS`), `None` where an event does not exist on this kernel. The first
+/// Builds the RPC programs' layout from the format texts of [`rpc_events`] and of the hint
+/// events ([`hint_events`]), `None` where an event does not exist on this kernel. The first
 /// four sunrpc events are required; a missing retransmit or hint event leaves its fields
 /// zero-sized (its program is not attached).
 pub fn rpc_layout_from_formats(
     rpc: &[Option<String>; 5],
-    hints: &[Option<String>; 6],
+    hints: &[Option<String>; HINT_EVENT_COUNT],
 ) -> Result<RpcLayout, ProbeError> {
+    let events = rpc_events();
     let mut parsed: Vec<Vec<FormatField>> = Vec::with_capacity(5);
-    for ((event, _), text) in RPC_EVENTS.iter().zip(rpc) {
+    for (event, text) in events.iter().zip(rpc) {
         let fields = match text {
             Some(t) => {
                 parse_format(t).map_err(|detail| ProbeError::BadFormat { event: (*event).to_owned(), detail })?
@@ -228,7 +229,7 @@ pub fn rpc_layout_from_formats(
         };
         parsed.push(fields);
     }
-    let id = |i: usize, name: &str| rpc_field(RPC_EVENTS[i].0, &parsed[i], name, &[4]);
+    let id = |i: usize, name: &str| rpc_field(events[i], &parsed[i], name, &[4]);
     let mut out = RpcLayout {
         begin_task_id: id(0, "task_id")?,
         begin_client_id: id(0, "client_id")?,
@@ -241,14 +242,14 @@ pub fn rpc_layout_from_formats(
         end_status: id(2, "status")?,
         lat_task_id: id(3, "task_id")?,
         lat_client_id: id(3, "client_id")?,
-        lat_rtt: rpc_field(RPC_EVENTS[3].0, &parsed[3], "rtt", &[4, 8])?,
+        lat_rtt: rpc_field(events[3], &parsed[3], "rtt", &[4, 8])?,
         ..RpcLayout::default()
     };
     if rpc[4].is_some() {
         out.rtx_task_id = id(4, "task_id")?;
         out.rtx_client_id = id(4, "client_id")?;
     }
-    for ((slot, (event, _)), text) in out.hint_dev.iter_mut().zip(HINT_EVENTS).zip(hints) {
+    for ((slot, event), text) in out.hint_dev.iter_mut().zip(hint_events()).zip(hints) {
         if let Some(t) = text {
             let fields = parse_format(t).map_err(|detail| ProbeError::BadFormat { event: event.to_owned(), detail })?;
             *slot = rpc_field(event, &fields, "dev", &[4])?;
@@ -306,11 +307,11 @@ impl Tracefs {
             }
         };
         let mut rpc: [Option<String>; 5] = Default::default();
-        for ((event, _), text) in RPC_EVENTS.iter().zip(rpc.iter_mut()) {
+        for (event, text) in rpc_events().iter().zip(rpc.iter_mut()) {
             *text = read("sunrpc", event)?;
         }
-        let mut hints: [Option<String>; 6] = Default::default();
-        for ((event, _), text) in HINT_EVENTS.iter().zip(hints.iter_mut()) {
+        let mut hints: [Option<String>; HINT_EVENT_COUNT] = Default::default();
+        for (event, text) in hint_events().iter().zip(hints.iter_mut()) {
             *text = read("nfs", event)?;
         }
         rpc_layout_from_formats(&rpc, &hints)
@@ -413,8 +414,8 @@ mod tests {
         fs::read_to_string(format!("{}/tests/fixtures/formats/{dir}/{event}", env!("CARGO_MANIFEST_DIR"))).ok()
     }
 
-    fn rpc_formats(dir: &str) -> ([Option<String>; 5], [Option<String>; 6]) {
-        (RPC_EVENTS.map(|(e, _)| fixture(dir, e)), HINT_EVENTS.map(|(e, _)| fixture(dir, e)))
+    fn rpc_formats(dir: &str) -> ([Option<String>; 5], [Option<String>; HINT_EVENT_COUNT]) {
+        (rpc_events().map(|e| fixture(dir, e)), hint_events().map(|e| fixture(dir, e)))
     }
 
     #[test]

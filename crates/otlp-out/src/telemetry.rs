@@ -1,0 +1,63 @@
+//! The agent's own metrics (scope `nasflow.self`), from the descriptors in
+//! [`schema::SELF_METRICS`](crate::schema::SELF_METRICS).
+
+use opentelemetry_proto::tonic::metrics::v1::{metric, AggregationTemporality, Gauge, Metric, NumberDataPoint, Sum};
+
+use crate::{
+    attrs::kv,
+    points::number,
+    schema::{self, Instrument, SelfMetric},
+};
+
+/// The agent's own counters, exported under [`schema::SELF_SCOPE`].
+#[derive(Debug, Clone, Default)]
+pub struct SelfStats {
+    /// Failed export attempts so far.
+    pub export_failures: u64,
+    /// Probe health counters, by reason.
+    pub probe_drops: Vec<(&'static str, u64)>,
+    /// Naming misses so far.
+    pub enrich_misses: u64,
+    /// Kubelet pod tables loaded so far.
+    pub kubelet_refreshes: u64,
+}
+
+/// What the encoder itself knows: series admitted now and folded so far.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeriesStats {
+    pub(crate) admitted: usize,
+    pub(crate) overflowed: u64,
+}
+
+/// The self-telemetry metrics of one request; counters start at `start` (the agent's start).
+pub(crate) fn metrics(stats: &SelfStats, series: SeriesStats, start: u64, now: u64) -> Vec<Metric> {
+    let one = |v: u64| vec![number(vec![], start, now, v)];
+    let values: [(SelfMetric, Vec<NumberDataPoint>); 6] = [
+        (schema::SELF_EXPORT_FAILURES, one(stats.export_failures)),
+        (schema::SELF_SERIES, vec![number(vec![], 0, now, u64::try_from(series.admitted).unwrap_or(u64::MAX))]),
+        (schema::SELF_OVERFLOWED, one(series.overflowed)),
+        (
+            schema::SELF_PROBE_DROPS,
+            stats.probe_drops.iter().map(|(reason, v)| number(vec![kv("reason", *reason)], start, now, *v)).collect(),
+        ),
+        (schema::SELF_ENRICH_MISSES, one(stats.enrich_misses)),
+        (schema::SELF_KUBELET_REFRESHES, one(stats.kubelet_refreshes)),
+    ];
+    values
+        .into_iter()
+        .map(|(m, data_points)| Metric {
+            name: m.name.to_owned(),
+            description: m.description.to_owned(),
+            unit: m.unit.to_owned(),
+            metadata: vec![],
+            data: Some(match m.instrument {
+                Instrument::Gauge => metric::Data::Gauge(Gauge { data_points }),
+                Instrument::Counter | Instrument::Histogram => metric::Data::Sum(Sum {
+                    data_points,
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    is_monotonic: true,
+                }),
+            }),
+        })
+        .collect()
+}

@@ -1,0 +1,152 @@
+//! The one table of nasflow's BPF programs: each program's name in the object, its no-op twin
+//! (the kernel cost baseline), where it attaches and what it is for. Loading, attaching,
+//! `nasflow check`, the benchmarks and the tracefs layouts all read it; a test checks it
+//! against the sections of both compiled objects.
+
+/// Where a program attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// A classic tracepoint `category:event` (its fields are read through tracefs layouts).
+    Tracepoint {
+        /// `nfs` or `sunrpc`.
+        category: &'static str,
+        /// The event.
+        event: &'static str,
+    },
+    /// A kprobe at a function's entry.
+    Kprobe(&'static str),
+    /// A kretprobe at a function's return.
+    Kretprobe(&'static str),
+}
+
+impl Hook {
+    /// The ELF section the C source puts the program in (`SEC(...)`).
+    #[must_use]
+    pub fn section(&self) -> String {
+        match self {
+            Self::Tracepoint { category, event } => format!("tracepoint/{category}/{event}"),
+            Self::Kprobe(f) => format!("kprobe/{f}"),
+            Self::Kretprobe(f) => format!("kretprobe/{f}"),
+        }
+    }
+
+    /// The event of a tracepoint, `None` for kprobes.
+    #[must_use]
+    pub fn event(&self) -> Option<&'static str> {
+        match self {
+            Self::Tracepoint { event, .. } => Some(event),
+            _ => None,
+        }
+    }
+}
+
+/// One BPF program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    /// Its name in `nasflow.bpf.o`.
+    pub name: &'static str,
+    /// The empty program on the same hook in `noop.bpf.o`.
+    pub noop: &'static str,
+    /// Where it attaches.
+    pub hook: Hook,
+}
+
+const fn nfs(name: &'static str, noop: &'static str, event: &'static str) -> Program {
+    Program { name, noop, hook: Hook::Tracepoint { category: "nfs", event } }
+}
+
+const fn sunrpc(name: &'static str, noop: &'static str, event: &'static str) -> Program {
+    Program { name, noop, hook: Hook::Tracepoint { category: "sunrpc", event } }
+}
+
+/// The READ/WRITE/COMMIT data path: bytes, latency and attribution. Required; in the order of
+/// the fields of `struct nasflow_layout`.
+pub const DATA_PATH: [Program; 6] = [
+    nfs("nfs_initiate_read", "noop_rd_init", "nfs_initiate_read"),
+    nfs("nfs_readpage_done", "noop_rd_done", "nfs_readpage_done"),
+    nfs("nfs_initiate_write", "noop_wr_init", "nfs_initiate_write"),
+    nfs("nfs_writeback_done", "noop_wr_done", "nfs_writeback_done"),
+    nfs("nfs_initiate_commit", "noop_cm_init", "nfs_initiate_commit"),
+    nfs("nfs_commit_done", "noop_cm_done", "nfs_commit_done"),
+];
+
+/// `nfs_file_write`/`nfs_file_read` entry and return: who dirtied what (writeback
+/// attribution) and application bytes. Optional: without them buffered writes go to the
+/// flushing context.
+pub const FILE_CALLS: [Program; 4] = [
+    Program { name: "nfs_fwrite_ent", noop: "noop_fw_entry", hook: Hook::Kprobe("nfs_file_write") },
+    Program { name: "nfs_fwrite_ret", noop: "noop_fw_exit", hook: Hook::Kretprobe("nfs_file_write") },
+    Program { name: "nfs_fread_ent", noop: "noop_fr_entry", hook: Hook::Kprobe("nfs_file_read") },
+    Program { name: "nfs_fread_ret", noop: "noop_fr_exit", hook: Hook::Kretprobe("nfs_file_read") },
+];
+
+/// The programs whose pair makes writeback attribution work.
+pub const WRITE_ATTRIBUTION: [&str; 2] = [FILE_CALLS[0].name, FILE_CALLS[1].name];
+
+/// sunrpc: every NFS RPC with its procedure, errno, rtt and retransmissions; in the order of
+/// `struct nasflow_rpc_layout`. The first four are needed together; `xprt_retransmit`
+/// (kernels from 5.12) is optional.
+pub const RPC: [Program; 5] = [
+    sunrpc("rpc_task_begin", "noop_rpc_begin", "rpc_task_begin"),
+    sunrpc("rpc_request", "noop_rpc_req", "rpc_request"),
+    sunrpc("rpc_task_end", "noop_rpc_end", "rpc_task_end"),
+    sunrpc("rpc_stats_lat", "noop_rpc_lat", "rpc_stats_latency"),
+    sunrpc("xprt_retransmit", "noop_rpc_rtx", "xprt_retransmit"),
+];
+
+/// The RPC program whose attachment means RPCs are counted.
+pub const RPC_END: &str = RPC[2].name;
+
+/// Which of [`RPC`] a kernel may lack without losing the others.
+pub const RPC_OPTIONAL: [&str; 1] = [RPC[4].name];
+
+/// nfs events that tell which mount a thread works on (hints), in `hint_dev` order. Each is
+/// optional.
+pub const HINTS: [Program; crate::HINT_EVENT_COUNT] = [
+    nfs("hint_getattr", "noop_h_getattr", "nfs_getattr_enter"),
+    nfs("hint_access", "noop_h_access", "nfs_access_enter"),
+    nfs("hint_lookup", "noop_h_lookup", "nfs_lookup_enter"),
+    nfs("hint_lookup_rv", "noop_h_lkp_rv", "nfs_lookup_revalidate_enter"),
+    nfs("hint_revalidate", "noop_h_reval", "nfs_revalidate_inode_enter"),
+    nfs("hint_open", "noop_h_open", "nfs_atomic_open_enter"),
+];
+
+/// Every program, data path first.
+pub fn all() -> impl Iterator<Item = &'static Program> {
+    DATA_PATH.iter().chain(&FILE_CALLS).chain(&RPC).chain(&HINTS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+
+    use super::*;
+
+    /// (program name, section) of every function symbol in a BPF object.
+    fn programs_of(obj: &[u8]) -> BTreeMap<String, String> {
+        let file = object::File::parse(obj).expect("a BPF ELF");
+        file.symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.is_global())
+            .filter_map(|s| {
+                let section = file.section_by_index(s.section_index()?).ok()?;
+                Some((s.name().ok()?.to_owned(), section.name().ok()?.to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_table_is_what_the_objects_hold() {
+        let probe = programs_of(crate::probe_object());
+        let noop = programs_of(crate::noop_object());
+        for p in all() {
+            assert_eq!(probe.get(p.name), Some(&p.hook.section()), "{} in nasflow.bpf.o", p.name);
+            assert_eq!(noop.get(p.noop), Some(&p.hook.section()), "{} in noop.bpf.o", p.noop);
+        }
+        let listed: Vec<&str> = all().map(|p| p.name).collect();
+        let unlisted: Vec<&String> = probe.keys().filter(|n| !listed.contains(&n.as_str())).collect();
+        assert!(unlisted.is_empty(), "programs missing from the table: {unlisted:?}");
+        assert_eq!(noop.len(), listed.len(), "one no-op per program");
+    }
+}

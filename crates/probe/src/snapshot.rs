@@ -1,0 +1,366 @@
+//! What the probe hands downstream: plain, typed rows of cumulative kernel counters, one
+//! histogram type, and probe health. Reading the maps into them is here too.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::{Duration, SystemTime},
+};
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap},
+    Ebpf,
+};
+use nasflow_probe_bpf::{
+    maps, Health, InflightKey, InflightVal, IoCounters, IoHist, IoKey, Op, ProcName, RpcTask, RpcTaskKey, HIST_SLOTS,
+    OP_MASK, OP_RETRANS, OP_RTT, RPC_RUNNING,
+};
+
+use crate::{map_err, open_map, open_map_mut, ProbeError};
+
+/// A latency histogram in the kernel's log2 slots: slot 0 holds samples of at most 2^-30 s,
+/// slot `s >= 1` samples in (2^(s-31), 2^(s-30)] s. The one histogram type of the pipe: the
+/// probe fills it, jsonl prints it, OTLP encodes its slots one to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram {
+    /// Sample counts per slot.
+    pub slots: [u64; HIST_SLOTS],
+    /// Sum of the samples, ns.
+    pub sum_ns: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self { slots: [0; HIST_SLOTS], sum_ns: 0 }
+    }
+}
+
+impl From<&IoHist> for Histogram {
+    fn from(h: &IoHist) -> Self {
+        Self { slots: h.slots, sum_ns: h.sum_ns }
+    }
+}
+
+impl Histogram {
+    /// Samples: the sum of the slots, so count and buckets always agree.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.slots.iter().sum()
+    }
+
+    /// Adds another histogram's samples.
+    pub fn add(&mut self, o: &Self) {
+        self.sum_ns += o.sum_ns;
+        for (a, b) in self.slots.iter_mut().zip(o.slots) {
+            *a += b;
+        }
+    }
+
+    /// `self - o`, or `None` when any part went down (a reset).
+    #[must_use]
+    pub fn minus(&self, o: &Self) -> Option<Self> {
+        let mut slots = [0; HIST_SLOTS];
+        for (i, s) in slots.iter_mut().enumerate() {
+            *s = self.slots[i].checked_sub(o.slots[i])?;
+        }
+        Some(Self { slots, sum_ns: self.sum_ns.checked_sub(o.sum_ns)? })
+    }
+}
+
+/// Operations that completed with one outcome, and what they moved.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Completed {
+    /// Completed operations.
+    pub ops: u64,
+    /// READ bytes received, WRITE bytes sent; application bytes for `APP_*`.
+    pub bytes: u64,
+    /// Their latencies, start to completion (empty for application bytes).
+    pub latency: Histogram,
+}
+
+/// One (cgroup, device, operation, errno) row of cumulative kernel counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoRow {
+    /// cgroup id (v2 id or v1 memory cgroup kernfs id).
+    pub cgroup: u64,
+    /// NFS super block device as the kernel encodes it (`MAJOR << 20 | MINOR`).
+    pub dev: u32,
+    /// The operation.
+    pub op: Op,
+    /// Positive errno for failed operations, 0 for successes.
+    pub err: u16,
+    /// Operations that completed with this outcome; `None` while the kernel only has wire
+    /// samples for the key (an rtt or a retransmission of an operation not completed yet).
+    pub completed: Option<Completed>,
+    /// Retransmissions of this operation (on the `err == 0` row: a retransmission happens
+    /// before the outcome is known).
+    pub retransmits: u64,
+    /// Round-trip times (request sent to reply received); `None` when the RPC programs are not
+    /// attached or no reply was timed.
+    pub rtt: Option<Histogram>,
+}
+
+impl IoRow {
+    /// An empty row of one key: nothing completed, no wire samples.
+    #[must_use]
+    pub fn new(cgroup: u64, dev: u32, op: Op, err: u16) -> Self {
+        Self { cgroup, dev, op, err, completed: None, retransmits: 0, rtt: None }
+    }
+
+    /// The row with `ops` operations that moved `bytes` completed in it.
+    #[must_use]
+    pub fn with_completed(mut self, ops: u64, bytes: u64, latency: Histogram) -> Self {
+        self.completed = Some(Completed { ops, bytes, latency });
+        self
+    }
+
+    /// The row with retransmissions and round-trip times.
+    #[must_use]
+    pub fn with_wire(mut self, retransmits: u64, rtt: Option<Histogram>) -> Self {
+        self.retransmits = retransmits;
+        self.rtt = rtt;
+        self
+    }
+
+    /// Completed operations, 0 when none.
+    #[must_use]
+    pub fn ops(&self) -> u64 {
+        self.completed.as_ref().map_or(0, |c| c.ops)
+    }
+
+    /// Bytes of the completed operations, 0 when none.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.completed.as_ref().map_or(0, |c| c.bytes)
+    }
+
+    /// `major:minor` of the device, as mountinfo writes it.
+    #[must_use]
+    pub fn dev_string(&self) -> String {
+        dev_string(self.dev)
+    }
+
+    fn completed_mut(&mut self) -> &mut Completed {
+        self.completed.get_or_insert_with(Completed::default)
+    }
+}
+
+/// `major:minor` of a kernel device number (`MAJOR << 20 | MINOR`), as mountinfo writes it.
+#[must_use]
+pub fn dev_string(dev: u32) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xf_ffff)
+}
+
+/// Probe health: what the kernel side could not count, and how full the maps are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeHealth {
+    /// Cumulative health counters, by name.
+    pub counters: Vec<(&'static str, u64)>,
+    /// Counter keys in use and the map's capacity.
+    pub series_used: u64,
+    /// Capacity of the counter map.
+    pub series_capacity: u32,
+    /// Whether the programs are attached now.
+    pub attached: bool,
+    /// Whether the buffered-write kprobe is attached (writeback attribution works).
+    pub write_attribution: bool,
+    /// Whether the sunrpc programs are attached (every RPC, rtt and retransmissions).
+    pub rpc_tracing: bool,
+}
+
+/// RPCs in flight on one device when the snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inflight {
+    /// NFS super block device.
+    pub dev: u32,
+    /// RPCs started and not completed.
+    pub count: u64,
+    /// Age of the oldest of them.
+    pub oldest: Duration,
+}
+
+/// Everything the kernel counted so far, cumulative since load.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// When the maps were read.
+    pub taken_at: Option<SystemTime>,
+    /// Rows, sorted by (cgroup, dev, op, err).
+    pub rows: Vec<IoRow>,
+    /// RPCs in flight per device, sorted by device.
+    pub inflight: Vec<Inflight>,
+    /// Probe health.
+    pub health: ProbeHealth,
+}
+
+/// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+type RowKey = (u64, u32, Op, u16);
+
+/// The row of one key, made empty on first use.
+fn entry(rows: &mut BTreeMap<RowKey, IoRow>, cgroup: u64, dev: u32, op: Op, err: u16) -> &mut IoRow {
+    rows.entry((cgroup, dev, op, err)).or_insert_with(|| IoRow::new(cgroup, dev, op, err))
+}
+
+/// Reads the counter and histogram maps into rows; counts the counter keys in use.
+pub(crate) fn read_rows(
+    ebpf: &Ebpf,
+    names: &HashMap<u16, ProcName>,
+    health: &mut ProbeHealth,
+) -> Result<Vec<IoRow>, ProbeError> {
+    let op_of = |raw: u16| Op::from_raw(raw).or_else(|| names.get(&(raw & OP_MASK)).map(|n| Op::Rpc(*n)));
+    let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> = open_map(ebpf, maps::IO_COUNTERS)?;
+    let hists: BpfHashMap<&MapData, IoKey, IoHist> = open_map(ebpf, maps::IO_HIST)?;
+    let mut rows: BTreeMap<RowKey, IoRow> = BTreeMap::new();
+    // Histograms first, in one pass: operation latencies and, flagged, round-trip times.
+    // Count, buckets and sum come from one entry, so they agree (OTLP requires count =
+    // bucket total). The ops counters are another map, read a moment later: while I/O
+    // runs, ops and the histogram count can differ by what completed in between. Without
+    // a histogram (map full) no latency is reported; the drop is counted in
+    // `histogram_map_full`.
+    for item in &hists {
+        let (key, h) = item.map_err(|e| map_err(maps::IO_HIST, e))?;
+        let Some(op) = op_of(key.op) else {
+            continue;
+        };
+        let r = entry(&mut rows, key.cgroup, key.dev, op, key.err);
+        if key.op & OP_RTT != 0 {
+            r.rtt = Some(Histogram::from(&h));
+        } else {
+            r.completed_mut().latency = Histogram::from(&h);
+        }
+    }
+    for item in &counters {
+        let (key, per_cpu) = item.map_err(|e| map_err(maps::IO_COUNTERS, e))?;
+        health.series_used += 1;
+        let Some(op) = op_of(key.op) else {
+            continue;
+        };
+        let (ops, bytes) = per_cpu.iter().fold((0, 0), |(o, b), c| (o + c.ops, b + c.bytes));
+        if key.op & OP_RETRANS != 0 {
+            entry(&mut rows, key.cgroup, key.dev, op, 0).retransmits += ops;
+            continue;
+        }
+        let c = entry(&mut rows, key.cgroup, key.dev, op, key.err).completed_mut();
+        c.ops += ops;
+        c.bytes += bytes;
+    }
+    Ok(rows.into_values().collect())
+}
+
+/// RPCs in flight per device, from the data path's in-flight map and sunrpc's task map: the
+/// larger count, the older age.
+pub(crate) fn read_inflight(ebpf: &Ebpf) -> Result<Vec<Inflight>, ProbeError> {
+    let inflight: BpfHashMap<&MapData, InflightKey, InflightVal> = open_map(ebpf, maps::INFLIGHT)?;
+    let now = monotonic_ns();
+    let mut per_dev: BTreeMap<u32, Inflight> = BTreeMap::new();
+    for (k, v) in inflight.iter().filter_map(Result::ok) {
+        let age = Duration::from_nanos(now.saturating_sub(v.start_ns));
+        let e = per_dev.entry(k.dev).or_insert(Inflight { dev: k.dev, count: 0, oldest: Duration::ZERO });
+        e.count += 1;
+        e.oldest = e.oldest.max(age);
+    }
+    let tasks: BpfHashMap<&MapData, RpcTaskKey, RpcTask> = open_map(ebpf, maps::RPC_TASKS)?;
+    let mut rpc_per_dev: BTreeMap<u32, (u64, Duration)> = BTreeMap::new();
+    for (_, t) in tasks.iter().filter_map(Result::ok).filter(|(_, t)| t.state == RPC_RUNNING) {
+        let e = rpc_per_dev.entry(t.dev).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(Duration::from_nanos(now.saturating_sub(t.start_ns)));
+    }
+    for (dev, (count, oldest)) in rpc_per_dev {
+        let e = per_dev.entry(dev).or_insert(Inflight { dev, count: 0, oldest: Duration::ZERO });
+        e.count = e.count.max(count);
+        e.oldest = e.oldest.max(oldest);
+    }
+    Ok(per_dev.into_values().collect())
+}
+
+/// The cumulative health counters, by name.
+pub(crate) fn read_health(ebpf: &Ebpf) -> Result<Vec<(&'static str, u64)>, ProbeError> {
+    let health: PerCpuArray<&MapData, u64> = open_map(ebpf, maps::HEALTH)?;
+    Health::ALL
+        .iter()
+        .map(|h| {
+            let total = health.get(&(*h as u32), 0).map_err(|e| map_err(maps::HEALTH, e))?.iter().sum::<u64>();
+            Ok((h.name(), total))
+        })
+        .collect()
+}
+
+/// Deletes every counter and histogram key of the given cgroups. Returns how many counter
+/// keys were removed.
+pub(crate) fn forget_cgroups(ebpf: &mut Ebpf, gone: &HashSet<u64>) -> Result<usize, ProbeError> {
+    let mut removed = 0;
+    {
+        let mut counters: PerCpuHashMap<&mut MapData, IoKey, IoCounters> = open_map_mut(ebpf, maps::IO_COUNTERS)?;
+        let keys: Vec<IoKey> = counters.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
+        for k in &keys {
+            if counters.remove(k).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    let mut hists: BpfHashMap<&mut MapData, IoKey, IoHist> = open_map_mut(ebpf, maps::IO_HIST)?;
+    let keys: Vec<IoKey> = hists.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
+    for k in &keys {
+        let _ = hists.remove(k);
+    }
+    Ok(removed)
+}
+
+/// Deletes in-flight and RPC task records that started before `cutoff_ns` (monotonic).
+pub(crate) fn sweep_inflight(ebpf: &mut Ebpf, cutoff_ns: u64) -> Result<usize, ProbeError> {
+    let mut inflight: BpfHashMap<&mut MapData, InflightKey, InflightVal> = open_map_mut(ebpf, maps::INFLIGHT)?;
+    let stale: Vec<InflightKey> =
+        inflight.iter().filter_map(Result::ok).filter(|(_, v)| v.start_ns < cutoff_ns).map(|(k, _)| k).collect();
+    let mut removed = 0;
+    for k in &stale {
+        if inflight.remove(k).is_ok() {
+            removed += 1;
+        }
+    }
+    let mut tasks: BpfHashMap<&mut MapData, RpcTaskKey, RpcTask> = open_map_mut(ebpf, maps::RPC_TASKS)?;
+    let stale: Vec<RpcTaskKey> = tasks
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, t)| t.state == RPC_RUNNING && t.start_ns < cutoff_ns)
+        .map(|(k, _)| k)
+        .collect();
+    for k in &stale {
+        if tasks.remove(k).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_count_is_its_slots_and_minus_detects_resets() {
+        let mut a = Histogram::default();
+        a.slots[3] = 2;
+        a.slots[20] = 1;
+        a.sum_ns = 900;
+        assert_eq!(a.count(), 3);
+        let mut b = a.clone();
+        b.add(&a);
+        assert_eq!((b.count(), b.sum_ns), (6, 1800));
+        assert_eq!(b.minus(&a), Some(a.clone()));
+        assert_eq!(a.minus(&b), None, "a histogram that went down was reset");
+    }
+
+    #[test]
+    fn a_row_says_whether_anything_completed() {
+        let wire = IoRow::new(7, 1, Op::Read, 0).with_wire(2, None);
+        assert_eq!((wire.completed.is_none(), wire.ops(), wire.bytes()), (true, 0, 0));
+        let done = IoRow::new(7, 1, Op::Read, 0).with_completed(3, 4096, Histogram::default());
+        assert_eq!((done.ops(), done.bytes(), done.dev_string()), (3, 4096, "0:1".to_owned()));
+    }
+}
