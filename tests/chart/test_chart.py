@@ -119,7 +119,7 @@ def test_probes_and_config_checksum_are_wired():
 def test_every_env_var_the_chart_sets_is_one_nasflow_reads():
     ds = (CHART / "templates" / "daemonset.yaml").read_text()
     names = set(re.findall(r"- name: ([A-Z][A-Z0-9_]+)", ds))
-    src = "\n".join(p.read_text() for p in (ROOT / "src").glob("*.rs"))
+    src = "\n".join(p.read_text() for p in (ROOT / "src").rglob("*.rs"))
     for name in names - {"NASFLOW_HOST_IP"}:
         assert f'"{name}"' in src or name.startswith("OTEL_"), f"{name} is not read by nasflow"
         if name.startswith("OTEL_"):

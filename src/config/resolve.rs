@@ -1,0 +1,187 @@
+//! The merged [`Settings`] into what the agent runs with: the built-in defaults for whatever
+//! no layer set, the few checks that involve several settings, and the OTLP resource.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use nasflow_enrich::kubelet::KubeletConfig;
+use nasflow_otlp_out::{
+    encode::{self, EncodeOptions, HistogramKind},
+    transport::{self, TransportConfig},
+};
+
+use super::{
+    settings::Settings,
+    values::{Compression, Header, Histogram, Protocol, Temporality},
+    OtlpConfig, RunConfig,
+};
+
+/// The built-in defaults: the lowest layer. `--help` states them ("[default: ...]" in the
+/// [`Settings`] docs): change both together.
+mod default {
+    use std::time::Duration;
+
+    pub const INTERVAL: Duration = Duration::from_secs(10);
+    pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+    pub const PROC_ROOT: &str = "/proc";
+    pub const MAX_KERNEL_SERIES: u32 = 10_240;
+    pub const KUBELET_REFRESH: Duration = Duration::from_secs(10);
+    pub const OTLP_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const MAX_SERIES: usize = 20_000;
+}
+
+impl Settings {
+    /// What `nasflow run` runs with; an error when it would have nowhere to send metrics.
+    pub fn resolve(self) -> Result<RunConfig> {
+        let otlp = self.otlp();
+        if self.output.is_none() && otlp.is_none() {
+            bail!(
+                "nowhere to send metrics: set --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT), e.g. \
+                 http://otel-collector:4317, or pass --output jsonl to print them"
+            );
+        }
+        let kubelet = match (&self.kubelet_url, &self.node_name) {
+            (None, None) => None,
+            (url, node) => {
+                let mut k = KubeletConfig::in_cluster(node.as_deref().unwrap_or("127.0.0.1"));
+                if let Some(url) = url {
+                    k.url.clone_from(url);
+                }
+                if let Some(t) = self.kubelet_token_file {
+                    k.token_path = Some(t);
+                }
+                if let Some(c) = self.kubelet_ca_file {
+                    k.ca_path = Some(c);
+                }
+                k.insecure_skip_tls_verify = self.kubelet_insecure_skip_tls_verify.unwrap_or(false);
+                Some(k)
+            }
+        };
+        Ok(RunConfig {
+            output: self.output,
+            otlp,
+            interval: self.interval.unwrap_or(default::INTERVAL),
+            health_listen: self.health_listen,
+            cgroup_root: self.cgroup_root.unwrap_or_else(|| PathBuf::from(default::CGROUP_ROOT)),
+            max_kernel_series: self.max_kernel_series.unwrap_or(default::MAX_KERNEL_SERIES),
+            proc_root: self.proc_root.unwrap_or_else(|| PathBuf::from(default::PROC_ROOT)),
+            node_name: self.node_name,
+            kubelet,
+            kubelet_refresh: self.kubelet_refresh.unwrap_or(default::KUBELET_REFRESH),
+            task_labels: self.task_labels.unwrap_or_default().into_iter().filter(|l| !l.is_empty()).collect(),
+        })
+    }
+
+    /// The OTLP settings, or `None` when no layer sets an endpoint.
+    fn otlp(&self) -> Option<OtlpConfig> {
+        let endpoint = self.otlp_endpoint.as_ref()?;
+        let protocol = self.otlp_protocol.unwrap_or(Protocol::Grpc);
+        let timeout = self.otlp_timeout.unwrap_or(default::OTLP_TIMEOUT);
+        Some(OtlpConfig {
+            transport: TransportConfig {
+                protocol: match protocol {
+                    Protocol::Grpc => transport::Protocol::Grpc,
+                    Protocol::HttpProtobuf => transport::Protocol::HttpProtobuf,
+                },
+                endpoint: match protocol {
+                    Protocol::Grpc => endpoint.url.clone(),
+                    Protocol::HttpProtobuf => metrics_url(&endpoint.url, endpoint.exact),
+                },
+                headers: pairs(self.otlp_headers.as_deref().unwrap_or_default()),
+                gzip: self.otlp_compression.unwrap_or(Compression::Gzip) == Compression::Gzip,
+                timeout,
+                ca: self.otlp_certificate.clone(),
+                client_cert: self.otlp_client_certificate.clone(),
+                client_key: self.otlp_client_key.clone(),
+            },
+            encode: EncodeOptions {
+                histogram: match self.histogram.unwrap_or(Histogram::Exponential) {
+                    Histogram::Exponential => HistogramKind::Exponential,
+                    Histogram::Explicit => HistogramKind::Explicit,
+                },
+                temporality: match self.temporality.unwrap_or(Temporality::Cumulative) {
+                    Temporality::Cumulative => encode::Temporality::Cumulative,
+                    Temporality::Delta => encode::Temporality::Delta,
+                },
+                max_series: self.max_series.unwrap_or(default::MAX_SERIES),
+                resource: self.resource(),
+                scope_version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            shutdown_timeout: timeout,
+        })
+    }
+
+    /// The resource: `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME`, then nasflow's own
+    /// (`service.name`, `service.version`, `host.name`, `k8s.node.name`) where not given.
+    fn resource(&self) -> Vec<(String, String)> {
+        let mut attrs = pairs(self.resource_attributes.as_deref().unwrap_or_default());
+        let mut set = |k: &str, v: String, force: bool| match attrs.iter_mut().find(|(key, _)| key == k) {
+            Some(e) if force => e.1 = v,
+            Some(_) => {}
+            None => attrs.push((k.to_owned(), v)),
+        };
+        if let Some(name) = &self.service_name {
+            set("service.name", name.clone(), true);
+        }
+        set("service.name", "nasflow".to_owned(), false);
+        set("service.version", env!("CARGO_PKG_VERSION").to_owned(), false);
+        if let Some(node) = &self.node_name {
+            set("k8s.node.name", node.clone(), false);
+            set("host.name", node.clone(), false);
+        } else if let Some(host) = hostname() {
+            set("host.name", host, false);
+        }
+        attrs
+    }
+}
+
+fn pairs(headers: &[Header]) -> Vec<(String, String)> {
+    headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect()
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
+}
+
+/// For http/protobuf, a collector URL without a path gets `/v1/metrics`, unless it is `exact`
+/// (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, used as given).
+pub fn metrics_url(url: &str, exact: bool) -> String {
+    if exact {
+        return url.to_owned();
+    }
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    match after_scheme.find('/') {
+        Some(i) if after_scheme[i..].trim_end_matches('/').is_empty() => {
+            format!("{}/v1/metrics", url.trim_end_matches('/'))
+        }
+        Some(_) => url.to_owned(),
+        None => format!("{url}/v1/metrics"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Output;
+
+    #[test]
+    fn metrics_path_is_added_to_bare_urls_only() {
+        assert_eq!(metrics_url("http://c:4318", false), "http://c:4318/v1/metrics");
+        assert_eq!(metrics_url("http://c:4318/", false), "http://c:4318/v1/metrics");
+        assert_eq!(metrics_url("http://c:4318/otlp/v1/metrics", false), "http://c:4318/otlp/v1/metrics");
+        assert_eq!(metrics_url("http://c:4318", true), "http://c:4318");
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let cfg = Settings { output: Some(Output::Jsonl), ..Settings::default() }.resolve().expect("ok");
+        assert_eq!(cfg.interval, default::INTERVAL);
+        assert_eq!(cfg.cgroup_root, PathBuf::from("/sys/fs/cgroup"));
+        assert_eq!(cfg.proc_root, PathBuf::from("/proc"));
+        assert_eq!(cfg.max_kernel_series, 10_240);
+        assert_eq!(cfg.kubelet_refresh, Duration::from_secs(10));
+        assert!(cfg.otlp.is_none() && cfg.kubelet.is_none() && cfg.task_labels.is_empty());
+    }
+}

@@ -1,0 +1,287 @@
+//! [`Settings`]: every setting, declared once. The same struct is the command line (clap), the
+//! config file (serde) and the environment (built by [`super::env`]); each source yields a
+//! partial `Settings` and [`Settings::merge`] layers them.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::values::{self, Compression, Endpoint, Header, Histogram, Output, Protocol, Temporality};
+
+/// Every setting, unset (`None`) unless a source gives it. The doc comments are the `--help`
+/// text; each names its environment variables, which a test checks against the env layer.
+/// File keys are the field names, i.e. the long flags with underscores.
+#[allow(clippy::doc_markdown)] // `--help` text: variable names without backticks.
+#[derive(Debug, Default, Clone, PartialEq, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// YAML config file; keys as the long flags, with underscores [env: NASFLOW_CONFIG]
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Where snapshots go besides OTLP (a flag of `run` only, see `RunArgs`).
+    #[arg(skip)]
+    pub output: Option<Output>,
+
+    /// Time between snapshots, e.g. 2s or 500ms; at least 100ms [default: 10s] [env: NASFLOW_INTERVAL,
+    /// OTEL_METRIC_EXPORT_INTERVAL (ms)]
+    #[arg(long, value_parser = values::interval)]
+    #[serde(deserialize_with = "values::file::interval")]
+    pub interval: Option<Duration>,
+
+    /// The host's cgroup mount (a hostPath mount of /sys/fs/cgroup inside a container)
+    /// [default: /sys/fs/cgroup] [env: NASFLOW_CGROUP_ROOT]
+    #[arg(long)]
+    pub cgroup_root: Option<PathBuf>,
+
+    /// The host's /proc (/host/proc in a container); mountinfo comes from `<it>/1/mountinfo`
+    /// [default: /proc] [env: NASFLOW_PROC_ROOT]
+    #[arg(long)]
+    pub proc_root: Option<PathBuf>,
+
+    /// Max (cgroup, device, operation, errno) series the kernel maps hold [default: 10240]
+    /// [env: NASFLOW_MAX_KERNEL_SERIES]
+    #[arg(long, value_parser = values::count::<u32>)]
+    #[serde(deserialize_with = "values::file::count")]
+    pub max_kernel_series: Option<u32>,
+
+    /// This node's name (downward API spec.nodeName); enables the kubelet at `https://<it>:10250`
+    /// [env: K8S_NODE_NAME]
+    #[arg(long)]
+    pub node_name: Option<String>,
+
+    /// Kubelet base URL, e.g. https://10.0.0.4:10250 or the read-only http://127.0.0.1:10255
+    /// [env: NASFLOW_KUBELET_URL]
+    #[arg(long, value_parser = values::http_url)]
+    #[serde(deserialize_with = "values::file::http_url")]
+    pub kubelet_url: Option<String>,
+
+    /// Bearer token file for the kubelet [default: the pod's service account token]
+    /// [env: NASFLOW_KUBELET_TOKEN_FILE]
+    #[arg(long)]
+    pub kubelet_token_file: Option<PathBuf>,
+
+    /// CA bundle for the kubelet's serving certificate [default: the service account CA]
+    /// [env: NASFLOW_KUBELET_CA_FILE]
+    #[arg(long)]
+    pub kubelet_ca_file: Option<PathBuf>,
+
+    /// Accept any kubelet serving certificate (self-signed kubelet certificates); `=false` turns
+    /// it off again [env: NASFLOW_KUBELET_INSECURE_SKIP_TLS_VERIFY]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL",
+        value_parser = values::boolean
+    )]
+    pub kubelet_insecure_skip_tls_verify: Option<bool>,
+
+    /// Kubelet poll period; an unknown container triggers a poll sooner (at most 1/s)
+    /// [default: 10s] [env: NASFLOW_KUBELET_REFRESH]
+    #[arg(long, value_parser = values::duration)]
+    #[serde(deserialize_with = "values::file::duration")]
+    pub kubelet_refresh: Option<Duration>,
+
+    /// Pod labels that name the task (nasflow.task), first present wins, comma-separated
+    /// [env: NASFLOW_TASK_LABELS]
+    #[arg(long, value_delimiter = ',')]
+    pub task_labels: Option<Vec<String>>,
+
+    /// OTLP collector URL; for http/protobuf /v1/metrics is added to a bare URL, except from
+    /// the METRICS variable [env: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT]
+    #[arg(long, value_parser = values::endpoint)]
+    pub otlp_endpoint: Option<Endpoint>,
+
+    /// OTLP protocol [default: grpc] [env: OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    /// OTEL_EXPORTER_OTLP_PROTOCOL]
+    #[arg(long, value_enum)]
+    pub otlp_protocol: Option<Protocol>,
+
+    /// Extra header KEY=VALUE, repeatable; merged by name with the lower layers' (file key
+    /// otlp_headers) [env: OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_HEADERS, as
+    /// k1=v1,k2=v2]
+    #[arg(long = "otlp-header", value_name = "KEY=VALUE", value_parser = values::header)]
+    #[serde(alias = "otlp_header")]
+    pub otlp_headers: Option<Vec<Header>>,
+
+    /// OTLP compression [default: gzip] [env: OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+    /// OTEL_EXPORTER_OTLP_COMPRESSION]
+    #[arg(long, value_enum)]
+    pub otlp_compression: Option<Compression>,
+
+    /// Per-export timeout, e.g. 10s [default: 10s] [env: OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    /// OTEL_EXPORTER_OTLP_TIMEOUT (ms)]
+    #[arg(long, value_parser = values::duration)]
+    #[serde(deserialize_with = "values::file::duration")]
+    pub otlp_timeout: Option<Duration>,
+
+    /// CA bundle to verify the collector [default: the system roots]
+    /// [env: OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE, OTEL_EXPORTER_OTLP_CERTIFICATE]
+    #[arg(long)]
+    pub otlp_certificate: Option<PathBuf>,
+
+    /// Client certificate for mTLS [env: OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE,
+    /// OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE]
+    #[arg(long)]
+    pub otlp_client_certificate: Option<PathBuf>,
+
+    /// Client key for mTLS [env: OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY, OTEL_EXPORTER_OTLP_CLIENT_KEY]
+    #[arg(long)]
+    pub otlp_client_key: Option<PathBuf>,
+
+    /// Histogram encoding [default: exponential] [env: NASFLOW_HISTOGRAM]
+    #[arg(long, value_enum)]
+    pub histogram: Option<Histogram>,
+
+    /// Temporality [default: cumulative] [env: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+    /// case-insensitive, lowmemory means delta]
+    #[arg(long, value_enum)]
+    pub temporality: Option<Temporality>,
+
+    /// Series one node sends at most; the rest fold into otel.metric.overflow series
+    /// [default: 20000] [env: NASFLOW_MAX_SERIES]
+    #[arg(long, value_parser = values::count::<usize>)]
+    #[serde(deserialize_with = "values::file::count")]
+    pub max_series: Option<usize>,
+
+    /// Serve /healthz and /readyz on this address, e.g. 0.0.0.0:9808; off by default
+    /// [env: NASFLOW_HEALTH_LISTEN]
+    #[arg(long, value_parser = values::socket_addr)]
+    pub health_listen: Option<SocketAddr>,
+
+    /// Resource attributes from `OTEL_RESOURCE_ATTRIBUTES` (environment only).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub resource_attributes: Option<Vec<Header>>,
+
+    /// `service.name` from `OTEL_SERVICE_NAME` (environment only).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub service_name: Option<String>,
+}
+
+impl Settings {
+    /// These settings with every one that `over` sets replaced: `over` is the higher layer.
+    /// Headers merge by name instead, so a header from the file survives the environment's
+    /// (typically a Secret's) unless the environment names the same header.
+    #[must_use]
+    pub fn merge(self, over: Settings) -> Settings {
+        // Destructured, so a new field cannot be forgotten here.
+        let Settings {
+            config,
+            output,
+            interval,
+            cgroup_root,
+            proc_root,
+            max_kernel_series,
+            node_name,
+            kubelet_url,
+            kubelet_token_file,
+            kubelet_ca_file,
+            kubelet_insecure_skip_tls_verify,
+            kubelet_refresh,
+            task_labels,
+            otlp_endpoint,
+            otlp_protocol,
+            otlp_headers,
+            otlp_compression,
+            otlp_timeout,
+            otlp_certificate,
+            otlp_client_certificate,
+            otlp_client_key,
+            histogram,
+            temporality,
+            max_series,
+            health_listen,
+            resource_attributes,
+            service_name,
+        } = over;
+        Settings {
+            config: config.or(self.config),
+            output: output.or(self.output),
+            interval: interval.or(self.interval),
+            cgroup_root: cgroup_root.or(self.cgroup_root),
+            proc_root: proc_root.or(self.proc_root),
+            max_kernel_series: max_kernel_series.or(self.max_kernel_series),
+            node_name: node_name.or(self.node_name),
+            kubelet_url: kubelet_url.or(self.kubelet_url),
+            kubelet_token_file: kubelet_token_file.or(self.kubelet_token_file),
+            kubelet_ca_file: kubelet_ca_file.or(self.kubelet_ca_file),
+            kubelet_insecure_skip_tls_verify: kubelet_insecure_skip_tls_verify
+                .or(self.kubelet_insecure_skip_tls_verify),
+            kubelet_refresh: kubelet_refresh.or(self.kubelet_refresh),
+            task_labels: task_labels.or(self.task_labels),
+            otlp_endpoint: otlp_endpoint.or(self.otlp_endpoint),
+            otlp_protocol: otlp_protocol.or(self.otlp_protocol),
+            otlp_headers: merge_headers(self.otlp_headers, otlp_headers),
+            otlp_compression: otlp_compression.or(self.otlp_compression),
+            otlp_timeout: otlp_timeout.or(self.otlp_timeout),
+            otlp_certificate: otlp_certificate.or(self.otlp_certificate),
+            otlp_client_certificate: otlp_client_certificate.or(self.otlp_client_certificate),
+            otlp_client_key: otlp_client_key.or(self.otlp_client_key),
+            histogram: histogram.or(self.histogram),
+            temporality: temporality.or(self.temporality),
+            max_series: max_series.or(self.max_series),
+            health_listen: health_listen.or(self.health_listen),
+            resource_attributes: resource_attributes.or(self.resource_attributes),
+            service_name: service_name.or(self.service_name),
+        }
+    }
+}
+
+/// The lower layer's headers whose names the higher layer does not set, then the higher's.
+fn merge_headers(under: Option<Vec<Header>>, over: Option<Vec<Header>>) -> Option<Vec<Header>> {
+    match (under, over) {
+        (Some(under), Some(over)) => {
+            let mut merged: Vec<Header> =
+                under.into_iter().filter(|h| !over.iter().any(|o| o.name.eq_ignore_ascii_case(&h.name))).collect();
+            merged.extend(over);
+            Some(merged)
+        }
+        (under, over) => over.or(under),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, value: &str) -> Header {
+        Header { name: name.into(), value: value.into() }
+    }
+
+    #[test]
+    fn the_higher_layer_wins_and_unset_falls_through() {
+        let under = Settings {
+            interval: Some(Duration::from_secs(5)),
+            cgroup_root: Some("/under".into()),
+            task_labels: Some(vec!["a".into()]),
+            ..Settings::default()
+        };
+        let over =
+            Settings { interval: Some(Duration::from_secs(2)), task_labels: Some(vec![]), ..Settings::default() };
+        let merged = under.merge(over);
+        assert_eq!(merged.interval, Some(Duration::from_secs(2)));
+        assert_eq!(merged.cgroup_root, Some("/under".into()));
+        assert_eq!(merged.task_labels, Some(vec![]), "a list is replaced, not appended to");
+        assert_eq!(Settings::default().merge(Settings::default()), Settings::default());
+    }
+
+    #[test]
+    fn headers_merge_by_name() {
+        let under = Settings {
+            otlp_headers: Some(vec![header("authorization", "secret"), header("x-tenant", "a")]),
+            ..Settings::default()
+        };
+        let over = Settings { otlp_headers: Some(vec![header("X-Tenant", "b")]), ..Settings::default() };
+        assert_eq!(
+            under.clone().merge(over).otlp_headers,
+            Some(vec![header("authorization", "secret"), header("X-Tenant", "b")])
+        );
+        assert_eq!(under.clone().merge(Settings::default()).otlp_headers, under.otlp_headers);
+    }
+}
