@@ -4,16 +4,19 @@
 use std::{
     fmt::Write as _,
     net::ToSocketAddrs,
-    path::{Path, PathBuf},
+    path::Path,
     time::Duration,
 };
 
 use nasflow_enrich::{
     cgroup::CgroupHierarchy,
     kubelet::{parse_pod_list, KubeletClient},
-    mountinfo::parse_mountinfo,
+    mountinfo::{host_mountinfo, parse_mountinfo},
 };
-use nasflow_probe::tracefs::{Tracefs, TRACEFS_PATHS};
+use nasflow_probe::{
+    preflight::{self, DataPath, RpcTracing},
+    tracefs::TRACEFS_PATHS,
+};
 use serde::Serialize;
 
 use crate::config::RunConfig;
@@ -125,20 +128,19 @@ pub fn check_caps(caps: u64, kernel: Option<(u32, u32)>) -> Item {
 }
 
 fn check_btf(path: &Path) -> Item {
-    if path.is_file() {
-        item("btf", Status::Ok, path.display().to_string(), None)
-    } else {
-        item(
+    match preflight::btf(path) {
+        Ok(()) => item("btf", Status::Ok, path.display().to_string(), None),
+        Err(_) => item(
             "btf",
             Status::Fail,
             format!("{} missing", path.display()),
             Some("use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since 5.8), and mount /sys/kernel/btf into the container"),
-        )
+        ),
     }
 }
 
 fn check_tracepoints(can_mount: bool) -> Vec<Item> {
-    let Some(root) = TRACEFS_PATHS.iter().find(|p| Path::new(p).join("events").is_dir()) else {
+    let Some(tracefs) = preflight::mounted_tracefs() else {
         if can_mount {
             return vec![item(
                 "tracefs",
@@ -156,58 +158,53 @@ fn check_tracepoints(can_mount: bool) -> Vec<Item> {
             Some("mount the host's /sys/kernel/tracing into the container (the chart does), or grant CAP_SYS_ADMIN so nasflow mounts it"),
         )];
     };
-    let mut out = vec![item("tracefs", Status::Ok, *root, None)];
-    let tracefs = Tracefs::at(PathBuf::from(root));
-    let nfs_loaded = Path::new("/sys/module/nfs").exists();
-    out.push(match tracefs.read_layout() {
-        Ok(Some(_)) => item("nfs tracepoints", Status::Ok, "nfs:nfs_initiate_read … nfs_commit_done readable", None),
-        Ok(None) if !nfs_loaded => item(
+    let mut out = vec![item("tracefs", Status::Ok, tracefs.root().display().to_string(), None)];
+    out.push(match preflight::data_path(&tracefs) {
+        DataPath::Ready(_) => {
+            let events = nasflow_probe::tracefs::probe_events();
+            item("nfs tracepoints", Status::Ok, format!("{} readable", events.join(", ")), None)
+        }
+        DataPath::NotLoaded => item(
             "nfs tracepoints",
             Status::Warn,
             "the nfs module is not loaded yet",
             Some("nothing to do: nasflow attaches when the first NFS mount loads it"),
         ),
-        Ok(None) => item(
+        DataPath::NoEvents => item(
             "nfs tracepoints",
             Status::Fail,
             "the nfs module is loaded but has no nfs:* tracepoints",
             Some("use a kernel built with CONFIG_TRACEPOINTS and NFS tracing"),
         ),
-        Err(e) => item(
+        DataPath::Unsupported(e) => item(
             "nfs tracepoints",
             Status::Fail,
             e.to_string(),
             Some("this kernel's NFS tracepoints are not supported"),
         ),
     });
-    if tracefs.has_event("sunrpc", "rpc_task_begin") {
-        out.push(match tracefs.read_rpc_layout() {
-            Ok(l) if l.rtx_task_id.size == 0 => item(
-                "sunrpc tracepoints",
-                Status::Warn,
-                "no sunrpc:xprt_retransmit (before 5.12)",
-                Some("retransmissions are not counted; everything else works"),
-            ),
-            Ok(_) => item(
-                "sunrpc tracepoints",
-                Status::Ok,
-                "rpc_task_begin, rpc_request, rpc_task_end, rpc_stats_latency, xprt_retransmit",
-                None,
-            ),
-            Err(e) => item(
-                "sunrpc tracepoints",
-                Status::Warn,
-                e.to_string(),
-                Some("only READ, WRITE and COMMIT are counted (no metadata operations, rtt or retransmissions)"),
-            ),
-        });
-    } else if nfs_loaded {
-        out.push(item(
+    let rpc_events = nasflow_probe::tracefs::rpc_events();
+    match preflight::rpc_tracing(&tracefs) {
+        RpcTracing::Full(_) => out.push(item("sunrpc tracepoints", Status::Ok, rpc_events.join(", "), None)),
+        RpcTracing::NoRetransmits(_) => out.push(item(
+            "sunrpc tracepoints",
+            Status::Warn,
+            "no sunrpc:xprt_retransmit (before 5.12)",
+            Some("retransmissions are not counted; everything else works"),
+        )),
+        RpcTracing::Unsupported(e) => out.push(item(
+            "sunrpc tracepoints",
+            Status::Warn,
+            e.to_string(),
+            Some("only READ, WRITE and COMMIT are counted (no metadata operations, rtt or retransmissions)"),
+        )),
+        RpcTracing::Absent if preflight::nfs_module_loaded() => out.push(item(
             "sunrpc tracepoints",
             Status::Warn,
             "no sunrpc:* tracepoints",
             Some("only READ, WRITE and COMMIT are counted"),
-        ));
+        )),
+        RpcTracing::Absent => {}
     }
     out
 }
@@ -226,7 +223,7 @@ fn check_cgroups(root: &Path) -> Item {
 }
 
 fn check_mounts(proc_root: &Path) -> Item {
-    let path = proc_root.join("1/mountinfo");
+    let path = host_mountinfo(proc_root);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let (mounts, skipped) = parse_mountinfo(&text);

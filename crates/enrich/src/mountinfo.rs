@@ -139,6 +139,13 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
     })
 }
 
+/// The host's mount table under a /proc root (`/host/proc` in a container): the view of the
+/// host's init process, which sees every pod's volume mounts.
+#[must_use]
+pub fn host_mountinfo(proc_root: &std::path::Path) -> std::path::PathBuf {
+    proc_root.join("1/mountinfo")
+}
+
 /// The NFS mounts in a mountinfo text, by device. Lines that are not NFS, or that cannot be
 /// parsed, are skipped; the count of unparsable lines is returned beside the mounts.
 #[must_use]

@@ -210,7 +210,7 @@ impl Enricher {
             }
             None => None,
         };
-        let path = cfg.proc_root.join("1/mountinfo");
+        let path = crate::mountinfo::host_mountinfo(&cfg.proc_root);
         let watched = path.clone();
         let mounts = Refreshed::spawn("mountinfo", MountTable::new(), MOUNTS_EVERY, MIN_GAP, move || {
             let path = path.clone();

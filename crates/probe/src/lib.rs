@@ -3,10 +3,11 @@
 //! cumulative [`Snapshot`]s. No names, no network: cgroup ids and device numbers only.
 
 mod attach;
+pub mod preflight;
 pub mod snapshot;
 pub mod tracefs;
 
-use std::{collections::HashSet, fs, io, os::unix::fs::MetadataExt, path::PathBuf, time::SystemTime};
+use std::{collections::HashSet, io, path::PathBuf, time::SystemTime};
 
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, MapError},
@@ -27,8 +28,7 @@ use crate::{
     tracefs::Tracefs,
 };
 
-/// Where the kernel publishes its own BTF; without it CO-RE cannot work.
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub use preflight::VMLINUX_BTF;
 
 /// Why the probe cannot start or read.
 #[derive(Debug, thiserror::Error)]
@@ -171,16 +171,14 @@ pub struct Probe {
 }
 
 fn nfs_module_instance() -> ModuleInstance {
-    ModuleInstance(fs::metadata("/sys/module/nfs").ok().map(|m| m.ino()))
+    ModuleInstance(preflight::nfs_module_inode())
 }
 
 impl Probe {
     /// Checks the kernel's prerequisites and prepares the probe. Nothing is loaded until the
     /// nfs module's tracepoints exist: call [`Probe::poll`] (every second or so).
     pub fn new(opts: ProbeOptions) -> Result<Self, ProbeError> {
-        if !opts.btf_path.is_file() {
-            return Err(ProbeError::NoBtf { path: opts.btf_path });
-        }
+        preflight::btf(&opts.btf_path)?;
         let tracefs = Tracefs::find_or_mount()?;
         raise_memlock();
         Ok(Self { opts, tracefs, ebpf: None, layout: None, rpc_layout: None, attachment: None, failed_for: None })
@@ -280,12 +278,16 @@ impl Probe {
             self.ebpf = None;
         }
         if self.ebpf.is_none() {
-            let rpc = match self.tracefs.read_rpc_layout() {
-                Ok(l) => Some(l),
-                Err(e) => {
+            let rpc = match preflight::rpc_tracing(&self.tracefs) {
+                preflight::RpcTracing::Unsupported(e) => {
                     tracing::warn!(error = %e, "sunrpc tracepoints unusable: only READ, WRITE and COMMIT are counted (no metadata operations, rtt or retransmissions)");
                     None
                 }
+                preflight::RpcTracing::Absent => {
+                    tracing::warn!("no sunrpc tracepoints: only READ, WRITE and COMMIT are counted (no metadata operations, rtt or retransmissions)");
+                    None
+                }
+                usable => usable.layout(),
             };
             self.load(layout, rpc)?;
         }
@@ -328,7 +330,7 @@ impl Probe {
         };
         let present = |p: &programs::Program| {
             if programs::RPC_OPTIONAL.contains(&p.name) {
-                rpc.rtx_task_id.size > 0
+                preflight::has_retransmits(&rpc)
             } else if let Some(i) = programs::HINTS.iter().position(|h| h.name == p.name) {
                 rpc.hint_dev[i].size > 0
             } else {

@@ -267,10 +267,8 @@ pub struct Tracefs {
 impl Tracefs {
     /// Finds tracefs where aya looks for it, mounting it at the first place when absent.
     pub fn find_or_mount() -> Result<Self, ProbeError> {
-        for p in TRACEFS_PATHS {
-            if Path::new(p).join("events").is_dir() {
-                return Ok(Self { root: PathBuf::from(p) });
-            }
+        if let Some(t) = crate::preflight::mounted_tracefs() {
+            return Ok(t);
         }
         let target = TRACEFS_PATHS[0];
         mount_tracefs(target).map_err(|source| ProbeError::Tracefs { target: target.into(), source })?;
@@ -282,6 +280,12 @@ impl Tracefs {
     #[must_use]
     pub fn at(root: PathBuf) -> Self {
         Self { root }
+    }
+
+    /// Where it is mounted.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The format file of `category:event`.
