@@ -1,7 +1,7 @@
 //! Cost of naming one interval's series: 10,000 (cgroup, device) pairs, 5,000 containers in
 //! 2,500 pods, two NFS devices, all known (the steady state). BENCHMARKS.md records it.
 
-use std::{collections::HashMap, hint::black_box, sync::Arc, time::Instant};
+use std::{collections::HashMap, hint::black_box, time::Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use nasflow_enrich::{
@@ -9,6 +9,7 @@ use nasflow_enrich::{
     kubelet::parse_pod_list,
     mountinfo::parse_mountinfo,
     names::{name_pairs, NameCache},
+    refresh::Versioned,
 };
 
 fn setup() -> (CgroupTable, nasflow_enrich::kubelet::PodIndex, nasflow_enrich::names::MountTable, Vec<(u64, u32)>) {
@@ -51,7 +52,7 @@ fn setup() -> (CgroupTable, nasflow_enrich::kubelet::PodIndex, nasflow_enrich::n
 
 fn bench(c: &mut Criterion) {
     let (table, index, mounts, pairs) = setup();
-    let (index, mounts) = (Arc::new(index), Arc::new(mounts));
+    let (index, mounts) = (Versioned::new(index, 1), Versioned::new(mounts, 1));
     let seen = Instant::now();
     // Every interval after the first: tables unchanged, everything cached.
     let mut namer = CgroupNamer::default();
@@ -66,9 +67,11 @@ fn bench(c: &mut Criterion) {
         });
     });
     // The interval after the kubelet and mountinfo were re-read: pods re-joined, NAS rebuilt.
+    let mut version = 1;
     c.bench_function("name 10k series, new pod and mount tables", |b| {
         b.iter(|| {
-            let (i, m) = (Arc::new((*index).clone()), Arc::new((*mounts).clone()));
+            version += 1;
+            let (i, m) = (Versioned::new((*index.value).clone(), version), Versioned::new((*mounts.value).clone(), version));
             black_box(name_pairs(&mut namer, &mut cache, &table, Some(&i), &m, black_box(&pairs), seen))
         });
     });

@@ -275,10 +275,10 @@ impl Enricher {
         // not name asks for a refresh, each source at most once and bounded, and is named again.
         let mut table = self.cgroups.current();
         let mut index = self.pods.as_ref().map(Refreshed::current);
-        let mut names = self.name(&table, index.as_deref(), &mounts.value, pairs, seen_at);
+        let mut names = self.name(&table, index.as_deref(), &mounts, pairs, seen_at);
         if names.workloads.values().any(|w| w.cgroup_path.is_none() && !w.gone) {
             table = self.cgroups.fresh_since(seen_at, budget).await;
-            names = self.name(&table, index.as_deref(), &mounts.value, pairs, seen_at);
+            names = self.name(&table, index.as_deref(), &mounts, pairs, seen_at);
         }
         if let Some(pods) = &self.pods {
             let unknown: Vec<String> = names
@@ -291,7 +291,7 @@ impl Enricher {
             if !unknown.is_empty() {
                 index = Some(pods.fresh_since(seen_at, budget).await);
                 self.waited_containers.extend(unknown);
-                names = self.name(&table, index.as_deref(), &mounts.value, pairs, seen_at);
+                names = self.name(&table, index.as_deref(), &mounts, pairs, seen_at);
             }
         }
         if let Some(index) = &index {
@@ -310,11 +310,11 @@ impl Enricher {
         &mut self,
         cgroups: &CgroupTable,
         pods: Option<&Versioned<PodIndex>>,
-        mounts: &Arc<MountTable>,
+        mounts: &Versioned<MountTable>,
         pairs: &[(u64, u32)],
         seen_at: Instant,
     ) -> Names {
-        name_pairs(&mut self.namer, &mut self.cache, cgroups, pods.map(|p| &p.value), mounts, pairs, seen_at)
+        name_pairs(&mut self.namer, &mut self.cache, cgroups, pods, mounts, pairs, seen_at)
     }
 
     /// Forgets cgroups whose series were dropped.
@@ -366,7 +366,8 @@ fn watch_mounts(path: PathBuf, mounts: Refreshed<MountTable>, changed: Arc<std::
 #[derive(Debug, Default)]
 pub struct NameCache {
     workloads: HashMap<u64, CachedWorkload>,
-    mounts_key: usize,
+    /// The mount table version the NAS views were built from.
+    mounts_version: Option<u64>,
     /// Device to pod UID to the index of the pod's own mount point of the device.
     pod_mounts: HashMap<u32, HashMap<String, usize>>,
     nas: HashMap<(u32, Option<usize>), Arc<NasView>>,
@@ -376,7 +377,8 @@ pub struct NameCache {
 struct CachedWorkload {
     path: Arc<str>,
     parsed: CgroupWorkload,
-    pods_key: usize,
+    /// The pod table version the workload was joined with (`None`: no kubelet).
+    pods_version: Option<u64>,
     workload: Arc<Workload>,
     misses: u64,
 }
@@ -408,8 +410,8 @@ pub fn name_pairs(
     namer: &mut CgroupNamer,
     cache: &mut NameCache,
     cgroups: &CgroupTable,
-    pods: Option<&Arc<PodIndex>>,
-    mounts: &Arc<MountTable>,
+    pods: Option<&Versioned<PodIndex>>,
+    mounts: &Versioned<MountTable>,
     pairs: &[(u64, u32)],
     seen_at: Instant,
 ) -> Names {
@@ -418,22 +420,22 @@ pub fn name_pairs(
         nas: HashMap::with_capacity(pairs.len()),
         ..Names::default()
     };
-    let pods_key = pods.map_or(0, |p| Arc::as_ptr(p) as usize);
-    let pods = pods.map(AsRef::as_ref);
+    let pods_version = pods.map(|p| p.version);
+    let pods = pods.map(|p| p.value.as_ref());
     for &(id, _) in pairs {
         if found.workloads.contains_key(&id) {
             continue;
         }
         let workload = match namer.name(cgroups, id, seen_at) {
             CgroupName::Path(path) => match cache.workloads.get_mut(&id) {
-                Some(c) if (Arc::ptr_eq(&c.path, &path) || c.path == path) && c.pods_key == pods_key => {
+                Some(c) if (Arc::ptr_eq(&c.path, &path) || c.path == path) && c.pods_version == pods_version => {
                     found.misses += c.misses;
                     Arc::clone(&c.workload)
                 }
                 Some(c) if c.path == path => {
                     let (w, miss) = join_pods(path, &c.parsed, pods);
                     let w = Arc::new(w);
-                    c.pods_key = pods_key;
+                    c.pods_version = pods_version;
                     c.workload = Arc::clone(&w);
                     c.misses = miss;
                     found.misses += miss;
@@ -443,7 +445,7 @@ pub fn name_pairs(
                     let parsed = parse_cgroup_path(&path);
                     let (w, miss) = join_pods(Arc::clone(&path), &parsed, pods);
                     let w = Arc::new(w);
-                    let entry = CachedWorkload { path, parsed, pods_key, workload: Arc::clone(&w), misses: miss };
+                    let entry = CachedWorkload { path, parsed, pods_version, workload: Arc::clone(&w), misses: miss };
                     cache.workloads.insert(id, entry);
                     found.misses += miss;
                     w
@@ -470,9 +472,10 @@ pub fn name_pairs(
         found.workloads.insert(id, workload);
     }
 
-    let mounts_key = Arc::as_ptr(mounts) as usize;
-    if mounts_key != cache.mounts_key {
-        cache.mounts_key = mounts_key;
+    let version = mounts.version;
+    let mounts = mounts.value.as_ref();
+    if cache.mounts_version != Some(version) {
+        cache.mounts_version = Some(version);
         cache.nas.clear();
         cache.pod_mounts.clear();
         for (dev, m) in mounts.iter() {
@@ -503,6 +506,26 @@ pub fn name_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mountinfo::parse_mountinfo;
+
+    #[test]
+    fn nas_views_follow_the_mount_table_version_not_its_address() {
+        let table = CgroupTable::from_paths(Instant::now(), HashMap::from([(7, "/system.slice/a".to_owned())]));
+        let (mut namer, mut cache) = (CgroupNamer::default(), NameCache::default());
+        let mounts = |server: &str, version| {
+            let line = format!("1 0 0:61 / /srv/a rw - nfs {server}:/a rw,vers=3\n");
+            Versioned::new(parse_mountinfo(&line).0, version)
+        };
+        let now = Instant::now();
+        let first = name_pairs(&mut namer, &mut cache, &table, None, &mounts("10.0.0.1", 1), &[(7, 61)], now);
+        // The same version again, even in a new allocation: the cached view is reused.
+        let same = name_pairs(&mut namer, &mut cache, &table, None, &mounts("10.0.0.1", 1), &[(7, 61)], now);
+        assert!(Arc::ptr_eq(&first.nas[&(61, 7)], &same.nas[&(61, 7)]));
+        // A new version names the device anew, whatever address the table has.
+        let moved = name_pairs(&mut namer, &mut cache, &table, None, &mounts("10.0.0.9", 2), &[(7, 61)], now);
+        assert_eq!(moved.nas[&(61, 7)].server, "10.0.0.9");
+        assert_eq!(moved.devices[&61].server, "10.0.0.9");
+    }
 
     #[test]
     fn attributes_inside_and_outside_pods() {

@@ -20,6 +20,17 @@ pub struct Versioned<T> {
     pub loaded_at: Option<Instant>,
     /// Whether the last load failed (the value is then the last good one).
     pub stale: bool,
+    /// Which load produced the value: 0 for the initial value, then one more per successful
+    /// load. Caches built from a table compare this, never the table's address.
+    pub version: u64,
+}
+
+impl<T> Versioned<T> {
+    /// A table as published by its `version`-th load (for tests and benchmarks).
+    #[must_use]
+    pub fn new(value: T, version: u64) -> Self {
+        Self { value: Arc::new(value), loaded_at: None, stale: false, version }
+    }
 }
 
 /// Reader side of a refreshed table.
@@ -45,12 +56,13 @@ impl<T: Send + Sync + 'static> Refreshed<T> {
         Fut: Future<Output = Result<T, E>> + Send,
         E: Display,
     {
-        let (tx, rx) = watch::channel(Arc::new(Versioned { value: Arc::new(initial), loaded_at: None, stale: false }));
+        let (tx, rx) = watch::channel(Arc::new(Versioned::new(initial, 0)));
         let wake = Arc::new(Notify::new());
         let task_wake = Arc::clone(&wake);
         tokio::spawn(async move {
             let mut last: Option<Instant> = None;
             let mut failing = false;
+            let mut version = 0;
             loop {
                 if let Some(last) = last {
                     tokio::select! {
@@ -70,7 +82,8 @@ impl<T: Send + Sync + 'static> Refreshed<T> {
                             tracing::info!(source = name, "recovered");
                             failing = false;
                         }
-                        let v = Versioned { value: Arc::new(value), loaded_at: Some(started), stale: false };
+                        version += 1;
+                        let v = Versioned { value: Arc::new(value), loaded_at: Some(started), stale: false, version };
                         if tx.send(Arc::new(v)).is_err() {
                             return;
                         }
@@ -81,7 +94,7 @@ impl<T: Send + Sync + 'static> Refreshed<T> {
                             failing = true;
                         }
                         let prev = Arc::clone(&tx.borrow().value);
-                        let v = Versioned { value: prev, loaded_at: Some(started), stale: true };
+                        let v = Versioned { value: prev, loaded_at: Some(started), stale: true, version };
                         if tx.send(Arc::new(v)).is_err() {
                             return;
                         }
@@ -142,16 +155,16 @@ mod tests {
             }
         });
         let v = r.fresh_since(t0, Duration::from_secs(5)).await;
-        assert_eq!(*v.value, 1);
+        assert_eq!((*v.value, v.version), (1, 1));
         let t1 = Instant::now();
         let v = r.fresh_since(t1, Duration::from_secs(5)).await;
         assert_eq!(*v.value, 2);
         assert!(t1.elapsed() >= Duration::from_millis(40), "rate limit");
         // The third load fails: the value stays, marked stale.
         let v = r.fresh_since(Instant::now(), Duration::from_secs(5)).await;
-        assert_eq!((*v.value, v.stale), (2, true));
+        assert_eq!((*v.value, v.stale, v.version), (2, true, 2), "a failed load keeps the version");
         let v = r.fresh_since(Instant::now(), Duration::from_secs(5)).await;
-        assert_eq!((*v.value, v.stale), (4, false));
+        assert_eq!((*v.value, v.stale, v.version), (4, false, 3));
     }
 
     #[tokio::test]
