@@ -1,12 +1,7 @@
 //! `nasflow check`: a preflight that says, requirement by requirement, whether the agent can
 //! see NFS traffic on this node and name its pods, and what to do when it cannot.
 
-use std::{
-    fmt::Write as _,
-    net::ToSocketAddrs,
-    path::Path,
-    time::Duration,
-};
+use std::{fmt::Write as _, net::ToSocketAddrs, path::Path, time::Duration};
 
 use nasflow_enrich::{
     cgroup::CgroupHierarchy,

@@ -71,7 +71,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("name 10k series, new pod and mount tables", |b| {
         b.iter(|| {
             version += 1;
-            let (i, m) = (Versioned::new((*index.value).clone(), version), Versioned::new((*mounts.value).clone(), version));
+            let (i, m) =
+                (Versioned::new((*index.value).clone(), version), Versioned::new((*mounts.value).clone(), version));
             black_box(name_pairs(&mut namer, &mut cache, &table, Some(&i), &m, black_box(&pairs), seen))
         });
     });

@@ -36,6 +36,9 @@ pub mod abi {
 
 pub mod programs;
 
+#[cfg(test)]
+mod btf_check;
+
 /// An ABI number as the `u16` the kernel stores it in; refused at compile time if it does not
 /// fit.
 #[allow(clippy::cast_possible_truncation)] // checked by the assert
