@@ -478,7 +478,7 @@ pub fn name_pairs(
         cache.mounts_version = Some(version);
         cache.nas.clear();
         cache.pod_mounts.clear();
-        for (dev, m) in mounts.iter() {
+        for (dev, m) in mounts {
             for (i, mp) in m.mount_points.iter().enumerate() {
                 if let Some(uid) = &mp.pod_uid {
                     cache.pod_mounts.entry(*dev).or_default().entry(uid.clone()).or_insert(i);
@@ -496,7 +496,7 @@ pub fn name_pairs(
         let view = cache.nas.entry((dev, index)).or_insert_with(|| Arc::new(NasView::of(m, index)));
         found.nas.insert((dev, id), Arc::clone(view));
     }
-    for (dev, m) in mounts.iter() {
+    for (dev, m) in mounts {
         let view = cache.nas.entry((*dev, None)).or_insert_with(|| Arc::new(NasView::of(m, None)));
         found.devices.insert(*dev, Arc::clone(view));
     }
