@@ -11,9 +11,21 @@ if [ -z "${NASFLOW_BIN:-}" ]; then
 	(cd "$ROOT" && cargo build --quiet --bin nasflow)
 	NASFLOW_BIN=$ROOT/target/debug/nasflow
 fi
-(cd "$ROOT" && cargo build --quiet -p nasflow-enrich --example kubelet_standin && cargo build --quiet -p nasflow-otlp-out --example otlp_sink)
-STANDIN=$ROOT/target/debug/examples/kubelet_standin
-SINK=$ROOT/target/debug/examples/otlp_sink
+# The kubelet stand-in and the OTLP sink are test helpers (examples); prebuilt ones can be
+# given like NASFLOW_BIN, and with all three given nothing is built.
+if [ -z "${NASFLOW_STANDIN:-}" ]; then
+	(cd "$ROOT" && cargo build --quiet -p nasflow-enrich --example kubelet_standin)
+	NASFLOW_STANDIN=$ROOT/target/debug/examples/kubelet_standin
+fi
+if [ -z "${NASFLOW_SINK:-}" ]; then
+	(cd "$ROOT" && cargo build --quiet -p nasflow-otlp-out --example otlp_sink)
+	NASFLOW_SINK=$ROOT/target/debug/examples/otlp_sink
+fi
+STANDIN=$NASFLOW_STANDIN
+SINK=$NASFLOW_SINK
+for b in "$NASFLOW_BIN" "$STANDIN" "$SINK"; do
+	[ -x "$b" ] || { echo "not an executable: $b" >&2; exit 1; }
+done
 ROTEL=${ROTEL_AGENT:-$(python3 -c "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))")}
 [ -x "$ROTEL" ] || { echo "rotel-agent missing: pip install rotel" >&2; exit 1; }
 rm -rf "$R" && mkdir -p "$R"
