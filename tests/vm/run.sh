@@ -37,4 +37,6 @@ timeout 1200 vng -r "$KERNEL" --user root --disable-kvm --memory 2G --rwdir "$R"
 	tail -n 30 "$R/vng.log" "$R/guest.log" >&2 || true
 }
 echo "VM run took $(( $(date +%s) - start )) s"
+# How each guest phase ended (logs in $R/phase-<name>.log), and any wait that timed out.
+grep -E '^(phase|timeout|failure) ' "$R/expect.txt" 2>/dev/null || echo "no phase ended: see $R/guest.log"
 NASFLOW_VM_RESULTS=$R python3 -m pytest -q -p no:cacheprovider "$ROOT/tests/vm"
