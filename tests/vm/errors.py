@@ -53,7 +53,7 @@ make(f"{server}/stale")
 fd = os.open(f"{client}/stale", os.O_RDONLY | os.O_DIRECT)
 out["estale_before"] = pread_direct(fd)
 os.unlink(f"{server}/stale")
-time.sleep(5)  # nfsd's file cache lets go of the file
+time.sleep(5)  # nfsd's file cache lets go of the file (the server's timing: nothing waits for the agent)
 out["estale"] = pread_direct(fd)
 os.close(fd)
 

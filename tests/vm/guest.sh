@@ -1,8 +1,16 @@
 #!/bin/bash
 # Runs inside the VM (Debian's kernel under virtme-ng): starts nasflow before the NFS modules
 # load, sets up a loopback kernel NFS server with an NFSv3 and an NFSv4.2 mount, runs
-# workloads in distinct cgroups, and writes what they did (expect.json) beside what nasflow
+# workloads in distinct cgroups, and writes what they did (expect.txt) beside what nasflow
 # printed (*.jsonl) into $R for the host's assertions.
+#
+# The run is a sequence of phases (`phase` below), each a function run in a subshell and a
+# process group of its own, with its own log ($R/phase-<name>.log) and time limit. Each
+# records "phase <name> ok|failed <exit status> <seconds>" in expect.txt; one that fails or
+# hangs does not keep the later ones from running, and test_vm.py fails that phase's tests
+# with its name and log. Nothing waits a fixed time for the agent: waits poll for what they
+# need (the jsonl `seq`, the health endpoint, files, ports; lib.sh's wait_until), and a wait
+# that runs out of time records "timeout <phase> <what>", which fails its phase.
 set -u
 R=$1
 BIN=$2
@@ -13,10 +21,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 exec >"$R/guest.log" 2>&1
 set -x
+set -m # every phase runs in a process group of its own, to be killed whole when out of time
 CG=/sys/fs/cgroup
 EXP="$R/expect.txt"
+WAIT_LOG=$EXP
 : >"$EXP"
 expect() { echo "$*" >>"$EXP"; }
+failure() { # what: why the current phase gives up
+	echo "failure $PHASE $*" >>"$EXP"
+}
 
 # Deterministic but varied sizes: the seed is logged, the sizes land in expect.txt.
 SEED=${NASFLOW_VM_SEED:-$(( $(date +%s) % 100000 ))}
@@ -24,62 +37,96 @@ RANDOM=$SEED
 expect seed "$SEED"
 rnd() { echo $(( ($1) + (RANDOM * 32768 + RANDOM) % ($2 - $1 + 1) )); }
 
+PHASE_NO=0
+phase() { # name seconds function: runs one phase in isolation, records how it ended
+	local name=$1 limit=$2 fn=$3 pid watchdog rc status start=$SECONDS
+	PHASE_NO=$((PHASE_NO + 1))
+	(
+		PHASE=$name
+		# A subshell reseeds $RANDOM: seed each phase from the run's seed instead.
+		RANDOM=$((SEED * 64 + PHASE_NO))
+		"$fn"
+	) </dev/null >"$R/phase-$name.log" 2>&1 &
+	pid=$!
+	(
+		sleep "$limit"
+		echo "timeout $name phase still running after $limit s: killed" >>"$EXP"
+		kill -KILL -- "-$pid"
+	) </dev/null >/dev/null 2>&1 &
+	watchdog=$!
+	wait "$pid"
+	rc=$?
+	kill -KILL -- "-$watchdog" 2>/dev/null
+	{ wait "$watchdog"; } 2>/dev/null
+	# Whatever the phase left running goes with it (services and agents run in sessions
+	# of their own).
+	kill -KILL -- "-$pid" 2>/dev/null
+	status=ok
+	if ((rc != 0)) || grep -q "^timeout $name " "$EXP"; then
+		status=failed
+	fi
+	expect phase "$name" "$status" "$rc" $((SECONDS - start))
+}
+
 run_in() { # cgroup-path cmd...: runs cmd in the cgroup (v2 or the v1 memory hierarchy)
 	local cg=$1; shift
 	mkdir -p "$CGDIR$cg"
 	( echo $BASHPID >"$CGDIR$cg/cgroup.procs" && exec "$@" )
 }
 
-wait_for() { # file pattern seconds
-	local i
-	for ((i = 0; i < $3 * 10; i++)); do
-		grep -q "$2" "$1" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
+detach() { # cmd...: in the background and in a session of its own, so that it outlives its phase
+	setsid "$@" </dev/null &
+}
+
+stop_pid() { # name pid: SIGTERM, then wait for the process to end
+	kill -TERM "$2" && wait_until 60 "$1 exiting" not_running "$2"
 }
 
 start_agent() { # name, then OTLP flags: JSON lines and OTLP (through rotel) from one agent
 	local name=$1; shift
-	OTEL_RESOURCE_ATTRIBUTES="nasflow.test.phase=$name" "$BIN" run --output jsonl --interval "$INTERVAL" \
+	rm -f "/tmp/pid.agent-$name" "/tmp/exit.agent-$name"
+	# A wrapper in a session of its own (the agent outlives the phase that starts it) notes
+	# the agent's pid and, when it ends, its exit status.
+	OTEL_RESOURCE_ATTRIBUTES="nasflow.test.phase=$name" detach bash -c \
+		'"$@" & echo $! >"/tmp/pid.agent-$0"; wait $!; echo $? >"/tmp/exit.agent-$0"' "$name" \
+		"$BIN" run --output jsonl --interval "$INTERVAL" \
 		--node-name vm --kubelet-url https://127.0.0.1:10250 \
 		--kubelet-token-file "$R/token" --kubelet-ca-file "$R/ca.pem" --task-labels team.example.com/task \
-		"$@" >"$R/$name.jsonl" 2>"$R/$name.log" &
-	AGENT=$!
+		"$@" >"$R/$name.jsonl" 2>"$R/$name.log"
+	wait_until 30 "the $name agent started" test -s "/tmp/pid.agent-$name"
 }
 
-# A real collector (rotel) in front of a sink that records what it passes on.
-"$SINK" 127.0.0.1:4319 /tmp/otlp.jsonl >"$R/sink.log" 2>&1 &
-SINKPID=$!
-"$ROTEL" start --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4318 --exporter otlp \
-	--otlp-exporter-endpoint http://127.0.0.1:4319 --batch-timeout 100ms --pid-file /tmp/rotel.pid >"$R/rotel.log" 2>&1 &
-ROTELPID=$!
-
-# The kubelet stand-in: HTTPS on 10250 with a bearer token, serving $PODS.
-PODS=$R/pods.json
-echo '{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}' >"$PODS"
-echo "vm-token-$RANDOM" >"$R/token"
-"$STANDIN" 127.0.0.1:10250 "$PODS" "$R/token" "$R/ca.pem" >"$R/standin.log" 2>&1 &
-for i in $(seq 50); do [ -s "$R/ca.pem" ] && break; sleep 0.1; done
-uuid() { cat /proc/sys/kernel/random/uuid; }
-cid() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
-pod() { /usr/bin/python3 "$HERE/podlist.py" "$PODS" "$@"; }
-
-stop_agent() {
-	sleep 5
+stop_agent() { # name
+	local name=$1 pid s ok=0
+	pid=$(cat "/tmp/pid.agent-$name") || { failure "no $name agent to stop"; return 1; }
+	# The last workload is over: wait until an interval that began after it has been
+	# printed (the one in progress may have read the maps before the workload ended).
+	s=$(jsonl_seq "$R/$name.jsonl")
+	wait_seq "$R/$name.jsonl" $((s + 2)) 60 "$name interval $((s + 2)), begun after the workloads" || ok=1
 	# Peak resident memory and CPU time of the agent, for the chart's requests and limits.
-	expect agent_rss_kb "$(awk '/^VmHWM/ {print $2}' "/proc/$AGENT/status")"
-	expect agent_cpu_ticks "$(awk '{print $14 + $15}' "/proc/$AGENT/stat")" "$(getconf CLK_TCK)"
-	kill -TERM "$AGENT"
-	wait "$AGENT"
-	expect agent_exit $?
+	expect agent_rss_kb "$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")"
+	expect agent_cpu_ticks "$(awk '{print $14 + $15}' "/proc/$pid/stat")" "$(getconf CLK_TCK)"
+	kill -TERM "$pid"
+	if wait_until 60 "the $name agent exiting after SIGTERM" test -s "/tmp/exit.agent-$name"; then
+		expect agent_exit "$(cat "/tmp/exit.agent-$name")"
+	else
+		kill -KILL "$pid"
+		expect agent_exit killed
+		ok=1
+	fi
+	return $ok
 }
 
+declare -A WRITER
 hold_write() { # cgroup file offset size tag: buffered write kept open
 	run_in "$1" /usr/bin/python3 "$HERE/hold_write.py" "$2" "$3" "$4" "$R/ready.$5" "$R/release.$5" &
-	local i
-	for ((i = 0; i < 600; i++)); do [ -e "$R/ready.$5" ] && return 0; sleep 0.1; done
-	expect fatal "writer $5 never became ready"
+	WRITER[$5]=$!
+	wait_until 60 "writer $5 ready" test -e "$R/ready.$5"
+}
+release() { # tag...: the writers close their files; returns once they have
+	local t
+	for t; do touch "$R/release.$t"; done
+	for t; do wait "${WRITER[$t]}"; done
 }
 
 http_code() { # url: the HTTP status code, 0 when nothing answers
@@ -94,217 +141,329 @@ check() { # name: nasflow check with the agent's settings, as JSON, and its exit
 	expect check_exit "$1" $?
 }
 
-########## cgroup v2 phase ##########
+uuid() { cat /proc/sys/kernel/random/uuid; }
+cid() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+PODS=$R/pods.json
+pod() { /usr/bin/python3 "$HERE/podlist.py" "$PODS" "$@"; }
 CGDIR=$CG
 INTERVAL=2s
-check before-modules
-start_agent v2 --otlp-endpoint http://127.0.0.1:4317 --health-listen 127.0.0.1:9808
-wait_for "$R/v2.jsonl" '"kind":"health"' 30
-grep -q '"attached":false' "$R/v2.jsonl" && expect unattached_before_modules 1
-expect readyz_unattached "$(http_code http://127.0.0.1:9808/readyz)"
-expect healthz "$(http_code http://127.0.0.1:9808/healthz)"
-modprobe nfs
-T0=$(date +%s%N)
-wait_for "$R/v2.log" 'attached to the NFS client' 20
-expect attach_ms $(( ($(date +%s%N) - T0) / 1000000 ))
-nfs_up || { expect fatal nfs_setup_failed; exit 1; }
-expect dev nas-a "$(mountpoint -d /srv/nas-a)"
-expect dev nas-b "$(mountpoint -d /srv/nas-b)"
-check mounted
-sleep 5
-expect readyz_attached "$(http_code http://127.0.0.1:9808/readyz)"
 
-# Direct I/O, odd sizes: every byte goes on the wire in the caller's context.
-for m in a b; do
-	n=$(rnd 1 9000000)
-	run_in "/dw-$m" dd if=/dev/zero of=/srv/nas-$m/direct bs=$n count=1 oflag=direct
-	expect write "/dw-$m" nas-$m "$n"
-	run_in "/dr-$m" dd if=/srv/nas-$m/direct of=/dev/null bs=1M iflag=direct
-	expect read "/dr-$m" nas-$m "$n"
-done
+########## services: collector, sink, kubelet stand-in ##########
+phase_services() {
+	# A real collector (rotel) in front of a sink that records what it passes on.
+	detach "$SINK" 127.0.0.1:4319 /tmp/otlp.jsonl >"$R/sink.log" 2>&1
+	echo $! >/tmp/pid.sink
+	detach "$ROTEL" start --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4318 --exporter otlp \
+		--otlp-exporter-endpoint http://127.0.0.1:4319 --batch-timeout 100ms --pid-file /tmp/rotel.pid >"$R/rotel.log" 2>&1
+	echo $! >/tmp/pid.rotel
+	# The kubelet stand-in: HTTPS on 10250 with a bearer token, serving $PODS.
+	echo '{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}' >"$PODS"
+	echo "vm-token-$RANDOM" >"$R/token"
+	detach "$STANDIN" 127.0.0.1:10250 "$PODS" "$R/token" "$R/ca.pem" >"$R/standin.log" 2>&1
+	local ok=0
+	wait_until 60 "the kubelet stand-in's CA file" test -s "$R/ca.pem" || ok=1
+	wait_until 60 "the kubelet stand-in listening on 10250" listening 10250 || ok=1
+	wait_until 60 "the sink listening on 4319" listening 4319 || ok=1
+	wait_until 60 "rotel listening on 4317 (gRPC)" listening 4317 || ok=1
+	wait_until 60 "rotel listening on 4318 (HTTP)" listening 4318 || ok=1
+	return $ok
+}
 
-# Buffered writes kept open, flushed by `sync` from another cgroup: charged to the writer.
-for m in a b; do
-	n=$(rnd 1 6000000)
-	hold_write "/bw-$m" /srv/nas-$m/buffered 0 "$n" "bw-$m"
-	expect write "/bw-$m" nas-$m "$n"
-	run_in /syncer sync
-	touch "$R/release.bw-$m"
-done
-expect absent /syncer
+phase_check_before_modules() {
+	check before-modules
+}
 
-# Two cgroups dirty one file; a sync from the root cgroup flushes both.
-n1=$(rnd 1 5000000); n2=$(rnd 1 5000000)
-hold_write /share-1 /srv/nas-a/shared 0 "$n1" s1
-hold_write /share-2 /srv/nas-a/shared "$n1" "$n2" s2
-sync
-touch "$R/release.s1" "$R/release.s2"
-expect write /share-1 nas-a "$n1"
-expect write /share-2 nas-a "$n2"
+########## cgroup v2 phases ##########
+phase_v2_start() {
+	start_agent v2 --otlp-endpoint http://127.0.0.1:4317 --health-listen 127.0.0.1:9808 || return 1
+	wait_until 120 "the v2 agent's first health line" has_line "$R/v2.jsonl" '"kind":"health"' || return 1
+	grep -q '"attached":false' "$R/v2.jsonl" && expect unattached_before_modules 1
+	expect readyz_unattached "$(http_code http://127.0.0.1:9808/readyz)"
+	expect healthz "$(http_code http://127.0.0.1:9808/healthz)"
+	modprobe nfs
+	local t0 ok=0
+	t0=$(date +%s%N)
+	wait_until 60 "the v2 agent attaching to the NFS client" has_line "$R/v2.log" 'attached to the NFS client' || ok=1
+	expect attach_ms $(( ($(date +%s%N) - t0) / 1000000 ))
+	return $ok
+}
 
-# Buffered writes flushed by close() in the writer's own context.
-n=$(rnd 1 7000000)
-run_in /close-writer dd if=/dev/zero of=/srv/nas-b/closed bs=$n count=1
-expect write /close-writer nas-b "$n"
+phase_nfs() {
+	nfs_up || { failure "NFS server or mounts not set up"; return 1; }
+	expect dev nas-a "$(mountpoint -d /srv/nas-a)"
+	expect dev nas-b "$(mountpoint -d /srv/nas-b)"
+}
 
-# Buffered reads of uncached files (written with O_DIRECT): whole file, and a partial read
-# whose readahead may fetch a bounded amount more.
-n=$(rnd 1 12000000)
-dd if=/dev/zero of=/srv/nas-a/toread bs=$n count=1 oflag=direct
-expect write / nas-a "$n"
-run_in /reader cat /srv/nas-a/toread >/dev/null
-expect read /reader nas-a "$n"
-dd if=/dev/zero of=/srv/nas-b/big bs=1M count=16 oflag=direct
-expect write / nas-b 16777216
-p=$(rnd 100000 2000000)
-run_in /partial-reader head -c "$p" /srv/nas-b/big >/dev/null
-expect read_at_least /partial-reader nas-b "$p"
+phase_check_mounted() {
+	check mounted
+}
 
-# Pods in systemd-driver cgroups, each created while the agent runs: named on first export.
-U1=$(uuid); C1=$(cid)
-P1=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${U1//-/_}.slice/cri-containerd-$C1.scope
-pod ml trainer-7d9f8b6c5-q8z2x "$U1" app "$C1" ReplicaSet/trainer-7d9f8b6c5 pod-template-hash=7d9f8b6c5 team.example.com/task=llm-finetune
-VOL=/var/lib/kubelet/pods/$U1/volumes/kubernetes.io~nfs/datasets
-mkdir -p "$VOL" && mount --bind /srv/nas-a "$VOL"
-n=$(rnd 70000 4000000)
-run_in "$P1" dd if=/dev/zero of="$VOL/trainer-out" bs=$n count=1 oflag=direct
-expect write "$P1" nas-a "$n"
-expect attrs "$P1" k8s.namespace.name=ml k8s.pod.name=trainer-7d9f8b6c5-q8z2x "k8s.pod.uid=$U1" k8s.container.name=app \
-	k8s.deployment.name=trainer k8s.replicaset.name=trainer-7d9f8b6c5 nasflow.task=llm-finetune "container.id=$C1"
-expect nas "$P1" nas-a server.address=127.0.0.1 nfs.export.path=/srv/v4/exa nfs.version=3 k8s.volume.name=datasets "nfs.mount.point=$VOL"
+readyz_ok() {
+	READYZ=$(http_code http://127.0.0.1:9808/readyz)
+	[ "$READYZ" = 200 ]
+}
+phase_v2_ready() {
+	# Ready once attached and an OTLP export went through.
+	local ok=0
+	wait_until 60 "/readyz answering 200 once attached" readyz_ok || ok=1
+	expect readyz_attached "$READYZ"
+	return $ok
+}
 
-U2=$(uuid); C2=$(cid)
-P2=/kubepods.slice/kubepods-pod${U2//-/_}.slice/cri-containerd-$C2.scope
-pod data db-0 "$U2" postgres "$C2" StatefulSet/db app=postgres
-n=$(rnd 70000 4000000)
-run_in "$P2" dd if=/dev/zero of=/srv/nas-b/db-wal bs=$n count=1 oflag=direct
-expect write "$P2" nas-b "$n"
-expect attrs "$P2" k8s.namespace.name=data k8s.pod.name=db-0 k8s.statefulset.name=db nasflow.task=db k8s.container.name=postgres
-expect nas "$P2" nas-b server.address=127.0.0.2 nfs.export.path=/exb nfs.version=4.2 nfs.mount.point=/srv/nas-b
+phase_v2_io() {
+	# Direct I/O, odd sizes: every byte goes on the wire in the caller's context.
+	for m in a b; do
+		n=$(rnd 1 9000000)
+		run_in "/dw-$m" dd if=/dev/zero of=/srv/nas-$m/direct bs=$n count=1 oflag=direct
+		expect write "/dw-$m" nas-$m "$n"
+		run_in "/dr-$m" dd if=/srv/nas-$m/direct of=/dev/null bs=1M iflag=direct
+		expect read "/dr-$m" nas-$m "$n"
+	done
 
-U3=$(uuid); C3=$(cid)
-P3=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U3//-/_}.slice/cri-containerd-$C3.scope
-pod ops nightly-backup-29123456-x7k2p "$U3" backup "$C3" Job/nightly-backup-29123456
-run_in "$P3" dd if=/srv/nas-a/toread of=/dev/null bs=1M iflag=direct
-expect attrs "$P3" k8s.pod.name=nightly-backup-29123456-x7k2p k8s.cronjob.name=nightly-backup k8s.job.name=nightly-backup-29123456 \
-	nasflow.task=nightly-backup k8s.container.name=backup
-expect host_attrs /close-writer
+	# Buffered writes kept open, flushed by `sync` from another cgroup: charged to the writer.
+	for m in a b; do
+		n=$(rnd 1 6000000)
+		hold_write "/bw-$m" /srv/nas-$m/buffered 0 "$n" "bw-$m"
+		expect write "/bw-$m" nas-$m "$n"
+		run_in /syncer sync
+		release "bw-$m"
+	done
+	expect absent /syncer
 
-# A file read twice: the second read comes from the page cache, so application bytes double
-# and wire bytes do not.
-n=$(rnd 100000 3000000)
-dd if=/dev/zero of=/srv/nas-b/twice bs=$n count=1 oflag=direct
-expect write / nas-b "$n"
-run_in /cache-reader dd if=/srv/nas-b/twice of=/dev/null bs=1M
-run_in /cache-reader dd if=/srv/nas-b/twice of=/dev/null bs=1M
-expect read /cache-reader nas-b "$n"
-expect app_read /cache-reader nas-b $((2 * n))
+	# Two cgroups dirty one file; a sync from the root cgroup flushes both.
+	n1=$(rnd 1 5000000); n2=$(rnd 1 5000000)
+	hold_write /share-1 /srv/nas-a/shared 0 "$n1" s1
+	hold_write /share-2 /srv/nas-a/shared "$n1" "$n2" s2
+	sync
+	release s1 s2
+	expect write /share-1 nas-a "$n1"
+	expect write /share-2 nas-a "$n2"
+
+	# Buffered writes flushed by close() in the writer's own context.
+	n=$(rnd 1 7000000)
+	run_in /close-writer dd if=/dev/zero of=/srv/nas-b/closed bs=$n count=1
+	expect write /close-writer nas-b "$n"
+
+	# Buffered reads of uncached files (written with O_DIRECT): whole file, and a partial read
+	# whose readahead may fetch a bounded amount more.
+	n=$(rnd 1 12000000)
+	dd if=/dev/zero of=/srv/nas-a/toread bs=$n count=1 oflag=direct
+	expect write / nas-a "$n"
+	run_in /reader cat /srv/nas-a/toread >/dev/null
+	expect read /reader nas-a "$n"
+	dd if=/dev/zero of=/srv/nas-b/big bs=1M count=16 oflag=direct
+	expect write / nas-b 16777216
+	p=$(rnd 100000 2000000)
+	run_in /partial-reader head -c "$p" /srv/nas-b/big >/dev/null
+	expect read_at_least /partial-reader nas-b "$p"
+
+	# Pods in systemd-driver cgroups, each created while the agent runs: named on first export.
+	U1=$(uuid); C1=$(cid)
+	P1=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${U1//-/_}.slice/cri-containerd-$C1.scope
+	pod ml trainer-7d9f8b6c5-q8z2x "$U1" app "$C1" ReplicaSet/trainer-7d9f8b6c5 pod-template-hash=7d9f8b6c5 team.example.com/task=llm-finetune
+	VOL=/var/lib/kubelet/pods/$U1/volumes/kubernetes.io~nfs/datasets
+	mkdir -p "$VOL" && mount --bind /srv/nas-a "$VOL"
+	n=$(rnd 70000 4000000)
+	run_in "$P1" dd if=/dev/zero of="$VOL/trainer-out" bs=$n count=1 oflag=direct
+	expect write "$P1" nas-a "$n"
+	expect attrs "$P1" k8s.namespace.name=ml k8s.pod.name=trainer-7d9f8b6c5-q8z2x "k8s.pod.uid=$U1" k8s.container.name=app \
+		k8s.deployment.name=trainer k8s.replicaset.name=trainer-7d9f8b6c5 nasflow.task=llm-finetune "container.id=$C1"
+	expect nas "$P1" nas-a server.address=127.0.0.1 nfs.export.path=/srv/v4/exa nfs.version=3 k8s.volume.name=datasets "nfs.mount.point=$VOL"
+
+	U2=$(uuid); C2=$(cid)
+	P2=/kubepods.slice/kubepods-pod${U2//-/_}.slice/cri-containerd-$C2.scope
+	pod data db-0 "$U2" postgres "$C2" StatefulSet/db app=postgres
+	n=$(rnd 70000 4000000)
+	run_in "$P2" dd if=/dev/zero of=/srv/nas-b/db-wal bs=$n count=1 oflag=direct
+	expect write "$P2" nas-b "$n"
+	expect attrs "$P2" k8s.namespace.name=data k8s.pod.name=db-0 k8s.statefulset.name=db nasflow.task=db k8s.container.name=postgres
+	expect nas "$P2" nas-b server.address=127.0.0.2 nfs.export.path=/exb nfs.version=4.2 nfs.mount.point=/srv/nas-b
+
+	U3=$(uuid); C3=$(cid)
+	P3=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U3//-/_}.slice/cri-containerd-$C3.scope
+	pod ops nightly-backup-29123456-x7k2p "$U3" backup "$C3" Job/nightly-backup-29123456
+	run_in "$P3" dd if=/srv/nas-a/toread of=/dev/null bs=1M iflag=direct
+	expect attrs "$P3" k8s.pod.name=nightly-backup-29123456-x7k2p k8s.cronjob.name=nightly-backup k8s.job.name=nightly-backup-29123456 \
+		nasflow.task=nightly-backup k8s.container.name=backup
+	expect host_attrs /close-writer
+
+	# A file read twice: the second read comes from the page cache, so application bytes double
+	# and wire bytes do not.
+	n=$(rnd 100000 3000000)
+	dd if=/dev/zero of=/srv/nas-b/twice bs=$n count=1 oflag=direct
+	expect write / nas-b "$n"
+	run_in /cache-reader dd if=/srv/nas-b/twice of=/dev/null bs=1M
+	run_in /cache-reader dd if=/srv/nas-b/twice of=/dev/null bs=1M
+	expect read /cache-reader nas-b "$n"
+	expect app_read /cache-reader nas-b $((2 * n))
+}
 
 ########## golden signals: metadata, errors, a slow link ##########
-# A metadata storm: N stats of files created on the server, never seen by the client.
-N=$(rnd 120 200)
-mkdir -p /srv/v4/exb/storm && for i in $(seq "$N"); do : >"/srv/v4/exb/storm/f$i"; done
-U6=$(uuid); C6=$(cid)
-P6=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U6//-/_}.slice/cri-containerd-$C6.scope
-pod ci indexer-5f6d7c8b9-k2m4p "$U6" indexer "$C6" ReplicaSet/indexer-5f6d7c8b9 team.example.com/task=file-indexer
-run_in "$P6" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-b/storm/f{i}") for i in range(1, int(sys.argv[1]) + 1)]' "$N"
-expect meta "$P6" nas-b "$N"
+phase_metadata() {
+	# A metadata storm: N stats of files created on the server, never seen by the client.
+	N=$(rnd 120 200)
+	mkdir -p /srv/v4/exb/storm && for i in $(seq "$N"); do : >"/srv/v4/exb/storm/f$i"; done
+	U6=$(uuid); C6=$(cid)
+	P6=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U6//-/_}.slice/cri-containerd-$C6.scope
+	pod ci indexer-5f6d7c8b9-k2m4p "$U6" indexer "$C6" ReplicaSet/indexer-5f6d7c8b9 team.example.com/task=file-indexer
+	run_in "$P6" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-b/storm/f{i}") for i in range(1, int(sys.argv[1]) + 1)]' "$N"
+	expect meta "$P6" nas-b "$N"
+}
 
-# Errors: EACCES, ESTALE and ENOENT on nas-a, ENOSPC on a 1 MiB export.
-mkdir -p /srv/v4/exs && mount -t tmpfs -o size=1m tmpfs /srv/v4/exs
-echo "/srv/v4/exs 127.0.0.0/8(rw,fsid=3,no_root_squash,no_subtree_check,insecure)" >>/etc/exports && exportfs -ra
-mkdir -p /srv/nas-s && mount -t nfs -o vers=3,tcp,nolock,wsize=65536 127.0.0.1:/srv/v4/exs /srv/nas-s
-mountpoint -q /srv/nas-s || expect fatal small_mount_failed
-expect dev nas-s "$(mountpoint -d /srv/nas-s)"
-U7=$(uuid); C7=$(cid)
-P7=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U7//-/_}.slice/cri-containerd-$C7.scope
-pod ci flaky-etl-6b8c9d7f5-r9t2q "$U7" etl "$C7" ReplicaSet/flaky-etl-6b8c9d7f5 team.example.com/task=flaky-etl
-K=$(rnd 5 12)
-run_in "$P7" /usr/bin/python3 "$HERE/errors.py" /srv/nas-a /srv/v4/exa /srv/nas-s "$K" "$R/errors.json"
-expect errors "$P7" nas-a nas-s "$K"
+phase_errors() {
+	# Errors: EACCES, ESTALE and ENOENT on nas-a, ENOSPC on a 1 MiB export.
+	mkdir -p /srv/v4/exs && mount -t tmpfs -o size=1m tmpfs /srv/v4/exs
+	echo "/srv/v4/exs 127.0.0.0/8(rw,fsid=3,no_root_squash,no_subtree_check,insecure)" >>/etc/exports && exportfs -ra
+	mkdir -p /srv/nas-s && mount -t nfs -o vers=3,tcp,nolock,wsize=65536 127.0.0.1:/srv/v4/exs /srv/nas-s
+	mountpoint -q /srv/nas-s || { failure "small export not mounted"; return 1; }
+	expect dev nas-s "$(mountpoint -d /srv/nas-s)"
+	U7=$(uuid); C7=$(cid)
+	P7=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U7//-/_}.slice/cri-containerd-$C7.scope
+	pod ci flaky-etl-6b8c9d7f5-r9t2q "$U7" etl "$C7" ReplicaSet/flaky-etl-6b8c9d7f5 team.example.com/task=flaky-etl
+	K=$(rnd 5 12)
+	run_in "$P7" /usr/bin/python3 "$HERE/errors.py" /srv/nas-a /srv/v4/exa /srv/nas-s "$K" "$R/errors.json"
+	expect errors "$P7" nas-a nas-s "$K"
+}
 
-# A slow link: another mount of nas-a's export through 127.0.0.3, whose packets netem
-# delays by 20 ms each way; then by 120 ms, beyond the mount's 100 ms timeout (timeo=1), so
-# RPCs are retransmitted. (The kernel times a reply from the last transmission: a 240 ms
-# round trip answers before the second resend at 300 ms, so every rtt stays above 31 ms.)
-mkdir -p /srv/nas-slow && mount -t nfs -o vers=3,tcp,nolock,timeo=1,retrans=30 127.0.0.3:/srv/v4/exa /srv/nas-slow
-mountpoint -q /srv/nas-slow || expect fatal slow_mount_failed
-expect dev nas-slow "$(mountpoint -d /srv/nas-slow)"
-M=$(rnd 15 30)
-mkdir -p /srv/v4/exa/slow && for i in $(seq $((M + 4))); do : >"/srv/v4/exa/slow/f$i"; done
-tc qdisc add dev lo root handle 1: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1 &&
-	tc qdisc add dev lo parent 1:4 handle 40: netem delay 20ms &&
-	tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst 127.0.0.3/32 flowid 1:4 &&
-	tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip src 127.0.0.3/32 flowid 1:4 ||
-	expect fatal netem_failed
-U8=$(uuid); C8=$(cid)
-P8=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${U8//-/_}.slice/cri-containerd-$C8.scope
-pod ml remote-reader-0 "$U8" reader "$C8" StatefulSet/remote-reader team.example.com/task=remote-reader
-run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(1, int(sys.argv[1]) + 1)]' "$M"
-tc qdisc change dev lo parent 1:4 handle 40: netem delay 120ms
-run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(int(sys.argv[1]) + 1, int(sys.argv[1]) + 4)]' "$M"
-# A NAS that stops answering for a while (3 s each way): the age of the oldest RPC in
-# flight to it grows while the call hangs. Another cgroup: the call ends after the delay is
-# lifted, with round trips that no longer show it.
-tc qdisc change dev lo parent 1:4 handle 40: netem delay 3000ms
-run_in /hung-reader stat "/srv/nas-slow/slow/f$((M + 4))" >/dev/null &
-HUNG=$!
-sleep 5
-tc qdisc del dev lo root
-wait "$HUNG"
-expect hung nas-slow 127.0.0.3
-expect slow "$P8" nas-slow "$M"
+phase_netem() {
+	# A slow link: another mount of nas-a's export through 127.0.0.3, whose packets netem
+	# delays by 20 ms each way; then by 120 ms, beyond the mount's 100 ms timeout (timeo=1), so
+	# RPCs are retransmitted. (The kernel times a reply from the last transmission: a 240 ms
+	# round trip answers before the second resend at 300 ms, so every rtt stays above 31 ms.)
+	mkdir -p /srv/nas-slow && mount -t nfs -o vers=3,tcp,nolock,timeo=1,retrans=30 127.0.0.3:/srv/v4/exa /srv/nas-slow
+	mountpoint -q /srv/nas-slow || { failure "slow mount not mounted"; return 1; }
+	expect dev nas-slow "$(mountpoint -d /srv/nas-slow)"
+	M=$(rnd 15 30)
+	mkdir -p /srv/v4/exa/slow && for i in $(seq $((M + 4))); do : >"/srv/v4/exa/slow/f$i"; done
+	tc qdisc add dev lo root handle 1: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1 &&
+		tc qdisc add dev lo parent 1:4 handle 40: netem delay 20ms &&
+		tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst 127.0.0.3/32 flowid 1:4 &&
+		tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip src 127.0.0.3/32 flowid 1:4 ||
+		{ failure "netem not set up"; return 1; }
+	U8=$(uuid); C8=$(cid)
+	P8=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${U8//-/_}.slice/cri-containerd-$C8.scope
+	pod ml remote-reader-0 "$U8" reader "$C8" StatefulSet/remote-reader team.example.com/task=remote-reader
+	run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(1, int(sys.argv[1]) + 1)]' "$M"
+	tc qdisc change dev lo parent 1:4 handle 40: netem delay 120ms
+	run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(int(sys.argv[1]) + 1, int(sys.argv[1]) + 4)]' "$M"
+	# A NAS that stops answering for a while (3 s each way): the age of the oldest RPC in
+	# flight to it grows while the call hangs. Another cgroup: the call ends after the delay is
+	# lifted, with round trips that no longer show it.
+	tc qdisc change dev lo parent 1:4 handle 40: netem delay 3000ms
+	local s ok=0
+	s=$(jsonl_seq "$R/v2.jsonl")
+	run_in /hung-reader stat "/srv/nas-slow/slow/f$((M + 4))" >/dev/null &
+	HUNG=$!
+	# The outage lasts 5 s at least: its length is the workload, not a wait for the agent ...
+	sleep 5
+	# ... and until the agent has read its maps well into it: interval s+3 began at least two
+	# intervals after s+1, the first that can have begun after the call did.
+	wait_seq "$R/v2.jsonl" $((s + 3)) 60 "v2 interval $((s + 3)), read while the NAS hung" || ok=1
+	tc qdisc del dev lo root
+	wait "$HUNG"
+	expect hung nas-slow 127.0.0.3
+	expect slow "$P8" nas-slow "$M"
+	return $ok
+}
 
-# A cgroup that never touches NFS.
-run_in /idle dd if=/dev/zero of=/tmp/idle bs=1M count=4
-run_in /idle cat /etc/hostname >/dev/null
-expect absent /idle
+phase_idle() {
+	# A cgroup that never touches NFS.
+	run_in /idle dd if=/dev/zero of=/tmp/idle bs=1M count=4
+	run_in /idle cat /etc/hostname >/dev/null
+	expect absent /idle
+}
 
-# A cgroup that goes away: its series is exported once more, marked gone, then dropped.
-n=$(rnd 1 3000000)
-run_in /ephemeral dd if=/dev/zero of=/srv/nas-a/eph bs=$n count=1 oflag=direct
-expect write /ephemeral nas-a "$n"
-sleep 2
-rmdir $CG/ephemeral
-expect gone /ephemeral
-sleep 14
-stop_agent
+phase_gone() {
+	# A cgroup that goes away: its series is exported once more, marked gone, then dropped.
+	local n off g
+	n=$(rnd 1 3000000)
+	off=$(file_size "$R/v2.jsonl")
+	run_in /ephemeral dd if=/dev/zero of=/srv/nas-a/eph bs=$n count=1 oflag=direct
+	expect write /ephemeral nas-a "$n"
+	# Named while it exists: the agent has printed its series with its path.
+	wait_until 60 "a v2 line naming /ephemeral" has_line "$R/v2.jsonl" '"cgroup":"/ephemeral",' "$off" || return 1
+	off=$(file_size "$R/v2.jsonl")
+	rmdir $CG/ephemeral
+	expect gone /ephemeral
+	# Seen gone by a cgroup walk (every 10 s), exported once more, then an interval without it.
+	wait_until 120 "/ephemeral exported once more, marked gone" \
+		has_line "$R/v2.jsonl" '"cgroup":"/ephemeral",.*"cgroup_gone":true' "$off" || return 1
+	g=$(tail -c +$((off + 1)) "$R/v2.jsonl" | grep -m1 '"cgroup":"/ephemeral",.*"cgroup_gone":true' | grep -o '"seq":[0-9]*' | tr -dc 0-9)
+	wait_seq "$R/v2.jsonl" $((g + 1)) 60 "v2 interval $((g + 1)), after /ephemeral's last line"
+}
+
+phase_v2_stop() {
+	stop_agent v2
+}
 
 ########## cgroup v1 phase ##########
-umount $CG
-mount -t tmpfs cgroup_root $CG
-mkdir -p $CG/memory $CG/pids $CG/unified
-mount -t cgroup -o memory memory $CG/memory
-mount -t cgroup -o pids pids $CG/pids
-mount -t cgroup2 none $CG/unified
-CGDIR=$CG/memory
-INTERVAL=1s
-start_agent v1 --otlp-endpoint http://127.0.0.1:4318 --otlp-protocol http/protobuf --histogram explicit
-wait_for "$R/v1.jsonl" '"attached":true' 20
-# cgroupfs-driver cgroups, as the kubelet makes them on v1 hosts.
-U4=$(uuid); C4=$(cid)
-P=/kubepods/burstable/pod$U4/$C4
-pod kube-system node-cache-x2x9z "$U4" cache "$C4" DaemonSet/node-cache
-n=$(rnd 1 9000000)
-run_in $P dd if=/dev/zero of=/srv/nas-a/v1direct bs=$n count=1 oflag=direct
-expect v1write $P nas-a "$n"
-expect v1attrs $P k8s.namespace.name=kube-system k8s.pod.name=node-cache-x2x9z k8s.daemonset.name=node-cache nasflow.task=node-cache \
-	k8s.container.name=cache "container.id=$C4"
-U5=$(uuid); C5=$(cid)
-P=/kubepods/pod$U5/$C5
-pod default debug-shell "$U5" sh "$C5" -
-n=$(rnd 1 6000000)
-hold_write $P /srv/nas-b/v1buffered 0 "$n" v1bw
-run_in /system.slice/backup.service sync
-touch "$R/release.v1bw"
-expect v1write $P nas-b "$n"
-expect v1attrs $P k8s.pod.name=debug-shell nasflow.task=debug-shell
-expect v1absent /system.slice/backup.service
-stop_agent
-# Let the collector pass the last export on, then collect what the sink recorded.
-sleep 2
-kill -TERM "$ROTELPID"; wait "$ROTELPID"
-sleep 1
-kill -TERM "$SINKPID"; wait "$SINKPID"
-cp /tmp/otlp.jsonl "$R/otlp.jsonl"
+phase_v1() {
+	umount $CG &&
+		mount -t tmpfs cgroup_root $CG &&
+		mkdir -p $CG/memory $CG/pids $CG/unified &&
+		mount -t cgroup -o memory memory $CG/memory &&
+		mount -t cgroup -o pids pids $CG/pids &&
+		mount -t cgroup2 none $CG/unified ||
+		{ failure "cgroup v1 hierarchies not mounted"; return 1; }
+	CGDIR=$CG/memory
+	INTERVAL=1s
+	start_agent v1 --otlp-endpoint http://127.0.0.1:4318 --otlp-protocol http/protobuf --histogram explicit || return 1
+	wait_until 60 "the v1 agent attached" has_line "$R/v1.jsonl" '"attached":true' || return 1
+	# cgroupfs-driver cgroups, as the kubelet makes them on v1 hosts.
+	U4=$(uuid); C4=$(cid)
+	P=/kubepods/burstable/pod$U4/$C4
+	pod kube-system node-cache-x2x9z "$U4" cache "$C4" DaemonSet/node-cache
+	n=$(rnd 1 9000000)
+	run_in $P dd if=/dev/zero of=/srv/nas-a/v1direct bs=$n count=1 oflag=direct
+	expect v1write $P nas-a "$n"
+	expect v1attrs $P k8s.namespace.name=kube-system k8s.pod.name=node-cache-x2x9z k8s.daemonset.name=node-cache nasflow.task=node-cache \
+		k8s.container.name=cache "container.id=$C4"
+	U5=$(uuid); C5=$(cid)
+	P=/kubepods/pod$U5/$C5
+	pod default debug-shell "$U5" sh "$C5" -
+	n=$(rnd 1 6000000)
+	hold_write $P /srv/nas-b/v1buffered 0 "$n" v1bw
+	run_in /system.slice/backup.service sync
+	release v1bw
+	expect v1write $P nas-b "$n"
+	expect v1attrs $P k8s.pod.name=debug-shell nasflow.task=debug-shell
+	expect v1absent /system.slice/backup.service
+	stop_agent v1
+}
+
+########## what the collector passed on ##########
+phase_collect() {
+	local name ts ok=0
+	# Each agent's last export has reached the sink: its points carry the time the agent read
+	# its maps for its last interval, the last ts_ms of its jsonl.
+	for name in v2 v1; do
+		[ -s "$R/$name.jsonl" ] || continue
+		ts=$(tac "$R/$name.jsonl" | grep -m1 -o '"ts_ms":[0-9]*' | tr -dc 0-9)
+		wait_until 60 "$name's last export (time ${ts:-?} ms) in the sink" \
+			has_line /tmp/otlp.jsonl "\"nasflow.test.phase\":\"$name\".*\"time\":${ts:-x}[0-9]\{6\}[,}]" || ok=1
+	done
+	stop_pid rotel "$(cat /tmp/pid.rotel)" || ok=1
+	stop_pid sink "$(cat /tmp/pid.sink)" || ok=1
+	cp /tmp/otlp.jsonl "$R/otlp.jsonl" || ok=1
+	return $ok
+}
+
+phase services 120 phase_services
+phase check-before-modules 120 phase_check_before_modules
+phase v2-start 240 phase_v2_start
+phase nfs 240 phase_nfs
+phase check-mounted 120 phase_check_mounted
+phase v2-ready 120 phase_v2_ready
+phase v2-io 300 phase_v2_io
+phase metadata 240 phase_metadata
+phase errors 240 phase_errors
+phase netem 300 phase_netem
+tc qdisc del dev lo root 2>/dev/null # in case the netem phase ended early
+phase idle 120 phase_idle
+phase gone 240 phase_gone
+phase v2-stop 180 phase_v2_stop
+# The v1 phase remounts the cgroup hierarchy: no v2 agent may be left running.
+[ -s /tmp/pid.agent-v2 ] && [ ! -s /tmp/exit.agent-v2 ] && kill -KILL "$(cat /tmp/pid.agent-v2)"
+phase v1 300 phase_v1
+phase collect 180 phase_collect
 expect done

@@ -14,6 +14,6 @@ while done < size:
     done += n
 open(ready, "w").close()
 deadline = time.time() + 300
-while not os.path.exists(release) and time.time() < deadline:
+while not os.path.exists(release) and time.time() < deadline:  # polls for the release file
     time.sleep(0.1)
 os.close(fd)

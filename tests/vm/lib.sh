@@ -22,3 +22,59 @@ EOX
 	# A failed mount leaves a plain directory behind: check.
 	mountpoint -q /srv/nas-a && mountpoint -q /srv/nas-b
 }
+
+# Polling waits. wait_until runs a condition every 0.1 s until it holds; after the limit it
+# appends "timeout <phase> <what> after <n> s" to $WAIT_LOG (the guest's expect.txt) and
+# fails. Nothing here waits a fixed time for the agent.
+wait_until() { # seconds what condition...
+	local limit=$1 what=$2 end=$((SECONDS + $1)) start=$SECONDS xtrace=${-//[^x]/}
+	shift 2
+	set +x # a trace line per poll would bury the log
+	until "$@"; do
+		if ((SECONDS >= end)); then
+			echo "timeout ${PHASE:--} $what after $limit s" >>"${WAIT_LOG:-/dev/stderr}"
+			echo "timed out after $limit s: $what" >&2
+			[ -n "$xtrace" ] && set -x
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "waited $((SECONDS - start)) s: $what" >&2
+	[ -n "$xtrace" ] && set -x
+	return 0
+}
+
+# Conditions for wait_until.
+jsonl_seq() { # file: seq of the newest interval nasflow's jsonl shows in full (its health line, the interval's last), 0 if none
+	local s
+	# Not anchored: tac glues a partly written last line to the one before it.
+	s=$(tac "$1" 2>/dev/null | grep -m1 -o '{"kind":"health","seq":[0-9]*,' | head -n1 | tr -dc 0-9)
+	echo "${s:-0}"
+}
+seq_at_least() { # file n: the jsonl shows interval n in full
+	(($(jsonl_seq "$1") >= $2))
+}
+wait_seq() { # file n seconds what
+	wait_until "$3" "$4" seq_at_least "$1" "$2"
+}
+file_size() { # file
+	stat -c %s "$1" 2>/dev/null || echo 0
+}
+has_line() { # file regex [byte offset]: a line matching the (basic) regex, past the offset
+	if [ -n "${3:-}" ]; then
+		tail -c +$(($3 + 1)) "$1" 2>/dev/null | grep -q -- "$2"
+	else # newest lines first: what is waited for is usually near the end of a long file
+		tac "$1" 2>/dev/null | grep -q -- "$2"
+	fi
+}
+listening() { # port: a TCP socket listens on it
+	ss -Hltn "sport = :$1" 2>/dev/null | grep -q .
+}
+running() { # pid: the process exists and is not a zombie
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	[ "$(cut -d' ' -f1 <<<"${stat##*) }")" != Z ]
+}
+not_running() { # pid
+	! running "$1"
+}

@@ -11,9 +11,21 @@ if [ -z "${NASFLOW_BIN:-}" ]; then
 	(cd "$ROOT" && cargo build --quiet --bin nasflow)
 	NASFLOW_BIN=$ROOT/target/debug/nasflow
 fi
-(cd "$ROOT" && cargo build --quiet -p nasflow-enrich --example kubelet_standin && cargo build --quiet -p nasflow-otlp-out --example otlp_sink)
-STANDIN=$ROOT/target/debug/examples/kubelet_standin
-SINK=$ROOT/target/debug/examples/otlp_sink
+# The kubelet stand-in and the OTLP sink are test helpers (examples); prebuilt ones can be
+# given like NASFLOW_BIN, and with all three given nothing is built.
+if [ -z "${NASFLOW_STANDIN:-}" ]; then
+	(cd "$ROOT" && cargo build --quiet -p nasflow-enrich --example kubelet_standin)
+	NASFLOW_STANDIN=$ROOT/target/debug/examples/kubelet_standin
+fi
+if [ -z "${NASFLOW_SINK:-}" ]; then
+	(cd "$ROOT" && cargo build --quiet -p nasflow-otlp-out --example otlp_sink)
+	NASFLOW_SINK=$ROOT/target/debug/examples/otlp_sink
+fi
+STANDIN=$NASFLOW_STANDIN
+SINK=$NASFLOW_SINK
+for b in "$NASFLOW_BIN" "$STANDIN" "$SINK"; do
+	[ -x "$b" ] || { echo "not an executable: $b" >&2; exit 1; }
+done
 ROTEL=${ROTEL_AGENT:-$(python3 -c "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))")}
 [ -x "$ROTEL" ] || { echo "rotel-agent missing: pip install rotel" >&2; exit 1; }
 rm -rf "$R" && mkdir -p "$R"
@@ -25,4 +37,6 @@ timeout 1200 vng -r "$KERNEL" --user root --disable-kvm --memory 2G --rwdir "$R"
 	tail -n 30 "$R/vng.log" "$R/guest.log" >&2 || true
 }
 echo "VM run took $(( $(date +%s) - start )) s"
+# How each guest phase ended (logs in $R/phase-<name>.log), and any wait that timed out.
+grep -E '^(phase|timeout|failure) ' "$R/expect.txt" 2>/dev/null || echo "no phase ended: see $R/guest.log"
 NASFLOW_VM_RESULTS=$R python3 -m pytest -q -p no:cacheprovider "$ROOT/tests/vm"

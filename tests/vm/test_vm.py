@@ -1,6 +1,11 @@
 """Assertions on one VM run (tests/vm/run.sh): what the workloads did, recorded by the guest
-in expect.txt, against what nasflow printed as JSON lines. Byte counts must match exactly."""
+in expect.txt, against what nasflow printed as JSON lines. Byte counts must match exactly.
 
+The guest runs in phases (tests/vm/guest.sh) and records how each ended. A test names the
+phases its data comes from (`needs`): when one of them failed, the test fails with that
+phase's name, why, and the tail of its log, while tests of the other phases run as usual."""
+
+import functools
 import json
 import os
 from collections import defaultdict
@@ -15,14 +20,54 @@ R = Path(os.environ.get("NASFLOW_VM_RESULTS", Path(__file__).resolve().parents[2
 READAHEAD_SLACK = 15 * 65536 + 4096
 
 
+@functools.cache
 def load_expect():
     path = R / "expect.txt"
     if not path.exists():
         pytest.fail(f"{path} missing: the VM run did not get far (see {R}/vng.log, {R}/guest.log)")
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    fatal = [r for r in rows if r[0] == "fatal"]
-    assert not fatal, f"guest setup failed: {fatal}"
-    return rows
+    return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+def check_phase(name):
+    """Fails unless the guest's phase `name` ran and ended well."""
+    rows = load_expect()
+    ended = [r for r in rows if r[0] == "phase" and r[1] == name]
+    if not ended:
+        pytest.fail(f"phase {name} never ran: the guest stopped before it (see {R}/guest.log, {R}/vng.log)", pytrace=False)
+    _, _, status, rc, seconds = ended[-1][:5]
+    if status == "ok":
+        return
+    why = [" ".join(r[2:]) for r in rows if r[0] in ("timeout", "failure") and r[1] == name]
+    log = R / f"phase-{name}.log"
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(no log)"
+    pytest.fail(
+        f"phase {name} failed (exit status {rc} after {seconds} s)" + "".join(f"\n  {w}" for w in why)
+        + f"\n--- tail of {log}:\n{tail}",
+        pytrace=False,
+    )
+
+
+def needs(*phases):
+    """The guest phases a test's data comes from."""
+
+    def mark(test):
+        test.phases = phases
+        return test
+
+    return mark
+
+
+# Every test of the v2 agent needs it started, the NFS mounts and its last interval; the v1
+# agent runs start to end in one phase.
+V2 = ("services", "v2-start", "nfs", "v2-stop")
+V1 = ("services", "nfs", "v1")
+
+
+@pytest.fixture(autouse=True)
+def phases_ended_well(request):
+    # Autouse, so it runs before the fixtures that load the phases' files.
+    for name in getattr(request.function, "phases", ()):
+        check_phase(name)
 
 
 def load_jsonl(name):
@@ -54,24 +99,34 @@ class Run:
         return {l["cgroup"] for l in self.io}
 
 
-@pytest.fixture(scope="module")
+def load_devs():
+    return {r[1]: r[2] for r in load_expect() if r[0] == "dev"}
+
+
+@functools.cache
+def load_run(name):
+    return Run(name, load_devs())
+
+
+# Function-scoped (loading is cached), so that the phase check runs first.
+@pytest.fixture
 def expect():
     return load_expect()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def devs(expect):
-    return {r[1]: r[2] for r in expect if r[0] == "dev"}
+    return load_devs()
 
 
-@pytest.fixture(scope="module")
-def v2(devs):
-    return Run("v2", devs)
+@pytest.fixture
+def v2():
+    return load_run("v2")
 
 
-@pytest.fixture(scope="module")
-def v1(devs):
-    return Run("v1", devs)
+@pytest.fixture
+def v1():
+    return load_run("v1")
 
 
 def test_guest_finished_and_agents_exited_cleanly(expect):
@@ -80,6 +135,12 @@ def test_guest_finished_and_agents_exited_cleanly(expect):
     assert exits == ["0", "0"], f"agent exit codes {exits}"
 
 
+def test_every_phase_ended_well(expect):
+    failed = [" ".join(r[1:]) for r in expect if r[0] == "phase" and r[2] != "ok"]
+    assert not failed, f"failed phases (name, status, exit status, seconds): {failed}"
+
+
+@needs(*V2)
 def test_started_before_nfs_modules_and_attached_within_5s(expect, v2):
     assert ["unattached_before_modules", "1"] in expect
     assert v2.health[0]["attached"] is False
@@ -89,11 +150,13 @@ def test_started_before_nfs_modules_and_attached_within_5s(expect, v2):
     assert v2.health[-1]["write_attribution"] is True
 
 
+@needs("nfs", "errors", "netem")
 def test_distinct_nfs_devices(devs):
     assert set(devs) == {"nas-a", "nas-b", "nas-s", "nas-slow"}
     assert len(set(devs.values())) == 4
 
 
+@needs(*V2, "v2-io", "gone")
 @pytest.mark.parametrize("kind,op", [("write", "WRITE"), ("read", "READ")])
 def test_exact_bytes_per_cgroup_v2(expect, v2, kind, op):
     cases = [r for r in expect if r[0] == kind]
@@ -112,17 +175,20 @@ def test_exact_bytes_per_cgroup_v2(expect, v2, kind, op):
             assert ops >= 1, f"{op} of {cgroup}: {n} bytes but no op"
 
 
+@needs(*V2, "v2-io")
 def test_readahead_slack_is_bounded(expect, v2):
     for _, cgroup, dev, n in [r for r in expect if r[0] == "read_at_least"]:
         got = v2.bytes(cgroup, dev, "READ")
         assert int(n) <= got <= int(n) + READAHEAD_SLACK, f"{cgroup} read {n}, charged {got}"
 
 
+@needs(*V2, "v2-io", "idle")
 def test_cgroups_without_nfs_io_have_no_series(expect, v2):
     for _, cgroup in [r for r in expect if r[0] == "absent"]:
         assert cgroup not in v2.cgroups(), f"{cgroup} has series: {[l for l in v2.io if l['cgroup'] == cgroup][:2]}"
 
 
+@needs(*V2, "v2-io")
 def test_writes_flushed_by_others_are_not_charged_to_the_root(expect, v2):
     # Root's own direct writes are expected (asserted above); nothing else may land there.
     for dev in ("nas-a", "nas-b"):
@@ -134,6 +200,7 @@ def test_writes_flushed_by_others_are_not_charged_to_the_root(expect, v2):
     assert counters["counters_map_full"] == 0
 
 
+@needs(*V2, "v2-io")
 def test_shared_file_ops_follow_byte_shares(expect, v2):
     sharers = [r for r in expect if r[0] == "write" and r[1].startswith("/share-")]
     ops = {r[1]: sum(l["ops"] for l in v2.series(r[1], r[2], "WRITE")) for r in sharers}
@@ -144,6 +211,7 @@ def test_shared_file_ops_follow_byte_shares(expect, v2):
         assert abs(ops[cgroup] - expected) <= 1.5, f"{cgroup}: {ops[cgroup]} of {total_ops} ops for {n} of {total_bytes} bytes"
 
 
+@needs(*V2, "v2-io")
 def test_commits_follow_the_writer(expect, v2):
     # More than one WRITE RPC (wsize 64 KiB) goes out UNSTABLE and is followed by a COMMIT,
     # also when the COMMIT is sent from a workqueue (O_DIRECT) or a flusher (buffered). A
@@ -156,6 +224,7 @@ def test_commits_follow_the_writer(expect, v2):
             assert commits >= 1, f"no COMMIT for {cgroup} after {n} bytes"
 
 
+@needs(*V2)
 def test_histograms_are_consistent(v2):
     # Every snapshot: a histogram's count is its bucket total. The final snapshot (no I/O in
     # flight) also has one latency sample per completed operation.
@@ -175,6 +244,7 @@ def test_histograms_are_consistent(v2):
             assert lo * lat["count"] <= lat["sum_s"] <= hi * lat["count"], l
 
 
+@needs(*V2, "gone")
 def test_removed_cgroup_is_exported_once_more_then_dropped(expect, v2):
     for _, cgroup in [r for r in expect if r[0] == "gone"]:
         lines = [l for l in v2.io if l["cgroup"] == cgroup]
@@ -203,6 +273,7 @@ def check_attrs(run, cgroup, want, field="workload", dev=None):
         assert "k8s.pod.name" in want or "k8s.pod.name" not in lines[0][field]
 
 
+@needs(*V2, "v2-io")
 def test_pods_are_named_from_their_first_export_v2(expect, v2):
     cases = [r for r in expect if r[0] == "attrs"]
     assert len(cases) == 3
@@ -210,6 +281,7 @@ def test_pods_are_named_from_their_first_export_v2(expect, v2):
         check_attrs(v2, r[1], kv(r[2:]))
 
 
+@needs(*V2, "v2-io")
 def test_nas_attributes(expect, v2, devs):
     cases = [r for r in expect if r[0] == "nas"]
     assert len(cases) == 2
@@ -217,6 +289,7 @@ def test_nas_attributes(expect, v2, devs):
         check_attrs(v2, r[1], kv(r[3:]), field="nas", dev=devs[r[2]])
 
 
+@needs(*V2, "v2-io")
 def test_host_cgroups_carry_their_path_and_no_pod(expect, v2):
     for r in [r for r in expect if r[0] == "host_attrs"]:
         for l in [l for l in v2.io if l["cgroup"] == r[1]]:
@@ -224,6 +297,7 @@ def test_host_cgroups_carry_their_path_and_no_pod(expect, v2):
             assert l["nas"]["nfs.mount.point"].startswith("/srv/nas-"), "a host mount, not a pod volume"
 
 
+@needs(*V1)
 def test_cgroup_v1_attribution(expect, v1):
     cases = [r for r in expect if r[0] == "v1write"]
     assert cases
@@ -235,6 +309,7 @@ def test_cgroup_v1_attribution(expect, v1):
     assert v1.health[-1]["counters"]["write_bytes_unowned"] == 0
 
 
+@needs(*V1)
 def test_cgroup_v1_pods_named(expect, v1):
     cases = [r for r in expect if r[0] == "v1attrs"]
     assert len(cases) == 2
@@ -295,14 +370,17 @@ def check_otlp_against_jsonl(phase, run, explicit, at_least):
     assert checked >= at_least
 
 
+@needs(*V2, "collect")
 def test_otlp_through_rotel_grpc_matches_the_probe(v2):
     check_otlp_against_jsonl("v2", v2, explicit=False, at_least=20)
 
 
+@needs(*V1, "collect")
 def test_otlp_through_rotel_http_explicit_histograms(v1):
     check_otlp_against_jsonl("v1", v1, explicit=True, at_least=3)
 
 
+@needs(*V2, "v2-io", "collect")
 def test_otlp_resource_and_pod_labels(expect):
     points = load_otlp("v2")
     resource = points[0]["resource"]
@@ -315,6 +393,7 @@ def test_otlp_resource_and_pod_labels(expect):
     assert self_series and max(p["value"] for p in self_series) > 10
 
 
+@needs(*V2, "netem", "collect")
 def test_inflight_max_age_gauge_per_mounted_nas():
     points = [p for p in load_otlp("v2") if p["metric"] == "nfs.client.rpc.inflight.max_age"]
     servers = {p["attrs"]["server.address"] for p in points}
@@ -323,6 +402,7 @@ def test_inflight_max_age_gauge_per_mounted_nas():
     assert all("k8s.pod.name" not in p["attrs"] for p in points)
 
 
+@needs(*V2, "v2-io")
 def test_cached_rereads_raise_app_bytes_not_wire_bytes(expect, v2):
     cases = [r for r in expect if r[0] == "app_read"]
     assert cases
@@ -341,10 +421,12 @@ def rpc_lines(run, cgroup, dev_name):
     return [l for (_, d, _), l in run.last.items() if l["cgroup"] == cgroup and d == dev]
 
 
+@needs(*V2)
 def test_every_rpc_is_traced(v2):
     assert v2.health[-1]["rpc_tracing"] is True
 
 
+@needs(*V2, "metadata")
 def test_metadata_storm_is_charged_to_its_pod(expect, v2):
     (_, pod, dev, n), = [r for r in expect if r[0] == "meta"]
     lines = {l["op"]: l for l in rpc_lines(v2, pod, dev)}
@@ -357,6 +439,7 @@ def test_metadata_storm_is_charged_to_its_pod(expect, v2):
     check_attrs(v2, pod, {"k8s.pod.name": "indexer-5f6d7c8b9-k2m4p", "nasflow.task": "file-indexer"})
 
 
+@needs(*V2, "errors", "collect")
 def test_errors_carry_their_errno_per_pod(expect, v2):
     (_, pod, dev, small, k), = [r for r in expect if r[0] == "errors"]
     seen = json.loads((R / "errors.json").read_text())
@@ -383,6 +466,7 @@ def slots(latency):
     return {b["slot"]: b["count"] for b in latency["buckets"]}
 
 
+@needs(*V2, "metadata", "netem", "collect")
 def test_slow_link_shows_in_rtt_and_duration_and_retransmits(expect, v2):
     (_, pod, dev, m), = [r for r in expect if r[0] == "slow"]
     lines = {l["op"]: l for l in rpc_lines(v2, pod, dev)}
@@ -411,6 +495,7 @@ def test_slow_link_shows_in_rtt_and_duration_and_retransmits(expect, v2):
     assert rtx == sum(l["retransmits"] for l in lines.values())
 
 
+@needs("services", "v2-start", "nfs", "v2-ready")
 def test_health_endpoints(expect):
     def one(key):
         (value,) = [r[1] for r in expect if r[0] == key]
@@ -425,6 +510,7 @@ def load_check(name):
     return {i["name"]: i for i in json.loads((R / f"check-{name}.json").read_text())}
 
 
+@needs("services", "check-before-modules")
 def test_check_before_modules_warns_and_passes(expect):
     assert ["check_exit", "before-modules", "0"] in expect
     items = load_check("before-modules")
@@ -433,6 +519,7 @@ def test_check_before_modules_warns_and_passes(expect):
     assert all(i["status"] != "FAIL" for i in items.values()), items
 
 
+@needs("services", "nfs", "check-mounted")
 def test_check_with_nfs_mounted_is_all_ok(expect):
     assert ["check_exit", "mounted", "0"] in expect
     items = load_check("mounted")
@@ -444,6 +531,7 @@ def test_check_with_nfs_mounted_is_all_ok(expect):
     assert "/pods" in items["kubelet"]["detail"]
 
 
+@needs("v2-stop", "v1")
 def test_agent_fits_the_charts_memory_limit(expect):
     import yaml  # the chart's values are the contract
 
@@ -454,6 +542,7 @@ def test_agent_fits_the_charts_memory_limit(expect):
     assert len(rss) == 2 and all(0 < kb * 1024 < int(limit[:-2]) * 2**20 for kb in rss), rss
 
 
+@needs(*V2, "netem", "collect")
 def test_a_hung_nas_shows_in_the_inflight_age(expect):
     (_, _, server), = [r[:3] for r in expect if r[0] == "hung"]
     points = [p for p in load_otlp("v2") if p["metric"] == "nfs.client.rpc.inflight.max_age"]
