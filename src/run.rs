@@ -13,8 +13,8 @@ use nasflow_enrich::{
     names::{EnrichConfig, Enricher},
 };
 use nasflow_otlp_out::{
+    delivery::Delivery,
     encode::{Encoder, SelfStats},
-    exporter::Exporter,
     transport::Transport,
 };
 use nasflow_probe::{AttachEvent, CgroupIdentity, Probe, ProbeOptions, Snapshot};
@@ -71,12 +71,9 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         Some(o) => {
             let transport = Transport::new(&o.transport)?;
             tracing::info!(endpoint = transport.endpoint(), protocol = ?o.transport.protocol, "pushing OTLP metrics");
-            Some(OtlpSink {
-                encoder: Encoder::new(o.encode.clone()),
-                exporter: Exporter::spawn(transport),
-                last_seq: 0,
-                shutdown_timeout: o.shutdown_timeout,
-            })
+            let encoder = Encoder::new(o.encode.clone());
+            let delivery = Delivery::spawn(transport, &encoder);
+            Some(OtlpSink { encoder, delivery, last_seq: 0 })
         }
         None => None,
     };
@@ -91,21 +88,41 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = ticker.tick() => pipe.tick().await?,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
     }
-    tracing::info!("stopping: one last interval");
-    pipe.tick().await?;
-    if let Some(o) = &pipe.otlp {
-        if !o.exporter.flush(o.last_seq, o.shutdown_timeout).await {
-            tracing::warn!(endpoint = o.exporter.endpoint(), "the last export did not complete in time");
+    // One overall deadline for the last interval and its export; a second signal stops at once.
+    let deadline = tokio::time::Instant::now() + cfg.shutdown_timeout;
+    tracing::info!(deadline = ?cfg.shutdown_timeout, "stopping: one last interval (a second signal stops at once)");
+    let last = async {
+        pipe.tick().await?;
+        if let Some(o) = &pipe.otlp {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !o.delivery.flush(o.last_seq, left).await {
+                tracing::warn!(endpoint = o.delivery.endpoint(), "the last export did not complete in time");
+            }
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, last) => r.unwrap_or_else(|_| {
+            tracing::warn!(deadline = ?cfg.shutdown_timeout, "the last interval did not complete in time");
+            Ok(())
+        }),
+        _ = interrupt.recv() => {
+            tracing::warn!("second signal: stopping now");
+            Ok(())
+        }
+        _ = terminate.recv() => {
+            tracing::warn!("second signal: stopping now");
+            Ok(())
         }
     }
-    Ok(())
 }
 
 async fn attach_loop(probe: SharedProbe) {
@@ -138,15 +155,32 @@ struct Pipe {
     state: health::SharedState,
 }
 
-/// The OTLP side of the pipe: the encoder owns the series, the exporter the network.
+/// The OTLP side of the pipe: the encoder owns the series, delivery the network.
 struct OtlpSink {
     encoder: Encoder,
-    exporter: Exporter,
+    delivery: Delivery,
     last_seq: u64,
-    shutdown_timeout: Duration,
 }
 
 impl Pipe {
+    /// Deletes the keys of removed cgroups and puts the values they held at deletion in the
+    /// snapshot in place of the ones read before.
+    async fn finish_gone(&self, mut snap: Snapshot, gone: &std::collections::HashSet<u64>) -> Snapshot {
+        let p = Arc::clone(&self.probe);
+        let ids = gone.clone();
+        match tokio::task::spawn_blocking(move || with_probe(&p, |p| p.forget_cgroups(&ids))).await {
+            Ok(Ok(finals)) => {
+                tracing::debug!(cgroups = gone.len(), keys = finals.len(), "removed cgroups' keys deleted");
+                snap.rows.retain(|r| !gone.contains(&r.cgroup));
+                snap.rows.extend(finals);
+                snap.rows.sort_by_key(|r| (r.cgroup, r.dev, r.op, r.err));
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "deleting the keys of removed cgroups"),
+            Err(e) => tracing::warn!(error = %e, "forget task failed"),
+        }
+        snap
+    }
+
     async fn tick(&mut self) -> Result<()> {
         self.seq += 1;
         let p = Arc::clone(&self.probe);
@@ -165,6 +199,9 @@ impl Pipe {
         let mut pairs: Vec<(u64, u32)> = snap.rows.iter().map(|r| (r.cgroup, r.dev)).collect();
         pairs.dedup();
         let names = self.enricher.resolve(&pairs, seen_at, self.budget).await;
+        // Removed cgroups: their keys leave the kernel maps now, and the values they held at
+        // deletion are the ones their series end with (increments since the read included).
+        let snap = if names.gone.is_empty() { snap } else { self.finish_gone(snap, &names.gone).await };
         if self.jsonl {
             let lines = jsonl::lines(&snap, self.seq, &names);
             let mut stdout = io::stdout().lock();
@@ -177,32 +214,24 @@ impl Pipe {
             let _ = stdout.flush();
         }
         if let Some(o) = &mut self.otlp {
-            o.encoder.acknowledge(o.exporter.acknowledged());
             let e = self.enricher.stats();
             let stats = SelfStats {
-                export_failures: o.exporter.failures(),
+                delivery: o.delivery.stats(),
                 probe_drops: snap.health.counters.clone(),
                 enrich_misses: e.misses,
                 kubelet_refreshes: e.kubelet_refreshes,
             };
-            let (seq, request) = o.encoder.encode(&snap, &names, &stats);
-            o.exporter.publish(seq, request);
-            o.last_seq = seq;
+            let interval = o.encoder.interval(&snap, &names, &stats);
+            o.last_seq = interval.seq();
+            o.delivery.publish(interval);
         }
-        let last_export = self.otlp.as_ref().and_then(|o| o.exporter.last_success());
+        let last_export = self.otlp.as_ref().and_then(|o| o.delivery.last_success());
         let exporting = self.otlp.is_some();
         let attached = snap.health.attached;
         self.state.publish(|s| {
             *s = health::PipeState { attached, last_export, exporting, last_tick: Some(Instant::now()) };
         });
         if !names.gone.is_empty() {
-            let p = Arc::clone(&self.probe);
-            let ids = names.gone.clone();
-            match tokio::task::spawn_blocking(move || with_probe(&p, |p| p.forget_cgroups(&ids))).await {
-                Ok(Ok(n)) => tracing::debug!(cgroups = names.gone.len(), keys = n, "dropped series of removed cgroups"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "dropping series of removed cgroups"),
-                Err(e) => tracing::warn!(error = %e, "forget task failed"),
-            }
             self.enricher.forget(names.gone.iter().copied());
         }
         Ok(())

@@ -100,6 +100,10 @@ pub const VARS: &[Var] = &[
     }),
     var("NASFLOW_HISTOGRAM", "histogram", |s, v| put(&mut s.histogram, values::choice(v))),
     var("NASFLOW_MAX_SERIES", "max_series", |s, v| put(&mut s.max_series, values::count(v))),
+    var("NASFLOW_OTLP_MAX_REQUEST_BYTES", "otlp_max_request_bytes", |s, v| {
+        put(&mut s.otlp_max_request_bytes, values::request_bytes(v))
+    }),
+    var("NASFLOW_SHUTDOWN_TIMEOUT", "shutdown_timeout", |s, v| put(&mut s.shutdown_timeout, values::duration(v))),
     var("NASFLOW_HEALTH_LISTEN", "health_listen", |s, v| put(&mut s.health_listen, values::socket_addr(v))),
 ];
 

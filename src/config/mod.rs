@@ -147,6 +147,8 @@ pub struct RunConfig {
     pub otlp: Option<OtlpConfig>,
     /// Snapshot interval.
     pub interval: Duration,
+    /// Longest a graceful stop takes (the last interval and its export).
+    pub shutdown_timeout: Duration,
     /// Host cgroup mount.
     pub cgroup_root: PathBuf,
     /// Kernel map capacity in series.
@@ -172,8 +174,6 @@ pub struct OtlpConfig {
     pub transport: TransportConfig,
     /// How to encode.
     pub encode: EncodeOptions,
-    /// Bound of the last export at shutdown.
-    pub shutdown_timeout: Duration,
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ mod default {
     pub const KUBELET_REFRESH: Duration = Duration::from_secs(10);
     pub const OTLP_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_SERIES: usize = 20_000;
+    pub const OTLP_MAX_REQUEST_BYTES: usize = nasflow_otlp_out::encode::DEFAULT_MAX_REQUEST_BYTES;
+    /// Below the chart's `terminationGracePeriodSeconds` (30 s).
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
 }
 
 impl Settings {
@@ -61,6 +64,7 @@ impl Settings {
             output: self.output,
             otlp,
             interval: self.interval.unwrap_or(default::INTERVAL),
+            shutdown_timeout: self.shutdown_timeout.unwrap_or(default::SHUTDOWN_TIMEOUT),
             health_listen: self.health_listen,
             cgroup_root: self.cgroup_root.unwrap_or_else(|| PathBuf::from(default::CGROUP_ROOT)),
             max_kernel_series: self.max_kernel_series.unwrap_or(default::MAX_KERNEL_SERIES),
@@ -106,8 +110,8 @@ impl Settings {
                 max_series: self.max_series.unwrap_or(default::MAX_SERIES),
                 resource: self.resource(),
                 scope_version: env!("CARGO_PKG_VERSION").to_owned(),
+                max_request_bytes: self.otlp_max_request_bytes.unwrap_or(default::OTLP_MAX_REQUEST_BYTES),
             },
-            shutdown_timeout: timeout,
         })
     }
 

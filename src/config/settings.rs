@@ -148,6 +148,19 @@ pub struct Settings {
     #[serde(deserialize_with = "values::file::count")]
     pub max_series: Option<usize>,
 
+    /// Largest OTLP request in bytes, encoded and before compression: each interval is split
+    /// into requests below it (the OpenTelemetry Collector refuses more than 4 MiB); at least
+    /// 65536 [default: 3145728] [env: NASFLOW_OTLP_MAX_REQUEST_BYTES]
+    #[arg(long, value_parser = values::request_bytes)]
+    #[serde(deserialize_with = "values::file::request_bytes")]
+    pub otlp_max_request_bytes: Option<usize>,
+
+    /// Longest the agent takes to stop on SIGTERM or SIGINT: one last interval and its export;
+    /// a second signal stops it at once [default: 20s] [env: NASFLOW_SHUTDOWN_TIMEOUT]
+    #[arg(long, value_parser = values::duration)]
+    #[serde(deserialize_with = "values::file::duration")]
+    pub shutdown_timeout: Option<Duration>,
+
     /// Serve /healthz and /readyz on this address, e.g. 0.0.0.0:9808; off by default
     /// [env: NASFLOW_HEALTH_LISTEN]
     #[arg(long, value_parser = values::socket_addr)]
@@ -196,6 +209,8 @@ impl Settings {
             histogram,
             temporality,
             max_series,
+            otlp_max_request_bytes,
+            shutdown_timeout,
             health_listen,
             resource_attributes,
             service_name,
@@ -226,6 +241,8 @@ impl Settings {
             histogram: histogram.or(self.histogram),
             temporality: temporality.or(self.temporality),
             max_series: max_series.or(self.max_series),
+            otlp_max_request_bytes: otlp_max_request_bytes.or(self.otlp_max_request_bytes),
+            shutdown_timeout: shutdown_timeout.or(self.shutdown_timeout),
             health_listen: health_listen.or(self.health_listen),
             resource_attributes: resource_attributes.or(self.resource_attributes),
             service_name: service_name.or(self.service_name),

@@ -136,6 +136,18 @@ fn at_least_min_interval(d: Duration) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Smallest request size bound: room for the self-telemetry and a few hundred series.
+pub const MIN_REQUEST_BYTES: usize = 64 << 10;
+
+/// An OTLP request size bound in bytes, at least [`MIN_REQUEST_BYTES`].
+pub fn request_bytes(s: &str) -> Result<usize, String> {
+    let n: usize = count(s)?;
+    if n < MIN_REQUEST_BYTES {
+        return Err(format!("at least {MIN_REQUEST_BYTES} bytes"));
+    }
+    Ok(n)
+}
+
 /// A count or size of at least one: a map or budget of zero series would hold nothing.
 pub fn count<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
     let s = s.trim();
@@ -297,6 +309,10 @@ pub mod file {
     /// See [`super::duration`].
     pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         parsed(d, super::duration)
+    }
+
+    pub fn request_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        parsed(d, super::request_bytes)
     }
 
     /// See [`super::interval`].

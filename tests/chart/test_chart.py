@@ -124,3 +124,20 @@ def test_every_env_var_the_chart_sets_is_one_nasflow_reads():
         assert f'"{name}"' in src or name.startswith("OTEL_"), f"{name} is not read by nasflow"
         if name.startswith("OTEL_"):
             assert name in src or name.replace("OTEL_EXPORTER_OTLP_", "OTEL_EXPORTER_OTLP_{}") in src or "OTEL_EXPORTER_OTLP" in src
+
+
+def seconds(text):
+    """A Go duration of whole seconds or minutes ("20s", "1m") in seconds."""
+    m = re.fullmatch(r"(\d+)(s|m)", str(text))
+    assert m, f"unexpected duration {text!r}"
+    return int(m.group(1)) * (60 if m.group(2) == "m" else 1)
+
+
+def test_the_grace_period_outlasts_the_agents_shutdown_deadline():
+    v = values()
+    assert "terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}" in template_text()
+    assert int(v["terminationGracePeriodSeconds"]) > seconds(v["shutdownTimeout"])
+
+
+def test_requests_stay_under_the_collectors_default_limit():
+    assert 64 << 10 <= int(values()["otlp"]["maxRequestBytes"]) < 4 << 20

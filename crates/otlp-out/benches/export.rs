@@ -1,6 +1,7 @@
-//! One export of 10,000 series with histograms: CPU for encoding plus protobuf
-//! serialisation, request size (raw and gzip), and the extra peak heap of one export,
-//! measured with a counting allocator. BENCHMARKS.md records the numbers.
+//! One export of 10,000 and of 20,000 series with histograms: CPU for building the interval
+//! (values, attributes) plus framing its requests (split under the default 3 MiB), request
+//! sizes (raw and gzip), and the extra peak heap of one export, measured with a counting
+//! allocator. BENCHMARKS.md records the numbers.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -18,7 +19,7 @@ use nasflow_enrich::{
     names::{Names, NasView, Workload},
 };
 use nasflow_otlp_out::{
-    encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality},
+    encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality, DEFAULT_MAX_REQUEST_BYTES},
     transport::gzip_size,
 };
 use nasflow_probe::{Histogram, IoRow, Operation, ProbeHealth, Snapshot};
@@ -45,8 +46,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// 1,250 pod containers x (READ, WRITE, COMMIT) on one NAS: 10,000 series.
-fn setup() -> (Snapshot, Names) {
+/// `pods` pod containers x (READ, WRITE, COMMIT) on one NAS: 8 series each (counts, bytes
+/// and durations of the three, less COMMIT bytes), 10,000 series for 1,250 pods.
+fn setup(pods: u64) -> (Snapshot, Names) {
     let mut rows = Vec::new();
     let mut names = Names::default();
     let nas = Arc::new(NasView {
@@ -56,7 +58,7 @@ fn setup() -> (Snapshot, Names) {
         mount_point: Some("/var/lib/kubelet/pods/x/volumes/kubernetes.io~nfs/datasets".into()),
         volume: Some("datasets".into()),
     });
-    for i in 0..1250u64 {
+    for i in 0..pods {
         let cgroup = 10_000 + i;
         let pod = Arc::new(PodMeta {
             namespace: "ml-training".into(),
@@ -92,33 +94,46 @@ fn setup() -> (Snapshot, Names) {
 }
 
 fn bench(c: &mut Criterion) {
-    let (snap, names) = setup();
-    let opts = EncodeOptions {
-        histogram: HistogramKind::Exponential,
-        temporality: Temporality::Cumulative,
-        max_series: 20_000,
-        resource: vec![("service.name".into(), "nasflow".into())],
-        scope_version: "bench".into(),
-    };
-    let mut e = Encoder::new(opts);
-    let stats = SelfStats::default();
-    let (_, first) = e.encode(&snap, &names, &stats);
-    assert_eq!(e.series_count(), 10_000);
-    let (raw, gz) = gzip_size(&first);
-    drop(first);
-    let before = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let (_, req) = e.encode(&snap, &names, &stats);
-    let peak = PEAK.load(Ordering::Relaxed) - before;
-    drop(req);
-    println!(
-        "10k series: request {raw} B raw, {gz} B gzip ({:.1} B/series gzip); extra peak heap of one export {:.1} MiB",
-        gz as f64 / 10_000.0,
-        peak as f64 / f64::from(1 << 20)
-    );
-    c.bench_function("export 10k series (encode + serialise)", |b| {
-        b.iter(|| black_box(e.encode(black_box(&snap), &names, &stats)));
-    });
+    for (pods, series) in [(1250, 10_000), (2500, 20_000)] {
+        let (snap, names) = setup(pods);
+        let opts = EncodeOptions {
+            histogram: HistogramKind::Exponential,
+            temporality: Temporality::Cumulative,
+            max_series: 20_000,
+            resource: vec![("service.name".into(), "nasflow".into())],
+            scope_version: "bench".into(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        };
+        let mut e = Encoder::new(opts);
+        let stats = SelfStats::default();
+        let i = e.interval(&snap, &names, &stats);
+        let first = e.requests(&i);
+        drop(i);
+        assert_eq!(e.series_count(), series);
+        let sizes: Vec<(usize, usize)> = first.iter().map(|r| gzip_size(r)).collect();
+        drop(first);
+        let before = CURRENT.load(Ordering::Relaxed);
+        PEAK.store(before, Ordering::Relaxed);
+        let i = e.interval(&snap, &names, &stats);
+        let reqs = e.requests(&i);
+        drop(i);
+        let peak = PEAK.load(Ordering::Relaxed) - before;
+        drop(reqs);
+        let (raw, gz): (usize, usize) = sizes.iter().fold((0, 0), |(r, g), (a, b)| (r + a, g + b));
+        println!(
+            "{series} series: {} requests, largest {} B; {raw} B raw, {gz} B gzip in all ({:.1} B/series gzip); extra peak heap of one export {:.1} MiB",
+            sizes.len(),
+            sizes.iter().map(|s| s.0).max().unwrap_or(0),
+            gz as f64 / series as f64,
+            peak as f64 / f64::from(1 << 20)
+        );
+        c.bench_function(&format!("export {}k series (interval + requests)", series / 1000), |b| {
+            b.iter(|| {
+                let i = e.interval(black_box(&snap), &names, &stats);
+                black_box(e.requests(&i))
+            });
+        });
+    }
 }
 
 criterion_group!(benches, bench);

@@ -27,7 +27,7 @@ pub(crate) fn kv(key: &str, value: impl Into<String>) -> KeyValue {
 #[derive(Debug, Default)]
 pub(crate) struct AttrCache {
     base: HashMap<(u64, u32), CachedBase>,
-    own: HashMap<(u32, Own), Vec<u8>>,
+    own: HashMap<(u32, Own), Arc<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -35,7 +35,7 @@ struct CachedBase {
     workload: Option<Arc<Workload>>,
     nas: Option<Arc<NasView>>,
     /// Encoded attributes, by the field tag of the data point type they go into.
-    by_tag: HashMap<u32, Vec<u8>>,
+    by_tag: HashMap<u32, Arc<[u8]>>,
 }
 
 /// A series' own attributes.
@@ -60,7 +60,9 @@ fn same<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
 }
 
 impl AttrCache {
-    pub(crate) fn base(&mut self, cg: u64, dev: u32, names: &Names, tag: u32) -> &[u8] {
+    /// The workload and NAS attributes of (cgroup, device), encoded as field `tag` of a data
+    /// point; shared by every series of the pair until the names change.
+    pub(crate) fn base(&mut self, cg: u64, dev: u32, names: &Names, tag: u32) -> Arc<[u8]> {
         let workload = names.workloads.get(&cg);
         let nas = names.nas_of(dev, cg);
         let entry = self.base.entry((cg, dev)).or_insert_with(|| CachedBase {
@@ -73,7 +75,7 @@ impl AttrCache {
             entry.nas = nas.cloned();
             entry.by_tag.clear();
         }
-        entry.by_tag.entry(tag).or_insert_with(|| {
+        let bytes = entry.by_tag.entry(tag).or_insert_with(|| {
             let mut buf = Vec::new();
             let attrs = workload
                 .map(|w| w.attributes())
@@ -92,12 +94,14 @@ impl AttrCache {
                     &mut buf,
                 );
             }
-            buf
-        })
+            buf.into()
+        });
+        Arc::clone(bytes)
     }
 
-    pub(crate) fn own(&mut self, tag: u32, own: Own) -> &[u8] {
-        self.own.entry((tag, own)).or_insert_with(|| {
+    /// One attribute of a series' own, encoded as field `tag` of a data point.
+    pub(crate) fn own(&mut self, tag: u32, own: Own) -> Arc<[u8]> {
+        let bytes = self.own.entry((tag, own)).or_insert_with(|| {
             let a = match own {
                 Own::Op(op) => kv(schema::ATTR_OPERATION, op.name()),
                 Own::Error(e) => kv(schema::ATTR_ERROR_TYPE, errno_name(e)),
@@ -113,8 +117,9 @@ impl AttrCache {
             };
             let mut buf = Vec::new();
             prost::encoding::message::encode(tag, &a, &mut buf);
-            buf
-        })
+            buf.into()
+        });
+        Arc::clone(bytes)
     }
 
     /// Keeps only the entries of origins still exported.

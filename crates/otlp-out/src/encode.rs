@@ -1,6 +1,6 @@
-//! Snapshots and names to OTLP requests: for each metric of the schema, the values its
-//! source gives per (cgroup, device, operation), through the series registry, into data
-//! points with cached attributes, framed by hand.
+//! Snapshots and names to intervals: for each metric of the schema, the values its source
+//! gives per (cgroup, device, operation), through the series registry, with their attributes
+//! encoded once. Delivery frames them into requests (`parts.rs`).
 
 use std::{
     collections::HashSet,
@@ -9,21 +9,19 @@ use std::{
 
 use nasflow_enrich::names::Names;
 use nasflow_probe::{Histogram, Inflight, IoRow, Operation, Snapshot};
-use opentelemetry_proto::tonic::{
-    common::v1::InstrumentationScope,
-    metrics::v1::{AggregationTemporality, ScopeMetrics},
-    resource::v1::Resource,
-};
+use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
 
 use crate::{
     attrs::{kv, AttrCache, Own},
+    interval::SeriesPoint,
+    parts::Framing,
     points::{self, Value},
-    schema::{self, Instrument, Source, METRICS},
-    series::{Origin, Point, Registry, SeriesKey},
+    schema::{self, Source, METRICS},
+    series::{Origin, Registry, SeriesKey},
     telemetry::{self, SeriesStats},
     wire,
 };
-pub use crate::{points::HistogramKind, series::Temporality, telemetry::SelfStats};
+pub use crate::{interval::Interval, points::HistogramKind, series::Temporality, telemetry::SelfStats};
 
 /// Encoding settings.
 #[derive(Debug, Clone)]
@@ -38,7 +36,13 @@ pub struct EncodeOptions {
     pub resource: Vec<(String, String)>,
     /// Instrumentation scope version.
     pub scope_version: String,
+    /// Largest request, encoded and before compression: an interval is split into parts
+    /// below it (the OpenTelemetry Collector refuses more than 4 MiB by default).
+    pub max_request_bytes: usize,
 }
+
+/// Default of [`EncodeOptions::max_request_bytes`]: 3 MiB, under the Collector's 4 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 3 << 20;
 
 fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -80,10 +84,10 @@ fn source_values(source: Source, op: Operation, group: &[IoRow]) -> Vec<(u16, Va
     }
 }
 
-/// Builds OTLP requests from snapshots; one per interval.
+/// Turns snapshots into intervals; one per tick.
 pub struct Encoder {
-    opts: EncodeOptions,
     registry: Registry,
+    framing: Framing,
     seq: u64,
     started: u64,
     attrs: AttrCache,
@@ -93,8 +97,47 @@ impl Encoder {
     /// A new encoder; series start when first seen.
     #[must_use]
     pub fn new(opts: EncodeOptions) -> Self {
-        let registry = Registry::new(opts.max_series, opts.temporality);
-        Self { opts, registry, seq: 0, started: nanos(SystemTime::now()), attrs: AttrCache::default() }
+        let version = opts.scope_version;
+        let scope = |name: &str| InstrumentationScope {
+            name: name.to_owned(),
+            version: version.clone(),
+            attributes: vec![],
+            dropped_attributes_count: 0,
+        };
+        let framing = Framing {
+            resource: Resource {
+                attributes: opts.resource.into_iter().map(|(k, v)| kv(&k, v)).collect(),
+                dropped_attributes_count: 0,
+                entity_refs: vec![],
+            },
+            scope: scope(schema::SCOPE),
+            self_scope: scope(schema::SELF_SCOPE),
+            histogram: opts.histogram,
+            temporality: opts.temporality,
+            max_bytes: opts.max_request_bytes,
+        };
+        Self {
+            registry: Registry::new(opts.max_series),
+            framing,
+            seq: 0,
+            started: nanos(SystemTime::now()),
+            attrs: AttrCache::default(),
+        }
+    }
+
+    /// How delivery frames this encoder's intervals.
+    pub(crate) fn framing(&self) -> Framing {
+        self.framing.clone()
+    }
+
+    /// The requests delivery would send for `interval` to a collector that answered nothing
+    /// yet (the interval's ended series included), each under the size bound. For tools,
+    /// tests and benchmarks; the agent sends through [`crate::delivery::Delivery`].
+    #[must_use]
+    pub fn requests(&self, interval: &Interval) -> Vec<std::sync::Arc<Vec<u8>>> {
+        let ended: Vec<&SeriesPoint> = interval.points.iter().filter(|p| p.ended).collect();
+        let answered = crate::parts::Answered::new();
+        self.framing.parts(interval, ended.into_iter(), &answered).into_iter().map(|p| p.body).collect()
     }
 
     /// Series admitted (within the budget) now.
@@ -107,12 +150,6 @@ impl Encoder {
     #[must_use]
     pub fn overflowed(&self) -> u64 {
         self.registry.overflowed()
-    }
-
-    /// The collector accepted request `seq`: with delta temporality, its values become the
-    /// baselines of the next deltas. Unacknowledged requests are superseded, never lost.
-    pub fn acknowledge(&mut self, seq: u64) {
-        self.registry.acknowledge(seq);
     }
 
     /// Current values of every row-fed series of the snapshot, the series of one (cgroup,
@@ -132,16 +169,39 @@ impl Encoder {
         out
     }
 
-    /// Encodes one interval. Returns the request's sequence number (for
-    /// [`Encoder::acknowledge`]) and the encoded `ExportMetricsServiceRequest`.
-    pub fn encode(&mut self, snap: &Snapshot, names: &Names, stats: &SelfStats) -> (u64, Vec<u8>) {
+    /// One interval: every series' cumulative value with its attributes, the gauges and the
+    /// self-telemetry, at the time the snapshot was taken. Series of cgroups `names` marks gone
+    /// end with the values in the snapshot (give it their final rows).
+    pub fn interval(&mut self, snap: &Snapshot, names: &Names, stats: &SelfStats) -> Interval {
         self.seq += 1;
-        let now = snap.taken_at.map_or_else(|| nanos(SystemTime::now()), nanos);
-        let (points, seen) = self.registry.points(self.seq, now, Self::values(snap));
-        let request = self.build(&points, &snap.inflight, names, now, stats);
+        let time = snap.taken_at.map_or_else(|| nanos(SystemTime::now()), nanos);
         let gone = |cg: u64| names.workloads.get(&cg).is_some_and(|w| w.gone);
-        self.registry.retire(&seen, gone);
-        (self.seq, request)
+        let current = self.registry.current(time, Self::values(snap), gone);
+        let mut seen = HashSet::new();
+        let mut points = Vec::with_capacity(current.len());
+        for c in current {
+            let tag = self.framing.attr_tag(c.key.metric);
+            let attrs = match &c.key.origin {
+                Some(o) => {
+                    seen.insert((o.cgroup, o.dev));
+                    let mut a = vec![self.attrs.base(o.cgroup, o.dev, names, tag)];
+                    a.extend(Self::own_attributes(c.key.metric, o).map(|own| self.attrs.own(tag, own)));
+                    a
+                }
+                None => vec![self.attrs.own(tag, Own::Overflow)],
+            };
+            points.push(SeriesPoint { key: c.key, value: c.value, start: c.start, attrs, ended: c.ended });
+        }
+        self.attrs.retain(&seen);
+        let gauges = METRICS
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.source == Source::InflightMaxAge)
+            .map(|(i, _)| (i, Self::inflight_points(&snap.inflight, names, time)))
+            .collect();
+        let series = SeriesStats { admitted: self.registry.admitted(), overflowed: self.registry.overflowed() };
+        let self_metrics = telemetry::metrics(stats, series, self.started, time);
+        Interval { seq: self.seq, time, points, gauges, self_metrics }
     }
 
     /// One gauge point per mounted NFS device: the age of its oldest RPC in flight, 0 if none.
@@ -169,91 +229,6 @@ impl Encoder {
             _ => None,
         })
     }
-
-    fn build(
-        &mut self,
-        points: &[Point],
-        inflight: &[Inflight],
-        names: &Names,
-        now: u64,
-        stats: &SelfStats,
-    ) -> Vec<u8> {
-        let temporality = match self.opts.temporality {
-            Temporality::Cumulative => AggregationTemporality::Cumulative,
-            Temporality::Delta => AggregationTemporality::Delta,
-        } as i32;
-        let (hist_tag, hist_field) = match self.opts.histogram {
-            HistogramKind::Exponential => (wire::EXP_HIST_POINT_ATTRS, wire::METRIC_EXP_HISTOGRAM),
-            HistogramKind::Explicit => (wire::HIST_POINT_ATTRS, wire::METRIC_HISTOGRAM),
-        };
-        // Data points go straight into one buffer per metric; attributes come from the cache.
-        let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); METRICS.len()];
-        let mut scratch = Vec::with_capacity(1024);
-        let mut seen = HashSet::new();
-        for (key, value, start) in points {
-            let tag = match METRICS[key.metric].instrument {
-                Instrument::Histogram => hist_tag,
-                Instrument::Counter | Instrument::Gauge => wire::NUMBER_POINT_ATTRS,
-            };
-            scratch.clear();
-            match value {
-                Value::Sum(v) => wire::encode(&points::number(vec![], *start, now, *v), &mut scratch),
-                Value::Hist(h) => match self.opts.histogram {
-                    HistogramKind::Exponential => {
-                        wire::encode(&points::exponential(vec![], *start, now, h), &mut scratch);
-                    }
-                    HistogramKind::Explicit => wire::encode(&points::explicit(vec![], *start, now, h), &mut scratch),
-                },
-            }
-            match &key.origin {
-                Some(o) => {
-                    seen.insert((o.cgroup, o.dev));
-                    scratch.extend_from_slice(self.attrs.base(o.cgroup, o.dev, names, tag));
-                    for own in Self::own_attributes(key.metric, o) {
-                        scratch.extend_from_slice(self.attrs.own(tag, own));
-                    }
-                }
-                None => scratch.extend_from_slice(self.attrs.own(tag, Own::Overflow)),
-            }
-            wire::put_message(&mut bufs[key.metric], wire::DATA_POINTS, &scratch);
-        }
-        self.attrs.retain(&seen);
-        for (m, buf) in METRICS.iter().zip(bufs.iter_mut()) {
-            if m.source == Source::InflightMaxAge {
-                *buf = Self::inflight_points(inflight, names, now);
-            }
-        }
-        let metrics: Vec<wire::MetricParts<'_>> = METRICS
-            .iter()
-            .zip(&bufs)
-            .map(|(m, buf)| {
-                let (field, temporality, monotonic) = match m.instrument {
-                    Instrument::Counter => (wire::METRIC_SUM, Some(temporality), Some(true)),
-                    Instrument::Histogram => (hist_field, Some(temporality), None),
-                    Instrument::Gauge => (wire::METRIC_GAUGE, None, None),
-                };
-                wire::MetricParts::new((m.name, m.description, m.unit), field, buf, temporality, monotonic)
-            })
-            .collect();
-        let scope = |name: &str| InstrumentationScope {
-            name: name.to_owned(),
-            version: self.opts.scope_version.clone(),
-            attributes: vec![],
-            dropped_attributes_count: 0,
-        };
-        let resource = Resource {
-            attributes: self.opts.resource.iter().map(|(k, v)| kv(k, v.clone())).collect(),
-            dropped_attributes_count: 0,
-            entity_refs: vec![],
-        };
-        let series = SeriesStats { admitted: self.registry.admitted(), overflowed: self.registry.overflowed() };
-        let self_scope = ScopeMetrics {
-            scope: Some(scope(schema::SELF_SCOPE)),
-            metrics: telemetry::metrics(stats, series, self.started, now),
-            schema_url: String::new(),
-        };
-        wire::request(&resource, &scope(schema::SCOPE), &metrics, &self_scope)
-    }
 }
 
 #[cfg(test)]
@@ -261,10 +236,7 @@ impl Encoder {
 // powers of two, exact in f64.
 #[allow(clippy::many_single_char_names, clippy::float_cmp)]
 mod tests {
-    use std::{
-        collections::{HashMap, HashSet},
-        sync::Arc,
-    };
+    use std::{collections::HashMap, sync::Arc};
 
     use nasflow_enrich::names::{Names, NasView, Workload};
     use nasflow_probe::{ProbeHealth, LATENCY_SLOTS};
@@ -272,10 +244,11 @@ mod tests {
     use opentelemetry_proto::tonic::{
         collector::metrics::v1::ExportMetricsServiceRequest,
         common::v1::{any_value, KeyValue},
-        metrics::v1::{metric::Data, number_data_point, Metric},
+        metrics::v1::{metric::Data, number_data_point, AggregationTemporality, Metric},
     };
 
     use super::*;
+    use crate::parts::{Answered, Part};
 
     fn row(cgroup: u64, op: Operation, err: u16, ops: u64, bytes: u64, samples_ns: &[u64]) -> IoRow {
         let mut latency = Histogram::default();
@@ -286,9 +259,30 @@ mod tests {
         IoRow::new(cgroup, 61, op, err).with_completed(ops, bytes, latency)
     }
 
-    fn decoded(e: &mut Encoder, s: &Snapshot, n: &Names, st: &SelfStats) -> (u64, ExportMetricsServiceRequest) {
-        let (seq, raw) = e.encode(s, n, st);
-        (seq, crate::transport::decode(&raw).expect("a valid ExportMetricsServiceRequest"))
+    /// The requests of one interval as delivery builds them: ended series as tombstones,
+    /// deltas against `answered`.
+    fn parts(e: &mut Encoder, s: &Snapshot, n: &Names, answered: &Answered) -> (Interval, Vec<Part>) {
+        let i = e.interval(s, n, &SelfStats::default());
+        let tombstones: Vec<SeriesPoint> = i.points.iter().filter(|p| p.ended).cloned().collect();
+        let parts = e.framing().parts(&i, tombstones.iter(), answered);
+        (i, parts)
+    }
+
+    fn decode(p: &Part) -> ExportMetricsServiceRequest {
+        crate::transport::decode(&p.body).expect("a valid ExportMetricsServiceRequest")
+    }
+
+    fn decoded(e: &mut Encoder, s: &Snapshot, n: &Names, _: &SelfStats) -> (u64, ExportMetricsServiceRequest) {
+        let (i, parts) = parts(e, s, n, &Answered::new());
+        assert_eq!(parts.len(), 1, "small requests are not split");
+        (i.seq(), decode(&parts[0]))
+    }
+
+    /// Records a part as answered, as delivery does.
+    fn answer(answered: &mut Answered, part: Part, time: u64) {
+        for m in part.members {
+            answered.insert(m.key, (m.cumulative, time));
+        }
     }
 
     fn snap(rows: Vec<IoRow>) -> Snapshot {
@@ -315,6 +309,7 @@ mod tests {
             max_series,
             resource: vec![("service.name".into(), "nasflow".into())],
             scope_version: "test".into(),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 
@@ -548,30 +543,74 @@ mod tests {
     }
 
     #[test]
-    fn delta_is_against_the_last_accepted_export() {
+    fn delta_is_against_the_last_answered_request() {
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Delta, 100));
-        let (s1, r1) =
-            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 10, 100, &[])]), &names(&[]), &SelfStats::default());
-        assert_eq!(ints(metric(&r1, schema::OPERATION_COUNT)), vec![10]);
-        e.acknowledge(s1);
-        let (_s2, r2) =
-            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 15, 150, &[])]), &names(&[]), &SelfStats::default());
-        assert_eq!(ints(metric(&r2, schema::OPERATION_COUNT)), vec![5]);
-        // r2 was never accepted (collector down): the next delta covers both intervals.
-        let (s3, r3) =
-            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 22, 220, &[])]), &names(&[]), &SelfStats::default());
+        let mut answered = Answered::new();
+        let read = |n: u64| snap(vec![row(7, Operation::Read, 0, n, 10 * n, &[])]);
+        let (i1, mut p1) = parts(&mut e, &read(10), &names(&[]), &answered);
+        assert_eq!(ints(metric(&decode(&p1[0]), schema::OPERATION_COUNT)), vec![10]);
+        answer(&mut answered, p1.remove(0), i1.time);
+        let (_, p2) = parts(&mut e, &read(15), &names(&[]), &answered);
+        assert_eq!(ints(metric(&decode(&p2[0]), schema::OPERATION_COUNT)), vec![5]);
+        // p2 was never answered (collector down): the next delta covers both intervals.
+        let (i3, mut p3) = parts(&mut e, &read(22), &names(&[]), &answered);
+        let r3 = decode(&p3[0]);
         assert_eq!(ints(metric(&r3, schema::OPERATION_COUNT)), vec![12]);
         assert_eq!(ints(metric(&r3, schema::IO)), vec![120]);
         let Some(Data::Sum(sum)) = &metric(&r3, schema::OPERATION_COUNT).data else { panic!("sum") };
         assert_eq!(sum.aggregation_temporality, AggregationTemporality::Delta as i32);
-        e.acknowledge(s3);
-        let (_, r4) =
-            decoded(&mut e, &snap(vec![row(7, Operation::Read, 0, 22, 220, &[])]), &names(&[]), &SelfStats::default());
+        assert_eq!(sum.data_points[0].start_time_unix_nano, i1.time, "the range starts where the answered one ended");
+        answer(&mut answered, p3.remove(0), i3.time);
+        let (_, p4) = parts(&mut e, &read(22), &names(&[]), &answered);
+        let r4 = decode(&p4[0]);
         assert_eq!(ints(metric(&r4, schema::OPERATION_COUNT)), vec![0]);
-        let points: HashSet<u64> = match &metric(&r4, schema::OPERATION_COUNT).data {
-            Some(Data::Sum(s)) => s.data_points.iter().map(|p| p.start_time_unix_nano).collect(),
-            _ => HashSet::new(),
-        };
-        assert_eq!(points.len(), 1);
+        let Some(Data::Sum(sum)) = &metric(&r4, schema::OPERATION_COUNT).data else { panic!("sum") };
+        assert_eq!(sum.data_points[0].start_time_unix_nano, i3.time);
+    }
+
+    #[test]
+    fn intervals_split_under_the_size_bound_with_one_time_and_every_series_once() {
+        let mut o = opts(HistogramKind::Exponential, Temporality::Cumulative, 10_000);
+        o.max_request_bytes = 16 << 10;
+        let mut e = Encoder::new(o);
+        let mut n = Names::default();
+        let mut rows = Vec::new();
+        for cg in 0..300u64 {
+            let w = Workload { cgroup_path: Some(Arc::from(format!("/pods/p{cg}").as_str())), ..Workload::default() };
+            n.workloads.insert(cg, Arc::new(w));
+            rows.push(row(cg, Operation::Read, 0, cg + 1, 4096 * (cg + 1), &[1_000_000]));
+        }
+        let (i, parts) = parts(&mut e, &snap(rows), &n, &Answered::new());
+        assert!(parts.len() > 3, "{} parts", parts.len());
+        let mut counts = HashMap::new();
+        for (k, p) in parts.iter().enumerate() {
+            assert!(p.body.len() <= 16 << 10, "part {k}: {} bytes", p.body.len());
+            let r = decode(p);
+            assert_eq!(r.resource_metrics.len(), 1);
+            assert_eq!(r.resource_metrics[0].resource, Some(e.framing().resource.clone()), "resource in every part");
+            let scopes: Vec<_> = r.resource_metrics[0]
+                .scope_metrics
+                .iter()
+                .filter_map(|s| s.scope.as_ref())
+                .map(|s| s.name.clone())
+                .collect();
+            let expected = if k == 0 { vec!["nasflow", "nasflow.self"] } else { vec!["nasflow"] };
+            assert_eq!(scopes, expected, "part {k}");
+            let Some(Data::Sum(sum)) = &metric(&r, schema::OPERATION_COUNT).data else { panic!("sum") };
+            for point in &sum.data_points {
+                assert_eq!(point.time_unix_nano, i.time, "one time for every part");
+                let cg = match attr(&point.attributes, "process.linux.cgroup") {
+                    Some(any_value::Value::StringValue(p)) => p.clone(),
+                    _ => String::new(),
+                };
+                let v = match point.value {
+                    Some(number_data_point::Value::AsInt(v)) => v,
+                    _ => -1,
+                };
+                assert!(counts.insert(cg, v).is_none(), "a series in two parts");
+            }
+        }
+        assert_eq!(counts.len(), 300);
+        assert!((0..300).all(|cg| counts[&format!("/pods/p{cg}")] == i64::from(cg + 1)));
     }
 }

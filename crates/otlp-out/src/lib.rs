@@ -3,8 +3,10 @@
 //! HTTP with retries, never holding up the probe.
 
 mod attrs;
+pub mod delivery;
 pub mod encode;
-pub mod exporter;
+mod interval;
+mod parts;
 mod points;
 pub mod schema;
 mod series;

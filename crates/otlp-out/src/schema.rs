@@ -202,9 +202,79 @@ pub const SELF_KUBELET_REFRESHES: SelfMetric = SelfMetric {
     attributes: &[],
 };
 
+/// Self-telemetry: requests the collector answered.
+pub const SELF_EXPORT_REQUESTS: SelfMetric = SelfMetric {
+    name: "nasflow.export.requests",
+    unit: "{request}",
+    instrument: Instrument::Counter,
+    description: "OTLP requests the collector answered.",
+    attributes: &[],
+};
+/// Self-telemetry: bytes of the answered requests, before compression.
+pub const SELF_EXPORT_BYTES: SelfMetric = SelfMetric {
+    name: "nasflow.export.bytes",
+    unit: "By",
+    instrument: Instrument::Counter,
+    description: "Bytes of the OTLP requests the collector answered, before compression.",
+    attributes: &[],
+};
+/// Self-telemetry: attempts made again after a retryable failure.
+pub const SELF_EXPORT_RETRIES: SelfMetric = SelfMetric {
+    name: "nasflow.export.retries",
+    unit: "{attempt}",
+    instrument: Instrument::Counter,
+    description: "OTLP requests sent again after a retryable failure.",
+    attributes: &[],
+};
+/// Self-telemetry: requests refused for good and dropped, by `reason`.
+pub const SELF_EXPORT_DROPS: SelfMetric = SelfMetric {
+    name: "nasflow.export.drops",
+    unit: "{request}",
+    instrument: Instrument::Counter,
+    description: "OTLP requests the collector refused for good, dropped, by reason.",
+    attributes: &["reason"],
+};
+/// Self-telemetry: data points the collector rejected in partial successes.
+pub const SELF_EXPORT_REJECTED: SelfMetric = SelfMetric {
+    name: "nasflow.export.rejected_points",
+    unit: "{point}",
+    instrument: Instrument::Counter,
+    description: "Data points the collector rejected (OTLP partial success).",
+    attributes: &[],
+};
+/// Self-telemetry: requests the last interval was split into.
+pub const SELF_EXPORT_PARTS: SelfMetric = SelfMetric {
+    name: "nasflow.export.parts",
+    unit: "{request}",
+    instrument: Instrument::Gauge,
+    description: "Requests the last interval was split into.",
+    attributes: &[],
+};
+/// Self-telemetry: ended series whose final values wait for an answered request.
+pub const SELF_EXPORT_TOMBSTONES: SelfMetric = SelfMetric {
+    name: "nasflow.export.tombstones",
+    unit: "{series}",
+    instrument: Instrument::Gauge,
+    description: "Series of removed cgroups whose final values wait to be accepted.",
+    attributes: &[],
+};
+
 /// Every self-telemetry metric, in the order a request carries them.
-pub const SELF_METRICS: [SelfMetric; 6] =
-    [SELF_EXPORT_FAILURES, SELF_SERIES, SELF_OVERFLOWED, SELF_PROBE_DROPS, SELF_ENRICH_MISSES, SELF_KUBELET_REFRESHES];
+pub const SELF_METRICS: [SelfMetric; 13] = [
+    SELF_EXPORT_FAILURES,
+    SELF_SERIES,
+    SELF_OVERFLOWED,
+    SELF_PROBE_DROPS,
+    SELF_ENRICH_MISSES,
+    SELF_KUBELET_REFRESHES,
+    SELF_EXPORT_REQUESTS,
+    SELF_EXPORT_BYTES,
+    SELF_EXPORT_RETRIES,
+    SELF_EXPORT_DROPS,
+    SELF_EXPORT_REJECTED,
+    SELF_EXPORT_PARTS,
+    SELF_EXPORT_TOMBSTONES,
+];
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,8 @@
-//! The series registry: which series exist, when each started, which fit the series budget
-//! (the rest fold into overflow series), the delta baselines the collector accepted, and when
-//! a series ends.
+//! The series registry on the pipe's side: which series exist, when each started, which fit
+//! the series budget (the rest fold into overflow series), and when a series ends. Delivery
+//! keeps what the collector accepted; see `delivery.rs`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use nasflow_probe::Operation;
 
@@ -13,7 +13,7 @@ use crate::points::Value;
 pub enum Temporality {
     /// Values since the series' start (default).
     Cumulative,
-    /// Values since the last export the collector accepted.
+    /// Values since the last export the collector answered.
     Delta,
 }
 
@@ -39,44 +39,32 @@ pub(crate) struct SeriesKey {
 struct SeriesState {
     start: u64,
     admitted: bool,
-    /// Delta: the value and time of the last export the collector accepted.
-    baseline: Option<(Value, u64)>,
     /// Overflowed series: the value already folded into the overflow series.
     folded: Option<Value>,
 }
 
-/// A request's sequence number, time and the values it carried (delta temporality).
-type PendingValues = (u64, u64, Vec<(SeriesKey, Value)>);
+/// A series' cumulative value now: its key, value, start time and whether it ends with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    pub(crate) key: SeriesKey,
+    pub(crate) value: Value,
+    pub(crate) start: u64,
+    pub(crate) ended: bool,
+}
 
-/// Requests whose values are kept for delta baselines, waiting for an acknowledgement.
-const PENDING_REQUESTS: usize = 4;
-
-/// A point to send: the series, its value (a delta or cumulative) and the start of the range.
-pub(crate) type Point = (SeriesKey, Value, u64);
-
-/// Series, their budget and their baselines.
+/// Series and their budget.
 #[derive(Debug)]
 pub(crate) struct Registry {
     max_series: usize,
-    temporality: Temporality,
     series: HashMap<SeriesKey, SeriesState>,
     admitted: usize,
     overflowed_total: u64,
     overflow: HashMap<usize, Value>,
-    pending: VecDeque<PendingValues>,
 }
 
 impl Registry {
-    pub(crate) fn new(max_series: usize, temporality: Temporality) -> Self {
-        Self {
-            max_series,
-            temporality,
-            series: HashMap::new(),
-            admitted: 0,
-            overflowed_total: 0,
-            overflow: HashMap::new(),
-            pending: VecDeque::new(),
-        }
+    pub(crate) fn new(max_series: usize) -> Self {
+        Self { max_series, series: HashMap::new(), admitted: 0, overflowed_total: 0, overflow: HashMap::new() }
     }
 
     /// Series admitted (within the budget) now.
@@ -89,35 +77,17 @@ impl Registry {
         self.overflowed_total
     }
 
-    /// The collector accepted request `seq`: with delta temporality, its values become the
-    /// baselines of the next deltas. Unacknowledged requests are superseded, never lost.
-    pub(crate) fn acknowledge(&mut self, seq: u64) {
-        while let Some((s, time, values)) = self.pending.pop_front() {
-            if s == seq {
-                for (key, v) in values {
-                    if let Some(st) = self.series.get_mut(&key) {
-                        st.baseline = Some((v, time));
-                    }
-                }
-                return;
-            }
-            if s > seq {
-                self.pending.push_front((s, time, values));
-                return;
-            }
-        }
-    }
-
-    /// The points of request `seq` taken at `now` from the series' current values: admitted
-    /// series as they are, the rest folded into their metric's overflow series; deltas
-    /// against the last accepted request. Also returns every series seen.
-    pub(crate) fn points(
+    /// The series of one interval taken at `now` from their current cumulative values:
+    /// admitted series as they are, the rest folded into their metric's overflow series.
+    /// Series of cgroups that are gone end: they are marked `ended` and forgotten, as are
+    /// series not seen in this interval.
+    pub(crate) fn current(
         &mut self,
-        seq: u64,
         now: u64,
         values: Vec<(SeriesKey, Value)>,
-    ) -> (Vec<Point>, HashSet<SeriesKey>) {
-        let mut points: Vec<Point> = Vec::with_capacity(values.len());
+        gone: impl Fn(u64) -> bool,
+    ) -> Vec<Current> {
+        let mut out: Vec<Current> = Vec::with_capacity(values.len());
         let mut seen: HashSet<SeriesKey> = HashSet::with_capacity(values.len());
         for (key, cur) in values {
             seen.insert(key);
@@ -128,10 +98,11 @@ impl Registry {
                 } else {
                     self.overflowed_total += 1;
                 }
-                SeriesState { start: now, admitted, baseline: None, folded: None }
+                SeriesState { start: now, admitted, folded: None }
             });
             if st.admitted {
-                points.push((key, cur, st.start));
+                let ended = key.origin.is_some_and(|o| gone(o.cgroup));
+                out.push(Current { key, value: cur, start: st.start, ended });
             } else {
                 // Fold what this series gained since it was last folded.
                 let gained =
@@ -140,44 +111,21 @@ impl Registry {
                 st.folded = Some(cur);
             }
         }
-        for (metric, v) in &self.overflow {
-            let key = SeriesKey { metric: *metric, origin: None };
+        let mut metrics: Vec<usize> = self.overflow.keys().copied().collect();
+        metrics.sort_unstable();
+        for metric in metrics {
+            let key = SeriesKey { metric, origin: None };
             seen.insert(key);
-            let st = self.series.entry(key).or_insert(SeriesState {
-                start: now,
-                admitted: true,
-                baseline: None,
-                folded: None,
-            });
-            points.push((key, v.clone(), st.start));
+            let st = self.series.entry(key).or_insert(SeriesState { start: now, admitted: true, folded: None });
+            out.push(Current { key, value: self.overflow[&metric].clone(), start: st.start, ended: false });
         }
-        if self.temporality == Temporality::Cumulative {
-            return (points, seen);
-        }
-        // Delta against the last accepted export.
-        let mut sent = Vec::with_capacity(points.len());
-        let mut out: Vec<Point> = Vec::with_capacity(points.len());
-        for (key, cur, start) in points {
-            let (base, since) = match self.series.get(&key).and_then(|s| s.baseline.as_ref()) {
-                Some((v, t)) => (Some(v), *t),
-                None => (None, start),
-            };
-            let delta = base.map_or(Some(cur.clone()), |b| cur.minus(b));
-            // Went down: the series restarted; count it from zero.
-            let (delta, since) = delta.map_or_else(|| (cur.clone(), start), |d| (d, since));
-            sent.push((key, cur));
-            out.push((key, delta, since));
-        }
-        self.pending.push_back((seq, now, sent));
-        while self.pending.len() > PENDING_REQUESTS {
-            self.pending.pop_front();
-        }
-        (out, seen)
+        self.retire(&seen, gone);
+        out
     }
 
-    /// Lifecycle: series not seen in the last request, or whose cgroup is gone (they were just
-    /// exported once more), end now.
-    pub(crate) fn retire(&mut self, seen: &HashSet<SeriesKey>, gone: impl Fn(u64) -> bool) {
+    /// Lifecycle: series not seen in the last interval, or whose cgroup is gone (they were
+    /// just handed over with their final values), end now.
+    fn retire(&mut self, seen: &HashSet<SeriesKey>, gone: impl Fn(u64) -> bool) {
         let before = self.series.len();
         let admitted = &mut self.admitted;
         self.series.retain(|k, st| {
@@ -188,7 +136,7 @@ impl Registry {
             keep
         });
         if self.series.len() < before {
-            tracing::trace!(dropped = before - self.series.len(), "series dropped");
+            tracing::trace!(dropped = before - self.series.len(), "series ended");
         }
     }
 }

@@ -5,6 +5,7 @@ use opentelemetry_proto::tonic::metrics::v1::{metric, AggregationTemporality, Ga
 
 use crate::{
     attrs::kv,
+    delivery::DeliveryStats,
     points::number,
     schema::{self, Instrument, SelfMetric},
 };
@@ -12,8 +13,8 @@ use crate::{
 /// The agent's own counters, exported under [`schema::SELF_SCOPE`].
 #[derive(Debug, Clone, Default)]
 pub struct SelfStats {
-    /// Failed export attempts so far.
-    pub export_failures: u64,
+    /// What delivery did so far.
+    pub delivery: DeliveryStats,
     /// Probe health counters, by reason.
     pub probe_drops: Vec<(&'static str, u64)>,
     /// Naming misses so far.
@@ -32,9 +33,15 @@ pub(crate) struct SeriesStats {
 /// The self-telemetry metrics of one request; counters start at `start` (the agent's start).
 pub(crate) fn metrics(stats: &SelfStats, series: SeriesStats, start: u64, now: u64) -> Vec<Metric> {
     let one = |v: u64| vec![number(vec![], start, now, v)];
-    let values: [(SelfMetric, Vec<NumberDataPoint>); 6] = [
-        (schema::SELF_EXPORT_FAILURES, one(stats.export_failures)),
-        (schema::SELF_SERIES, vec![number(vec![], 0, now, u64::try_from(series.admitted).unwrap_or(u64::MAX))]),
+    let gauge = |v: u64| vec![number(vec![], 0, now, v)];
+    let d = &stats.delivery;
+    let by_reason = |m: &[(String, u64)]| -> Vec<NumberDataPoint> {
+        m.iter().map(|(reason, v)| number(vec![kv("reason", reason.as_str())], start, now, *v)).collect()
+    };
+    let drops: Vec<(String, u64)> = d.drops.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let values: [(SelfMetric, Vec<NumberDataPoint>); 13] = [
+        (schema::SELF_EXPORT_FAILURES, one(d.failures)),
+        (schema::SELF_SERIES, gauge(u64::try_from(series.admitted).unwrap_or(u64::MAX))),
         (schema::SELF_OVERFLOWED, one(series.overflowed)),
         (
             schema::SELF_PROBE_DROPS,
@@ -42,6 +49,13 @@ pub(crate) fn metrics(stats: &SelfStats, series: SeriesStats, start: u64, now: u
         ),
         (schema::SELF_ENRICH_MISSES, one(stats.enrich_misses)),
         (schema::SELF_KUBELET_REFRESHES, one(stats.kubelet_refreshes)),
+        (schema::SELF_EXPORT_REQUESTS, one(d.requests)),
+        (schema::SELF_EXPORT_BYTES, one(d.bytes)),
+        (schema::SELF_EXPORT_RETRIES, one(d.retries)),
+        (schema::SELF_EXPORT_DROPS, by_reason(&drops)),
+        (schema::SELF_EXPORT_REJECTED, one(d.rejected_points)),
+        (schema::SELF_EXPORT_PARTS, gauge(d.parts_last_interval)),
+        (schema::SELF_EXPORT_TOMBSTONES, gauge(d.tombstones)),
     ];
     values
         .into_iter()

@@ -15,6 +15,13 @@ use tonic::{
     Status,
 };
 
+/// Longest wait for a connection to the collector.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 ping and TCP keepalive period.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// A ping unanswered this long closes the connection.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The OTLP metrics export method.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
@@ -60,6 +67,82 @@ impl Codec for EncodedExportCodec {
     fn decoder(&mut self) -> ResponseDecoder {
         ResponseDecoder
     }
+}
+
+/// What the collector said to a request it answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Data points it rejected (OTLP `partial_success.rejected_data_points`).
+    pub rejected: i64,
+    /// Why, as it said (`partial_success.error_message`).
+    pub message: String,
+}
+
+/// A request that was not accepted, classified as the OTLP specification says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth sending again: the collector was unreachable, overloaded or timed out.
+    #[error("{detail}")]
+    Retryable {
+        /// What happened.
+        detail: String,
+        /// How long the collector asked to wait (gRPC `RetryInfo`, HTTP `Retry-After`).
+        after: Option<Duration>,
+    },
+    /// Refused for good (malformed, too large, unauthorised, redirected): sending the same
+    /// again cannot succeed.
+    #[error("{detail}")]
+    Permanent {
+        /// A short stable name for telemetry (`invalid_argument`, `http_413`, ...).
+        reason: String,
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// How the OTLP specification classes a gRPC status: retryable, with the server's delay when
+/// it gave one. `RESOURCE_EXHAUSTED` is retryable only with a `RetryInfo`.
+#[must_use]
+pub fn classify_grpc(code: tonic::Code, retry_info: Option<Duration>) -> Option<Option<Duration>> {
+    use tonic::Code;
+    match code {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::Cancelled
+        | Code::OutOfRange
+        | Code::DataLoss => Some(retry_info),
+        Code::ResourceExhausted if retry_info.is_some() => Some(retry_info),
+        _ => None,
+    }
+}
+
+/// Whether an HTTP status is worth retrying (429, 502, 503, 504).
+#[must_use]
+pub fn retryable_http(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
+/// A `Retry-After` value: delay seconds or an HTTP date.
+#[must_use]
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn grpc_reason(code: tonic::Code) -> String {
+    let mut out = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// Why an export failed.
@@ -158,7 +241,13 @@ impl Transport {
                 let mut ep = Endpoint::from_shared(cfg.endpoint.clone())
                     .map_err(|e| OtlpError::Config(format!("endpoint {}: {e}", cfg.endpoint)))?
                     .timeout(cfg.timeout)
-                    .connect_timeout(cfg.timeout);
+                    .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))
+                    // A collector that stops answering (a dead node, a black-holed route) is
+                    // noticed by HTTP/2 pings and TCP keepalive, and the channel reconnects.
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
+                    .tcp_keepalive(Some(KEEPALIVE_INTERVAL));
                 if https {
                     let mut tls = ClientTlsConfig::new().with_native_roots();
                     if let Some(ca) = &ca {
@@ -184,7 +273,14 @@ impl Transport {
                 Ok(Self::Grpc { client, metadata, endpoint: cfg.endpoint.clone() })
             }
             Protocol::HttpProtobuf => {
-                let mut b = reqwest::Client::builder().timeout(cfg.timeout).use_rustls_tls();
+                let mut b = reqwest::Client::builder()
+                    .timeout(cfg.timeout)
+                    .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))
+                    .tcp_keepalive(KEEPALIVE_INTERVAL)
+                    // Headers (credentials) must not follow a redirect to another host, and a
+                    // 302 would turn the POST into a GET: redirects are errors.
+                    .redirect(reqwest::redirect::Policy::none())
+                    .use_rustls_tls();
                 if let Some(ca) = &ca {
                     for c in reqwest::Certificate::from_pem_bundle(ca)
                         .map_err(|e| OtlpError::Config(format!("CA bundle: {e}")))?
@@ -223,26 +319,34 @@ impl Transport {
         }
     }
 
-    /// Sends one encoded `ExportMetricsServiceRequest`; returns the data points the
-    /// collector rejected.
-    pub async fn send(&mut self, req: &Arc<Vec<u8>>) -> Result<i64, OtlpError> {
-        let endpoint = self.endpoint().to_owned();
-        let err = |detail: String| OtlpError::Export { endpoint: endpoint.clone(), detail };
+    /// Sends one encoded `ExportMetricsServiceRequest`: what the collector answered, or why
+    /// it did not accept the request, classified for retrying.
+    pub async fn send(&mut self, req: &Arc<Vec<u8>>) -> Result<Answer, SendError> {
+        let retry = |detail: String| SendError::Retryable { detail, after: None };
+        let answer = |p: Option<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess>| {
+            p.map_or_else(Answer::default, |p| Answer { rejected: p.rejected_data_points, message: p.error_message })
+        };
         match self {
             Self::Grpc { client, metadata, .. } => {
-                client.ready().await.map_err(|e| err(chain(&e)))?;
+                client.ready().await.map_err(|e| retry(chain(&e)))?;
                 let mut r = tonic::Request::new(Arc::clone(req));
                 *r.metadata_mut() = metadata.clone();
                 let path = PathAndQuery::from_static(EXPORT_PATH);
-                let resp = client.unary(r, path, EncodedExportCodec).await.map_err(|s| {
-                    let mut d = format!("{:?}: {}", s.code(), s.message());
-                    if let Some(src) = std::error::Error::source(&s) {
-                        d.push_str(": ");
-                        d.push_str(&chain(src));
+                match client.unary(r, path, EncodedExportCodec).await {
+                    Ok(resp) => Ok(answer(resp.into_inner().partial_success)),
+                    Err(s) => {
+                        let mut detail = format!("{:?}: {}", s.code(), s.message());
+                        if let Some(src) = std::error::Error::source(&s) {
+                            detail.push_str(": ");
+                            detail.push_str(&chain(src));
+                        }
+                        let retry_info = tonic_types::StatusExt::get_details_retry_info(&s).and_then(|r| r.retry_delay);
+                        match classify_grpc(s.code(), retry_info) {
+                            Some(after) => Err(SendError::Retryable { detail, after }),
+                            None => Err(SendError::Permanent { reason: grpc_reason(s.code()), detail }),
+                        }
                     }
-                    err(d)
-                })?;
-                Ok(resp.into_inner().partial_success.map_or(0, |p| p.rejected_data_points))
+                }
             }
             Self::Http { client, url, headers, gzip } => {
                 let raw: &[u8] = req;
@@ -251,19 +355,37 @@ impl Transport {
                 let body = if *gzip {
                     let mut enc =
                         flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
-                    enc.write_all(raw).map_err(|e| err(e.to_string()))?;
+                    enc.write_all(raw).map_err(|e| retry(e.to_string()))?;
                     rb = rb.header("content-encoding", "gzip");
-                    enc.finish().map_err(|e| err(e.to_string()))?
+                    enc.finish().map_err(|e| retry(e.to_string()))?
                 } else {
                     raw.to_vec()
                 };
-                let resp = rb.body(body).send().await.map_err(|e| err(chain(&e)))?;
+                let resp = rb.body(body).send().await.map_err(|e| retry(chain(&e)))?;
                 let status = resp.status();
-                if !status.is_success() {
-                    let text = resp.text().await.unwrap_or_default();
-                    return Err(err(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>())));
+                if status.is_success() {
+                    let body = resp.bytes().await.map_err(|e| retry(chain(&e)))?;
+                    // An empty body is full success; a protobuf body may carry partial success.
+                    let decoded = ExportMetricsServiceResponse::decode(body.as_ref()).unwrap_or_default();
+                    return Ok(answer(decoded.partial_success));
                 }
-                Ok(0)
+                let after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+                let text = resp.text().await.unwrap_or_default();
+                let detail = format!("HTTP {status}: {}", text.chars().take(200).collect::<String>());
+                if retryable_http(status.as_u16()) {
+                    Err(SendError::Retryable { detail, after })
+                } else if status.is_redirection() {
+                    Err(SendError::Permanent {
+                        reason: "redirect".into(),
+                        detail: format!("{detail} (redirects are not followed: set the final URL)"),
+                    })
+                } else {
+                    Err(SendError::Permanent { reason: format!("http_{}", status.as_u16()), detail })
+                }
             }
         }
     }

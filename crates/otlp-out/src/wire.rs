@@ -32,7 +32,8 @@ pub(crate) fn encode(m: &impl Message, buf: &mut Vec<u8>) {
     }
 }
 
-fn len_delimited_len(tag: u32, len: usize) -> usize {
+/// Bytes field `tag` takes around a body of `len` bytes.
+pub(crate) fn len_delimited_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
@@ -99,19 +100,20 @@ impl<'a> MetricParts<'a> {
 }
 
 /// The whole `ExportMetricsServiceRequest`: one resource, the NFS scope with `metrics`,
-/// and the self-telemetry scope.
+/// and the self-telemetry scope when given.
 pub(crate) fn request(
     resource: &Resource,
     scope: &InstrumentationScope,
     metrics: &[MetricParts<'_>],
-    self_scope: &ScopeMetrics,
+    self_scope: Option<&ScopeMetrics>,
 ) -> Vec<u8> {
     let scope_len = scope.encoded_len();
     let nfs_len =
         len_delimited_len(1, scope_len) + metrics.iter().map(|m| len_delimited_len(2, m.body_len())).sum::<usize>();
-    let self_len = self_scope.encoded_len();
-    let rm_len =
-        len_delimited_len(1, resource.encoded_len()) + len_delimited_len(2, nfs_len) + len_delimited_len(2, self_len);
+    let self_len = self_scope.map(Message::encoded_len);
+    let rm_len = len_delimited_len(1, resource.encoded_len())
+        + len_delimited_len(2, nfs_len)
+        + self_len.map_or(0, |l| len_delimited_len(2, l));
     let mut buf = Vec::with_capacity(len_delimited_len(1, rm_len));
     put_header(&mut buf, 1, rm_len);
     put_header(&mut buf, 1, resource.encoded_len());
@@ -122,7 +124,9 @@ pub(crate) fn request(
     for m in metrics {
         m.write(&mut buf, 2);
     }
-    put_header(&mut buf, 2, self_len);
-    encode(self_scope, &mut buf);
+    if let (Some(s), Some(len)) = (self_scope, self_len) {
+        put_header(&mut buf, 2, len);
+        encode(s, &mut buf);
+    }
     buf
 }

@@ -12,8 +12,8 @@ use std::{
 
 use nasflow_enrich::names::{Names, Workload};
 use nasflow_otlp_out::{
-    encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality},
-    exporter::Exporter,
+    delivery::{Delivery, DeliveryStats},
+    encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality, DEFAULT_MAX_REQUEST_BYTES},
     transport::{Protocol, Transport, TransportConfig},
 };
 use nasflow_probe::{Histogram, IoRow, Operation, ProbeHealth, ProcName, Snapshot, LATENCY_SLOTS};
@@ -157,6 +157,7 @@ fn encoder() -> Encoder {
         max_series: 1000,
         resource: vec![("service.name".into(), "nasflow".into()), ("k8s.node.name".into(), "node-1".into())],
         scope_version: "test".into(),
+        max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
     })
 }
 
@@ -228,8 +229,12 @@ async fn through_rotel(protocol: Protocol) {
     let rotel = Rotel::start(free_port(), free_port(), rx);
     let mut t = transport(protocol, rotel.grpc, rotel.http);
     let mut e = encoder();
-    let (_, req) = e.encode(&rows(1), &names(), &SelfStats { export_failures: 3, ..SelfStats::default() });
-    t.send(&Arc::new(req)).await.expect("send");
+    let stats =
+        SelfStats { delivery: DeliveryStats { failures: 3, ..DeliveryStats::default() }, ..SelfStats::default() };
+    let interval = e.interval(&rows(1), &names(), &stats);
+    for req in e.requests(&interval) {
+        t.send(&req).await.expect("send");
+    }
     let io = wait_for(&got, "nfs.client.io", vec![1_048_576, 4096 + 7]).await;
     assert_eq!(io.unit, "By");
     let count = wait_for(&got, "nfs.client.operation.count", vec![4, 1, 2, 6]).await;
@@ -277,33 +282,33 @@ async fn http_protobuf_through_rotel() {
 async fn collector_outages_lose_nothing() {
     let (rx, got) = receiver().await;
     let (grpc, http) = (free_port(), free_port());
-    let exporter = Exporter::spawn(transport(Protocol::Grpc, grpc, http));
     let mut e = encoder();
+    let delivery = Delivery::spawn(transport(Protocol::Grpc, grpc, http), &e);
     let stats = SelfStats::default();
 
-    // Collector absent at start: the exporter retries, the pipe goes on.
-    let (s1, r1) = e.encode(&rows(1), &names(), &stats);
-    exporter.publish(s1, r1);
+    // Collector absent at start: delivery retries, the pipe goes on.
+    delivery.publish(e.interval(&rows(1), &names(), &stats));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(exporter.failures() >= 1, "the first attempts must have failed");
-    assert_eq!(exporter.acknowledged(), 0);
-    let (s2, r2) = e.encode(&rows(2), &names(), &stats);
-    exporter.publish(s2, r2);
+    assert!(delivery.stats().failures >= 1, "the first attempts must have failed");
+    assert_eq!(delivery.answered(), 0);
+    let i2 = e.interval(&rows(2), &names(), &stats);
+    let s2 = i2.seq();
+    delivery.publish(i2);
 
     // It comes up: the newest cumulative values arrive.
     let mut rotel = Rotel::start(grpc, http, rx);
-    assert!(exporter.flush(s2, Duration::from_secs(40)).await, "never delivered after the collector came up");
+    assert!(delivery.flush(s2, Duration::from_secs(40)).await, "never delivered after the collector came up");
     let first = wait_for(&got, "nfs.client.operation.count", vec![8, 2, 4, 12]).await;
 
     // Killed mid-run, values keep growing, restarted: the values are right afterwards.
     rotel.stop();
-    let (s3, r3) = e.encode(&rows(3), &names(), &stats);
-    exporter.publish(s3, r3);
+    delivery.publish(e.interval(&rows(3), &names(), &stats));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (s4, r4) = e.encode(&rows(5), &names(), &stats);
-    exporter.publish(s4, r4);
+    let i4 = e.interval(&rows(5), &names(), &stats);
+    let s4 = i4.seq();
+    delivery.publish(i4);
     let _rotel = Rotel::start(grpc, http, rx);
-    assert!(exporter.flush(s4, Duration::from_secs(40)).await, "never delivered after the restart");
+    assert!(delivery.flush(s4, Duration::from_secs(40)).await, "never delivered after the restart");
     let last = wait_for(&got, "nfs.client.operation.count", vec![20, 5, 10, 30]).await;
     wait_for(&got, "nfs.client.io", vec![5 * 1_048_576, 5 * 4096 + 7]).await;
     let start = |m: &Metric| match &m.data {

@@ -5,6 +5,7 @@
 mod attach;
 pub mod preflight;
 pub mod snapshot;
+mod sys;
 pub mod tracefs;
 
 use std::{collections::HashSet, io, path::PathBuf, time::SystemTime};
@@ -168,6 +169,8 @@ pub struct Probe {
     rpc_layout: Option<RpcLayout>,
     /// The module instance a load or attach failed for: not retried until it changes.
     failed_for: Option<ModuleInstance>,
+    /// How keys of removed cgroups are taken out of the maps.
+    deleter: snapshot::Deleter,
 }
 
 fn nfs_module_instance() -> ModuleInstance {
@@ -181,7 +184,16 @@ impl Probe {
         preflight::btf(&opts.btf_path)?;
         let tracefs = Tracefs::find_or_mount()?;
         raise_memlock();
-        Ok(Self { opts, tracefs, ebpf: None, layout: None, rpc_layout: None, attachment: None, failed_for: None })
+        Ok(Self {
+            opts,
+            tracefs,
+            ebpf: None,
+            layout: None,
+            rpc_layout: None,
+            attachment: None,
+            failed_for: None,
+            deleter: snapshot::Deleter::default(),
+        })
     }
 
     /// Attaches when the nfs module is present, re-attaches after it was reloaded, and notes
@@ -381,13 +393,17 @@ impl Probe {
         Ok(ids.iter().filter_map(Result::ok).map(|(name, id)| (id, name)).collect())
     }
 
-    /// Deletes every row of the given cgroups (they no longer exist), so the maps only hold
-    /// live series. Returns how many keys were removed.
-    pub fn forget_cgroups(&mut self, gone: &HashSet<u64>) -> Result<usize, ProbeError> {
-        match self.ebpf.as_mut() {
-            Some(ebpf) if !gone.is_empty() => snapshot::forget_cgroups(ebpf, gone),
-            _ => Ok(0),
+    /// Deletes every key of the given cgroups (they no longer exist), so the maps only hold
+    /// live series, and returns their final values: the rows those series end with.
+    pub fn forget_cgroups(&mut self, gone: &HashSet<u64>) -> Result<Vec<IoRow>, ProbeError> {
+        let Some(ebpf) = self.ebpf.as_ref() else {
+            return Ok(Vec::new());
+        };
+        if gone.is_empty() {
+            return Ok(Vec::new());
         }
+        let names = self.proc_names(ebpf)?;
+        snapshot::forget_cgroups(ebpf, gone, &names, &mut self.deleter)
     }
 
     /// Deletes in-flight records older than `max_age`: completions that never came (a

@@ -6,6 +6,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use std::os::fd::{AsFd, BorrowedFd};
+
 use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap},
     Ebpf,
@@ -15,7 +17,7 @@ use nasflow_probe_bpf::{
     OP_MASK, OP_RETRANS, OP_RTT, RPC_RUNNING,
 };
 
-use crate::{map_err, open_map, open_map_mut, ProbeError};
+use crate::{map_err, open_map, open_map_mut, sys, ProbeError};
 
 /// A latency histogram in the kernel's log2 slots: slot 0 holds samples of at most 2^-30 s,
 /// slot `s >= 1` samples in (2^(s-31), 2^(s-30)] s. The one histogram type of the pipe: the
@@ -206,50 +208,72 @@ fn entry(rows: &mut BTreeMap<RowKey, IoRow>, cgroup: u64, dev: u32, op: Op, err:
     rows.entry((cgroup, dev, op, err)).or_insert_with(|| IoRow::new(cgroup, dev, op, err))
 }
 
+/// Rows from histogram and counter entries: the map layout (flags, per-CPU shares, named
+/// operation ids) turned into typed rows. Keys of unknown operation ids are skipped.
+fn rows_from(
+    names: &HashMap<u16, ProcName>,
+    hists: impl IntoIterator<Item = (IoKey, Histogram)>,
+    counters: impl IntoIterator<Item = (IoKey, IoCounters)>,
+) -> Vec<IoRow> {
+    let op_of = |raw: u16| Op::from_raw(raw).or_else(|| names.get(&(raw & OP_MASK)).map(|n| Op::Rpc(*n)));
+    let mut rows: BTreeMap<RowKey, IoRow> = BTreeMap::new();
+    for (key, h) in hists {
+        let Some(op) = op_of(key.op) else {
+            continue;
+        };
+        let r = entry(&mut rows, key.cgroup, key.dev, op, key.err);
+        if key.op & OP_RTT != 0 {
+            r.rtt = Some(h);
+        } else {
+            r.completed_mut().latency = h;
+        }
+    }
+    for (key, sum) in counters {
+        let Some(op) = op_of(key.op) else {
+            continue;
+        };
+        if key.op & OP_RETRANS != 0 {
+            entry(&mut rows, key.cgroup, key.dev, op, 0).retransmits += sum.ops;
+            continue;
+        }
+        let c = entry(&mut rows, key.cgroup, key.dev, op, key.err).completed_mut();
+        c.ops += sum.ops;
+        c.bytes += sum.bytes;
+    }
+    rows.into_values().collect()
+}
+
+/// The per-CPU shares of one counter entry, added up.
+fn total(per_cpu: &[IoCounters]) -> IoCounters {
+    per_cpu.iter().fold(IoCounters::default(), |t, c| IoCounters { ops: t.ops + c.ops, bytes: t.bytes + c.bytes })
+}
+
 /// Reads the counter and histogram maps into rows; counts the counter keys in use.
 pub(crate) fn read_rows(
     ebpf: &Ebpf,
     names: &HashMap<u16, ProcName>,
     health: &mut ProbeHealth,
 ) -> Result<Vec<IoRow>, ProbeError> {
-    let op_of = |raw: u16| Op::from_raw(raw).or_else(|| names.get(&(raw & OP_MASK)).map(|n| Op::Rpc(*n)));
     let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> = open_map(ebpf, maps::IO_COUNTERS)?;
     let hists: BpfHashMap<&MapData, IoKey, IoHist> = open_map(ebpf, maps::IO_HIST)?;
-    let mut rows: BTreeMap<RowKey, IoRow> = BTreeMap::new();
     // Histograms first, in one pass: operation latencies and, flagged, round-trip times.
     // Count, buckets and sum come from one entry, so they agree (OTLP requires count =
     // bucket total). The ops counters are another map, read a moment later: while I/O
     // runs, ops and the histogram count can differ by what completed in between. Without
     // a histogram (map full) no latency is reported; the drop is counted in
     // `histogram_map_full`.
+    let mut hist_items = Vec::new();
     for item in &hists {
         let (key, h) = item.map_err(|e| map_err(maps::IO_HIST, e))?;
-        let Some(op) = op_of(key.op) else {
-            continue;
-        };
-        let r = entry(&mut rows, key.cgroup, key.dev, op, key.err);
-        if key.op & OP_RTT != 0 {
-            r.rtt = Some(Histogram::from(&h));
-        } else {
-            r.completed_mut().latency = Histogram::from(&h);
-        }
+        hist_items.push((key, Histogram::from(&h)));
     }
+    let mut counter_items = Vec::new();
     for item in &counters {
         let (key, per_cpu) = item.map_err(|e| map_err(maps::IO_COUNTERS, e))?;
         health.series_used += 1;
-        let Some(op) = op_of(key.op) else {
-            continue;
-        };
-        let (ops, bytes) = per_cpu.iter().fold((0, 0), |(o, b), c| (o + c.ops, b + c.bytes));
-        if key.op & OP_RETRANS != 0 {
-            entry(&mut rows, key.cgroup, key.dev, op, 0).retransmits += ops;
-            continue;
-        }
-        let c = entry(&mut rows, key.cgroup, key.dev, op, key.err).completed_mut();
-        c.ops += ops;
-        c.bytes += bytes;
+        counter_items.push((key, total(&per_cpu)));
     }
-    Ok(rows.into_values().collect())
+    Ok(rows_from(names, hist_items, counter_items))
 }
 
 /// RPCs in flight per device, from the data path's in-flight map and sunrpc's task map: the
@@ -291,25 +315,88 @@ pub(crate) fn read_health(ebpf: &Ebpf) -> Result<Vec<(&'static str, u64)>, Probe
         .collect()
 }
 
-/// Deletes every counter and histogram key of the given cgroups. Returns how many counter
-/// keys were removed.
-pub(crate) fn forget_cgroups(ebpf: &mut Ebpf, gone: &HashSet<u64>) -> Result<usize, ProbeError> {
-    let mut removed = 0;
-    {
-        let mut counters: PerCpuHashMap<&mut MapData, IoKey, IoCounters> = open_map_mut(ebpf, maps::IO_COUNTERS)?;
-        let keys: Vec<IoKey> = counters.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
-        for k in &keys {
-            if counters.remove(k).is_ok() {
-                removed += 1;
+/// Takes keys out of hash maps with their final values: lookup-and-delete where the kernel
+/// has it (5.14+, learned on first use), else a lookup, then a delete.
+#[derive(Debug, Default)]
+pub(crate) struct Deleter {
+    unsupported: bool,
+}
+
+impl Deleter {
+    /// One key's final value, one `V` per slot (per-CPU maps: one per possible CPU); `None`
+    /// when the key was gone already. Before 5.14, increments between the lookup and the
+    /// delete (a completion racing the removal of a cgroup's keys) are lost.
+    fn take<K: aya::Pod, V: aya::Pod + Default + Clone>(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        key: &K,
+        slots: usize,
+    ) -> std::io::Result<Option<Vec<V>>> {
+        let mut values = vec![V::default(); slots];
+        let key = std::ptr::from_ref(key).cast::<u8>();
+        let value = values.as_mut_ptr().cast::<u8>();
+        if !self.unsupported {
+            // SAFETY: `key` is a key of the map behind `fd`; `values` holds `slots` values of
+            // the map's value type, 8-byte multiples each (asserted in the ABI).
+            match unsafe { sys::lookup_and_delete(fd, key, value) }? {
+                sys::Taken::Value => return Ok(Some(values)),
+                sys::Taken::Absent => return Ok(None),
+                sys::Taken::Unsupported => {
+                    tracing::info!(
+                        "this kernel cannot look up and delete a map key at once (before 5.14): a removed cgroup's keys are read, then deleted"
+                    );
+                    self.unsupported = true;
+                }
             }
         }
+        // SAFETY: as above.
+        if unsafe { sys::lookup(fd, key, value) }? == sys::Taken::Absent {
+            return Ok(None);
+        }
+        // SAFETY: as above.
+        unsafe { sys::delete(fd, key) }?;
+        Ok(Some(values))
     }
-    let mut hists: BpfHashMap<&mut MapData, IoKey, IoHist> = open_map_mut(ebpf, maps::IO_HIST)?;
+}
+
+/// The fd of a hash or per-CPU hash map.
+fn map_fd<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<BorrowedFd<'a>, ProbeError> {
+    match ebpf.map(name) {
+        Some(aya::maps::Map::HashMap(m) | aya::maps::Map::PerCpuHashMap(m)) => Ok(m.fd().as_fd()),
+        _ => Err(map_err(name, aya::maps::MapError::InvalidName { name: name.to_owned() })),
+    }
+}
+
+/// Deletes every counter and histogram key of the given cgroups and returns their final
+/// values as rows: what their series end with, increments up to the deletion included.
+pub(crate) fn forget_cgroups(
+    ebpf: &Ebpf,
+    gone: &HashSet<u64>,
+    names: &HashMap<u16, ProcName>,
+    deleter: &mut Deleter,
+) -> Result<Vec<IoRow>, ProbeError> {
+    const POSSIBLE: &str = "/sys/devices/system/cpu/possible";
+    let cpus = aya::util::nr_cpus().map_err(|(_, source)| ProbeError::Io { path: POSSIBLE.into(), source })?;
+    let io = |name: &'static str| move |e: std::io::Error| map_err(name, aya::maps::MapError::IoError(e));
+    let counters: PerCpuHashMap<&MapData, IoKey, IoCounters> = open_map(ebpf, maps::IO_COUNTERS)?;
+    let keys: Vec<IoKey> = counters.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
+    let fd = map_fd(ebpf, maps::IO_COUNTERS)?;
+    let mut counter_items = Vec::with_capacity(keys.len());
+    for k in keys {
+        if let Some(per_cpu) = deleter.take::<_, IoCounters>(fd, &k, cpus).map_err(io(maps::IO_COUNTERS))? {
+            counter_items.push((k, total(&per_cpu)));
+        }
+    }
+    let hists: BpfHashMap<&MapData, IoKey, IoHist> = open_map(ebpf, maps::IO_HIST)?;
     let keys: Vec<IoKey> = hists.keys().filter_map(Result::ok).filter(|k| gone.contains(&k.cgroup)).collect();
-    for k in &keys {
-        let _ = hists.remove(k);
+    let fd = map_fd(ebpf, maps::IO_HIST)?;
+    let mut hist_items = Vec::with_capacity(keys.len());
+    for k in keys {
+        if let Some(h) = deleter.take::<_, IoHist>(fd, &k, 1).map_err(io(maps::IO_HIST))? {
+            hist_items.push((k, Histogram::from(&h[0])));
+        }
     }
-    Ok(removed)
+    Ok(rows_from(names, hist_items, counter_items))
 }
 
 /// Deletes in-flight and RPC task records that started before `cutoff_ns` (monotonic).
