@@ -97,6 +97,7 @@ impl Settings {
                 ca: self.otlp_certificate.clone(),
                 client_cert: self.otlp_client_certificate.clone(),
                 client_key: self.otlp_client_key.clone(),
+                keepalive: transport::DEFAULT_KEEPALIVE,
             },
             encode: EncodeOptions {
                 histogram: match self.histogram.unwrap_or(Histogram::Exponential) {

@@ -17,10 +17,6 @@ use tonic::{
 
 /// Longest wait for a connection to the collector.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// HTTP/2 ping and TCP keepalive period.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-/// A ping unanswered this long closes the connection.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The OTLP metrics export method.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
@@ -189,7 +185,14 @@ pub struct TransportConfig {
     pub client_cert: Option<PathBuf>,
     /// Client key (PEM) for mutual TLS.
     pub client_key: Option<PathBuf>,
+    /// HTTP/2 ping and TCP keepalive period; a ping unanswered for half of it closes the
+    /// connection ([`DEFAULT_KEEPALIVE`]).
+    pub keepalive: Duration,
 }
+
+/// Default [`TransportConfig::keepalive`]: a black-holed collector is noticed within about
+/// half a minute.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(20);
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, OtlpError> {
     std::fs::read(path).map_err(|e| OtlpError::Config(format!("reading {}: {e}", path.display())))
@@ -244,10 +247,10 @@ impl Transport {
                     .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))
                     // A collector that stops answering (a dead node, a black-holed route) is
                     // noticed by HTTP/2 pings and TCP keepalive, and the channel reconnects.
-                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .http2_keep_alive_interval(cfg.keepalive)
+                    .keep_alive_timeout(cfg.keepalive / 2)
                     .keep_alive_while_idle(true)
-                    .tcp_keepalive(Some(KEEPALIVE_INTERVAL));
+                    .tcp_keepalive(Some(cfg.keepalive));
                 if https {
                     let mut tls = ClientTlsConfig::new().with_native_roots();
                     if let Some(ca) = &ca {
@@ -276,7 +279,7 @@ impl Transport {
                 let mut b = reqwest::Client::builder()
                     .timeout(cfg.timeout)
                     .connect_timeout(CONNECT_TIMEOUT.min(cfg.timeout))
-                    .tcp_keepalive(KEEPALIVE_INTERVAL)
+                    .tcp_keepalive(cfg.keepalive)
                     // Headers (credentials) must not follow a redirect to another host, and a
                     // 302 would turn the POST into a GET: redirects are errors.
                     .redirect(reqwest::redirect::Policy::none())
@@ -340,6 +343,13 @@ impl Transport {
                             detail.push_str(": ");
                             detail.push_str(&chain(src));
                         }
+                        // A status with a source error was made by the client from a
+                        // connection failure (reset, closed mid-request): no answer came, so it
+                        // is retried whatever its code. Only the collector's own statuses are
+                        // classed by code.
+                        if std::error::Error::source(&s).is_some() {
+                            return Err(SendError::Retryable { detail, after: None });
+                        }
                         let retry_info = tonic_types::StatusExt::get_details_retry_info(&s).and_then(|r| r.retry_delay);
                         match classify_grpc(s.code(), retry_info) {
                             Some(after) => Err(SendError::Retryable { detail, after }),
@@ -402,4 +412,48 @@ pub fn gzip_size(raw: &[u8]) -> (usize, usize) {
 /// Decodes an encoded request (tests, tools).
 pub fn decode(raw: &[u8]) -> Result<ExportMetricsServiceRequest, prost::DecodeError> {
     ExportMetricsServiceRequest::decode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn grpc_codes_are_classed_as_the_otlp_specification_says() {
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::Cancelled,
+            Code::OutOfRange,
+            Code::DataLoss,
+        ] {
+            assert_eq!(classify_grpc(code, None), Some(None), "{code:?}");
+        }
+        let hint = Some(Duration::from_secs(3));
+        assert_eq!(classify_grpc(Code::ResourceExhausted, hint), Some(hint), "retryable with RetryInfo");
+        assert_eq!(classify_grpc(Code::ResourceExhausted, None), None, "permanent without");
+        for code in
+            [Code::InvalidArgument, Code::Unauthenticated, Code::PermissionDenied, Code::Unknown, Code::Internal]
+        {
+            assert_eq!(classify_grpc(code, None), None, "{code:?}");
+        }
+        assert_eq!(grpc_reason(Code::InvalidArgument), "invalid_argument");
+        assert_eq!(grpc_reason(Code::ResourceExhausted), "resource_exhausted");
+    }
+
+    #[test]
+    fn http_statuses_and_retry_after() {
+        assert!([429, 502, 503, 504].iter().all(|s| retryable_http(*s)));
+        assert!(![400, 401, 403, 404, 413, 500, 302].iter().any(|s| retryable_http(*s)));
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO), "in the past");
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 }

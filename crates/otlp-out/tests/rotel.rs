@@ -45,8 +45,11 @@ async fn receiver() -> (SocketAddr, Got) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let got: Got = Arc::default();
-    let svc =
-        MetricsServiceServer::new(Sink(Arc::clone(&got))).accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    // rotel batches what it forwards: accept large requests here, the limit under test is
+    // rotel's own.
+    let svc = MetricsServiceServer::new(Sink(Arc::clone(&got)))
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(256 << 20);
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(svc)
@@ -81,6 +84,10 @@ struct Rotel {
 
 impl Rotel {
     fn start(grpc: u16, http: u16, forward_to: SocketAddr) -> Self {
+        Self::start_with(grpc, http, forward_to, &[])
+    }
+
+    fn start_with(grpc: u16, http: u16, forward_to: SocketAddr, extra: &[&str]) -> Self {
         let pid = std::env::temp_dir().join(format!("rotel-{grpc}.pid"));
         let child = Command::new(rotel_binary())
             .args([
@@ -91,6 +98,7 @@ impl Rotel {
                 &format!("127.0.0.1:{http}"),
             ])
             .args(["--exporter", "otlp", "--otlp-exporter-endpoint", &format!("http://{forward_to}")])
+            .args(extra)
             .args(["--batch-timeout", "100ms", "--pid-file"])
             .arg(pid)
             .stdout(Stdio::null())
@@ -150,18 +158,26 @@ fn names() -> Names {
     n
 }
 
-fn encoder() -> Encoder {
-    Encoder::new(EncodeOptions {
+fn encoder_options() -> EncodeOptions {
+    EncodeOptions {
         histogram: HistogramKind::Exponential,
         temporality: Temporality::Cumulative,
         max_series: 1000,
         resource: vec![("service.name".into(), "nasflow".into()), ("k8s.node.name".into(), "node-1".into())],
         scope_version: "test".into(),
         max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-    })
+    }
+}
+
+fn encoder() -> Encoder {
+    Encoder::new(encoder_options())
 }
 
 fn transport(protocol: Protocol, rotel_grpc: u16, rotel_http: u16) -> Transport {
+    transport_with(protocol, rotel_grpc, rotel_http, true)
+}
+
+fn transport_with(protocol: Protocol, rotel_grpc: u16, rotel_http: u16, gzip: bool) -> Transport {
     let endpoint = match protocol {
         Protocol::Grpc => format!("http://127.0.0.1:{rotel_grpc}"),
         Protocol::HttpProtobuf => format!("http://127.0.0.1:{rotel_http}/v1/metrics"),
@@ -170,11 +186,12 @@ fn transport(protocol: Protocol, rotel_grpc: u16, rotel_http: u16) -> Transport 
         protocol,
         endpoint,
         headers: vec![("x-tenant".into(), "team-a".into())],
-        gzip: true,
+        gzip,
         timeout: Duration::from_secs(2),
         ca: None,
         client_cert: None,
         client_key: None,
+        keepalive: nasflow_otlp_out::transport::DEFAULT_KEEPALIVE,
     })
     .expect("transport")
 }
@@ -316,4 +333,163 @@ async fn collector_outages_lose_nothing() {
         _ => 0,
     };
     assert_eq!(start(&first), start(&last), "same series across the outage");
+}
+
+/// `pods` pods with long, realistic attribute sets, each with READ, WRITE and COMMIT: eight
+/// series a pod (counts, durations, and READ and WRITE bytes). Counts are `pod + scale`.
+fn many(pods: u64, scale: u64) -> (Snapshot, Names) {
+    let mut n = Names::default();
+    let mut rows = Vec::new();
+    for pod in 0..pods {
+        let cgroup = 1000 + pod;
+        let path = format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod:08x}_4000_8000.slice/cri-containerd-{pod:064x}.scope");
+        n.workloads
+            .insert(cgroup, Arc::new(Workload { cgroup_path: Some(Arc::from(path.as_str())), ..Workload::default() }));
+        for op in [Operation::Read, Operation::Write, Operation::Commit] {
+            let mut latency = Histogram::default();
+            latency.slots[20] = pod + scale;
+            latency.slots[22] = 1;
+            latency.sum_ns = (pod + scale + 1) * 1_000_000;
+            rows.push(IoRow::new(cgroup, 61, op, 0).with_completed(pod + scale + 1, 4096 * (pod + scale), latency));
+        }
+    }
+    (Snapshot { taken_at: Some(SystemTime::now()), rows, inflight: vec![], health: ProbeHealth::default() }, n)
+}
+
+/// The newest value of every `nfs.client.operation.count` point that arrived, by cgroup path
+/// and operation.
+fn counts_by_series(got: &Got) -> std::collections::HashMap<(String, String), i64> {
+    let mut out = std::collections::HashMap::new();
+    let got = got.lock().expect("lock");
+    for m in got
+        .iter()
+        .flat_map(|r| r.resource_metrics.iter())
+        .flat_map(|rm| rm.scope_metrics.iter())
+        .flat_map(|sm| sm.metrics.iter())
+        .filter(|m| m.name == "nfs.client.operation.count")
+    {
+        let Some(Data::Sum(s)) = &m.data else { continue };
+        for p in &s.data_points {
+            let attr = |k: &str| {
+                p.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()).and_then(|v| v.value).map(|v| {
+                    match v {
+                        any_value::Value::StringValue(s) => s,
+                        other => format!("{other:?}"),
+                    }
+                })
+            };
+            let v = match p.value {
+                Some(number_data_point::Value::AsInt(v)) => v,
+                _ => -1,
+            };
+            out.insert(
+                (attr("process.linux.cgroup").unwrap_or_default(), attr("nfs.operation.name").unwrap_or_default()),
+                v,
+            );
+        }
+    }
+    out
+}
+
+/// 20,000 series through rotel limited like the OpenTelemetry Collector (4 MiB per gRPC
+/// message, checked here before decompression, so nasflow sends uncompressed): every series
+/// arrives with its exact value.
+async fn twenty_thousand_series(protocol: Protocol) {
+    let (rx, got) = receiver().await;
+    let (grpc, http) = (free_port(), free_port());
+    let _rotel = Rotel::start_with(grpc, http, rx, &["--otlp-grpc-max-recv-msg-size-mib", "4"]);
+    let mut e = Encoder::new(EncodeOptions { max_series: 20_000, ..encoder_options() });
+    let delivery = Delivery::spawn(transport_with(protocol, grpc, http, false), &e);
+    let (snap, names) = many(2500, 1);
+    let interval = e.interval(&snap, &names, &SelfStats::default());
+    assert_eq!(interval.series(), 20_000);
+    let seq = interval.seq();
+    delivery.publish(interval);
+    assert!(
+        delivery.flush(seq, Duration::from_secs(60)).await,
+        "20k series were not delivered: {:?}",
+        delivery.stats()
+    );
+    let stats = delivery.stats();
+    // Unsplit, this interval would be one request over the limit (refused, and retried
+    // forever as OUT_OF_RANGE); split, every request is under it.
+    assert!(stats.bytes > 4 << 20, "the interval is {} bytes, not over the limit", stats.bytes);
+    assert!(stats.parts_last_interval >= 2, "split into {} requests", stats.parts_last_interval);
+    assert_eq!((stats.drops.len(), stats.failures), (0, 0), "{stats:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = counts_by_series(&got);
+        if counts.len() == 7500 {
+            for pod in 0..2500i64 {
+                let path = format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod:08x}_4000_8000.slice/cri-containerd-{pod:064x}.scope");
+                for op in ["READ", "WRITE", "COMMIT"] {
+                    assert_eq!(counts.get(&(path.clone(), op.to_owned())), Some(&(pod + 2)), "{path} {op}");
+                }
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} of 7500 operation counts arrived", counts.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_series_over_grpc_under_the_collector_limit() {
+    twenty_thousand_series(Protocol::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_series_over_http_under_the_collector_limit() {
+    twenty_thousand_series(Protocol::HttpProtobuf).await;
+}
+
+/// Pods end while the collector is down: their final values arrive once it is back, although
+/// later intervals no longer hold them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_of_removed_cgroups_survive_an_outage() {
+    let (rx, got) = receiver().await;
+    let (grpc, http) = (free_port(), free_port());
+    let mut e = encoder();
+    let delivery = Delivery::spawn(transport(Protocol::Grpc, grpc, http), &e);
+    let stats = SelfStats::default();
+    // Three pods run while the collector is down.
+    let (snap, mut names) = many(3, 10);
+    delivery.publish(e.interval(&snap, &names, &stats));
+    // Pods 1 and 2 end: their keys were deleted with final values (13 and 14 ops, 2 more
+    // than read last time, say) and the interval names them gone.
+    let (mut last, _) = many(3, 12);
+    for cg in [1001, 1002] {
+        let w = Workload { gone: true, ..(*names.workloads[&cg]).clone() };
+        names.workloads.insert(cg, Arc::new(w));
+    }
+    delivery.publish(e.interval(&last, &names, &stats));
+    // Later intervals hold pod 0 only.
+    last.rows.retain(|r| r.cgroup == 1000);
+    names.workloads.retain(|cg, _| *cg == 1000);
+    for _ in 0..3 {
+        delivery.publish(e.interval(&last, &names, &stats));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivery.answered(), 0);
+    let final_interval = e.interval(&last, &names, &stats);
+    let seq = final_interval.seq();
+    delivery.publish(final_interval);
+    let _rotel = Rotel::start(grpc, http, rx);
+    assert!(delivery.flush(seq, Duration::from_secs(40)).await, "never delivered");
+    assert_eq!(delivery.stats().tombstones, 0, "answered tombstones are forgotten");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counts = counts_by_series(&got);
+        let ended: Vec<i64> = (1..3)
+            .map(|pod: i64| {
+                let path = format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod:08x}_4000_8000.slice/cri-containerd-{pod:064x}.scope");
+                counts.get(&(path, "READ".to_owned())).copied().unwrap_or(-1)
+            })
+            .collect();
+        if ended == vec![14, 15] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "final values of the ended pods: {ended:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
