@@ -148,14 +148,18 @@ pod() { /usr/bin/python3 "$HERE/podlist.py" "$PODS" "$@"; }
 CGDIR=$CG
 INTERVAL=2s
 
+start_rotel() {
+	detach "$ROTEL" start --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4318 --exporter otlp \
+		--otlp-exporter-endpoint http://127.0.0.1:4319 --batch-timeout 100ms --pid-file /tmp/rotel.pid >>"$R/rotel.log" 2>&1
+	echo $! >/tmp/pid.rotel
+}
+
 ########## services: collector, sink, kubelet stand-in ##########
 phase_services() {
 	# A real collector (rotel) in front of a sink that records what it passes on.
 	detach "$SINK" 127.0.0.1:4319 /tmp/otlp.jsonl >"$R/sink.log" 2>&1
 	echo $! >/tmp/pid.sink
-	detach "$ROTEL" start --otlp-grpc-endpoint 127.0.0.1:4317 --otlp-http-endpoint 127.0.0.1:4318 --exporter otlp \
-		--otlp-exporter-endpoint http://127.0.0.1:4319 --batch-timeout 100ms --pid-file /tmp/rotel.pid >"$R/rotel.log" 2>&1
-	echo $! >/tmp/pid.rotel
+	start_rotel
 	# The kubelet stand-in: HTTPS on 10250 with a bearer token, serving $PODS.
 	echo '{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}' >"$PODS"
 	echo "vm-token-$RANDOM" >"$R/token"
@@ -392,6 +396,32 @@ phase_gone() {
 	wait_seq "$R/v2.jsonl" $((g + 1)) 60 "v2 interval $((g + 1)), after /ephemeral's last line"
 }
 
+phase_outage() {
+	# A pod that runs and ends while the collector is down: once it is back, the pod's final
+	# values arrive, although the intervals since no longer hold it.
+	local n off g pod_slice
+	stop_pid rotel "$(cat /tmp/pid.rotel)" || return 1
+	U9=$(uuid); C9=$(cid)
+	pod_slice=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${U9//-/_}.slice
+	P9=$pod_slice/cri-containerd-$C9.scope
+	pod batch short-job-28000000-q7w2e "$U9" work "$C9" Job/short-job-28000000
+	n=$(rnd 1 4000000)
+	off=$(file_size "$R/v2.jsonl")
+	run_in "$P9" dd if=/dev/zero of=/srv/nas-a/short-job bs=$n count=1 oflag=direct
+	expect outage_write "$P9" nas-a "$n"
+	wait_until 60 "a v2 line naming the short job" has_line "$R/v2.jsonl" "\"cgroup\":\"$P9\"," "$off" || return 1
+	off=$(file_size "$R/v2.jsonl")
+	rmdir "$CGDIR$P9" "$CGDIR$pod_slice"
+	wait_until 120 "the short job's series marked gone" \
+		has_line "$R/v2.jsonl" "\"cgroup\":\"$P9\",.*\"cgroup_gone\":true" "$off" || return 1
+	g=$(tail -c +$((off + 1)) "$R/v2.jsonl" | grep -m1 "\"cgroup\":\"$P9\",.*\"cgroup_gone\":true" | grep -o '"seq":[0-9]*' | tr -dc 0-9)
+	wait_seq "$R/v2.jsonl" $((g + 2)) 60 "v2 interval $((g + 2)), two after the short job's last line" || return 1
+	start_rotel
+	wait_until 60 "rotel listening on 4317 again" listening 4317 || return 1
+	wait_until 120 "the short job's final bytes in the sink" \
+		has_line /tmp/otlp.jsonl "\"k8s.pod.name\":\"short-job-28000000-q7w2e\".*\"metric\":\"nfs.client.io\".*\"value\":$n[,}]"
+}
+
 phase_v2_stop() {
 	stop_agent v2
 }
@@ -461,6 +491,7 @@ phase netem 300 phase_netem
 tc qdisc del dev lo root 2>/dev/null # in case the netem phase ended early
 phase idle 120 phase_idle
 phase gone 240 phase_gone
+phase outage 300 phase_outage
 phase v2-stop 180 phase_v2_stop
 # The v1 phase remounts the cgroup hierarchy: no v2 agent may be left running.
 [ -s /tmp/pid.agent-v2 ] && [ ! -s /tmp/exit.agent-v2 ] && kill -KILL "$(cat /tmp/pid.agent-v2)"

@@ -393,6 +393,21 @@ def test_otlp_resource_and_pod_labels(expect):
     assert self_series and max(p["value"] for p in self_series) > 10
 
 
+@needs(*V2, "outage", "collect")
+def test_a_pod_that_ends_while_the_collector_is_down_arrives_exactly(expect):
+    cases = [r for r in expect if r[0] == "outage_write"]
+    assert len(cases) == 1
+    _, cgroup, _, n = cases[0]
+    points = [
+        p
+        for p in load_otlp("v2")
+        if p["metric"] == "nfs.client.io" and p["attrs"].get("k8s.pod.name") == "short-job-28000000-q7w2e"
+    ]
+    assert points, "the ended pod's bytes never reached the collector"
+    assert max(p["value"] for p in points) == int(n), f"{cgroup}: {[p['value'] for p in points]} != {n}"
+    assert all(p["attrs"]["nfs.io.direction"] == "write" and p["attrs"]["k8s.job.name"] == "short-job-28000000" for p in points)
+
+
 @needs(*V2, "netem", "collect")
 def test_inflight_max_age_gauge_per_mounted_nas():
     points = [p for p in load_otlp("v2") if p["metric"] == "nfs.client.rpc.inflight.max_age"]
