@@ -106,7 +106,15 @@ pub fn check_caps(caps: u64, kernel: Option<(u32, u32)>) -> Item {
     let enough = has(CAP_SYS_ADMIN) || (modern && has(CAP_BPF) && has(CAP_PERFMON));
     let detail =
         if held.is_empty() { "none of CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN".to_owned() } else { held.join(", ") };
-    if enough {
+    let memlock_charged = kernel.is_some_and(|v| v < (5, 11));
+    if enough && memlock_charged && !has(CAP_SYS_RESOURCE) && !has(CAP_SYS_ADMIN) {
+        item(
+            "capabilities",
+            Status::Warn,
+            detail,
+            Some("kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK: grant CAP_SYS_RESOURCE (chart value `legacyKernelCapabilities: true`) or loading may fail"),
+        )
+    } else if enough {
         item("capabilities", Status::Ok, detail, None)
     } else {
         item(
@@ -397,6 +405,12 @@ mod tests {
         assert_eq!(check_caps(caps, Some((5, 4))).status, Status::Fail, "before 5.8 CAP_BPF does not exist");
         assert_eq!(check_caps(1 << CAP_SYS_ADMIN, Some((5, 4))).status, Status::Ok);
         assert_eq!(check_caps(0, Some((6, 1))).status, Status::Fail);
+        let bpf_only = (1 << CAP_BPF) | (1 << CAP_PERFMON);
+        assert_eq!(check_caps(bpf_only, Some((6, 1))).status, Status::Ok, "5.11+ needs nothing more");
+        let warn = check_caps(bpf_only, Some((5, 10)));
+        assert_eq!(warn.status, Status::Warn, "5.10 charges maps to RLIMIT_MEMLOCK");
+        assert!(warn.fix.as_deref().is_some_and(|f| f.contains("legacyKernelCapabilities")));
+        assert_eq!(check_caps(bpf_only | (1 << CAP_SYS_RESOURCE), Some((5, 10))).status, Status::Ok);
         assert_eq!(effective_caps("Name: x"), None);
     }
 

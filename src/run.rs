@@ -62,7 +62,8 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         kubelet_every: cfg.kubelet_refresh,
         task_labels: cfg.task_labels.clone(),
     })?;
-    let _attacher = tokio::spawn(attach_loop(Arc::clone(&probe)));
+    let attach_error = AttachError::default();
+    let _attacher = tokio::spawn(attach_loop(Arc::clone(&probe), Arc::clone(&attach_error)));
 
     // Waiting for a refresh when a new cgroup, container or mount shows up is bounded so an
     // interval never slips by more than half.
@@ -83,7 +84,19 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
             .await
             .with_context(|| format!("serving health endpoints on {addr}"))?;
     }
-    let mut pipe = Pipe { probe, enricher, budget, seq: 0, jsonl: cfg.output.is_some(), otlp, state };
+    let mut pipe = Pipe {
+        probe,
+        enricher,
+        budget,
+        seq: 0,
+        jsonl: cfg.output.is_some(),
+        otlp,
+        state,
+        attach_error,
+        interval: cfg.interval,
+        degraded_before: Vec::new(),
+        read_failures: 0,
+    };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -125,18 +138,25 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     }
 }
 
-async fn attach_loop(probe: SharedProbe) {
+/// Why the last attach failed, for `/healthz` and self-telemetry; `None` once attached.
+type AttachError = Arc<Mutex<Option<String>>>;
+
+async fn attach_loop(probe: SharedProbe, error: AttachError) {
     let mut last_error = String::new();
     loop {
         let p = Arc::clone(&probe);
         match tokio::task::spawn_blocking(move || with_probe(&p, Probe::poll)).await {
-            Ok(Ok(AttachEvent::Attached)) => last_error.clear(),
+            Ok(Ok(AttachEvent::Attached)) => {
+                last_error.clear();
+                *error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            }
             Ok(Ok(AttachEvent::Detached | AttachEvent::Unchanged)) => {}
             Ok(Err(e)) => {
                 let msg = format!("{e:#}");
                 if msg != last_error {
                     tracing::error!(error = %msg, "cannot attach to the NFS client");
-                    last_error = msg;
+                    last_error.clone_from(&msg);
+                    *error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(msg);
                 }
             }
             Err(e) => tracing::error!(error = %e, "attach task failed"),
@@ -144,6 +164,12 @@ async fn attach_loop(probe: SharedProbe) {
         tokio::time::sleep(ATTACH_POLL).await;
     }
 }
+
+/// Map reads failing this many intervals in a row end the agent.
+const MAX_READ_FAILURES: u32 = 10;
+
+/// Every degraded state, for a gauge per state.
+const DEGRADED_STATES: [&str; 4] = ["not_attached", "collector_failing", "kubelet_failing", "maps_near_full"];
 
 struct Pipe {
     probe: SharedProbe,
@@ -153,6 +179,12 @@ struct Pipe {
     jsonl: bool,
     otlp: Option<OtlpSink>,
     state: health::SharedState,
+    attach_error: AttachError,
+    interval: Duration,
+    /// The degraded states of the last interval, to log changes once.
+    degraded_before: Vec<&'static str>,
+    /// Map reads that failed in a row.
+    read_failures: u32,
 }
 
 /// The OTLP side of the pipe: the encoder owns the series, delivery the network.
@@ -163,6 +195,21 @@ struct OtlpSink {
 }
 
 impl Pipe {
+    /// Logs each degraded state once when it starts, and once when it ends.
+    fn log_degraded(&mut self, now: &[(&'static str, String)]) {
+        for (name, why) in now {
+            if !self.degraded_before.contains(name) {
+                tracing::warn!(state = name, reason = %why, "degraded");
+            }
+        }
+        for name in &self.degraded_before {
+            if !now.iter().any(|(n, _)| n == name) {
+                tracing::info!(state = name, "no longer degraded");
+            }
+        }
+        self.degraded_before = now.iter().map(|(n, _)| *n).collect();
+    }
+
     /// Deletes the keys of removed cgroups and puts the values they held at deletion in the
     /// snapshot in place of the ones read before.
     async fn finish_gone(&self, mut snap: Snapshot, gone: &std::collections::HashSet<u64>) -> Snapshot {
@@ -184,7 +231,7 @@ impl Pipe {
     async fn tick(&mut self) -> Result<()> {
         self.seq += 1;
         let p = Arc::clone(&self.probe);
-        let snap: Snapshot = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             with_probe(&p, |p| {
                 if let Err(e) = p.sweep_inflight(INFLIGHT_MAX_AGE) {
                     tracing::warn!(error = %e, "sweeping stale in-flight records");
@@ -193,8 +240,29 @@ impl Pipe {
             })
         })
         .await
-        .context("snapshot task")?
-        .context("reading the probe's maps")?;
+        .context("snapshot task")?;
+        // A failed read loses nothing (the kernel keeps counting): skip this interval and
+        // try again; only a failure that persists ends the agent, with its reason.
+        let snap: Snapshot = match read {
+            Ok(snap) => {
+                if self.read_failures > 0 {
+                    tracing::info!(intervals = self.read_failures, "reading the probe's maps works again");
+                }
+                self.read_failures = 0;
+                snap
+            }
+            Err(e) => {
+                self.read_failures += 1;
+                if self.read_failures == 1 {
+                    tracing::warn!(error = %e, "reading the probe's maps failed; retrying next interval");
+                }
+                if self.read_failures >= MAX_READ_FAILURES {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("reading the probe's maps failed {MAX_READ_FAILURES} intervals in a row")));
+                }
+                return Ok(());
+            }
+        };
         let seen_at = Instant::now();
         let mut pairs: Vec<(u64, u32)> = snap.rows.iter().map(|r| (r.cgroup, r.dev)).collect();
         pairs.dedup();
@@ -213,23 +281,36 @@ impl Pipe {
             }
             let _ = stdout.flush();
         }
+        let e = self.enricher.stats();
+        let conditions = health::Conditions {
+            attached: snap.health.attached,
+            attach_error: self.attach_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+            exporting: self.otlp.is_some(),
+            last_export: self.otlp.as_ref().and_then(|o| o.delivery.last_success()),
+            export_failures: self.otlp.as_ref().map_or(0, |o| o.delivery.stats().failures),
+            kubelet_down: e.kubelet_down,
+            maps: snap.health.maps.clone(),
+        };
+        let degraded = health::degraded(&conditions, self.interval, Instant::now());
+        self.log_degraded(&degraded);
         if let Some(o) = &mut self.otlp {
-            let e = self.enricher.stats();
             let stats = SelfStats {
                 delivery: o.delivery.stats(),
                 probe_drops: snap.health.counters.clone(),
                 enrich_misses: e.misses,
                 kubelet_refreshes: e.kubelet_refreshes,
+                degraded: DEGRADED_STATES.iter().map(|s| (*s, degraded.iter().any(|(d, _)| d == s))).collect(),
+                maps: snap.health.maps.clone(),
             };
             let interval = o.encoder.interval(&snap, &names, &stats);
             o.last_seq = interval.seq();
             o.delivery.publish(interval);
         }
-        let last_export = self.otlp.as_ref().and_then(|o| o.delivery.last_success());
-        let exporting = self.otlp.is_some();
-        let attached = snap.health.attached;
         self.state.publish(|s| {
-            *s = health::PipeState { attached, last_export, exporting, last_tick: Some(Instant::now()) };
+            *s = health::PipeState {
+                last_tick: Some(Instant::now()),
+                degraded: degraded.iter().map(|(name, why)| format!("{name}: {why}")).collect(),
+            };
         });
         if !names.gone.is_empty() {
             self.enricher.forget(names.gone.iter().copied());

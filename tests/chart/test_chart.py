@@ -77,6 +77,10 @@ def test_least_privilege_by_default():
     caps = ds.split("add:\n", 1)[1].split("{{- end }}\n            {{- end }}", 1)[0]
     added = re.findall(r"^\s+- (\w+)$", caps, re.M)
     assert added == ["BPF", "PERFMON", "SYS_RESOURCE", "SYS_ADMIN"], added
+    # Only CAP_BPF and CAP_PERFMON unless legacyKernelCapabilities is set.
+    default, _, legacy = caps.partition("{{- if .Values.legacyKernelCapabilities }}")
+    assert re.findall(r"^\s+- (\w+)$", default, re.M) == ["BPF", "PERFMON"]
+    assert re.findall(r"^\s+- (\w+)$", legacy, re.M) == ["SYS_RESOURCE", "SYS_ADMIN"]
     # Each capability carries its reason on the line(s) above it.
     for cap in added:
         above = caps.split(f"- {cap}")[0].rstrip().splitlines()[-1].strip()
@@ -96,7 +100,7 @@ def test_host_mounts_are_read_only_and_explained():
         ("tracefs", "/sys/kernel/tracing"),
     }
     assert all(ro == "true" for _, _, ro in mounts)
-    assert "hostPID: true" in ds
+    assert "hostPID" not in ds.replace("No hostPID", ""), "the host's /proc needs no hostPID"
 
 
 def test_rbac_is_kubelet_pods_only():

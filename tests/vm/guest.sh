@@ -135,6 +135,12 @@ try: print(urllib.request.urlopen(sys.argv[1], timeout=5).status)
 except urllib.error.HTTPError as e: print(e.code)
 except Exception: print(0)' "$1"
 }
+http_body() { # url: the response body on one line ("|" between lines), empty when nothing answers
+	/usr/bin/python3 -c 'import sys, urllib.request, urllib.error
+try: print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip().replace("\n", "|"))
+except urllib.error.HTTPError as e: print(e.read().decode().strip().replace("\n", "|"))
+except Exception: print("")' "$1"
+}
 check() { # name: nasflow check with the agent's settings, as JSON, and its exit code
 	"$BIN" check --output json --kubelet-url https://127.0.0.1:10250 --kubelet-token-file "$R/token" \
 		--kubelet-ca-file "$R/ca.pem" --otlp-endpoint http://127.0.0.1:4317 >"$R/check-$1.json" 2>"$R/check-$1.log"
@@ -175,6 +181,22 @@ phase_services() {
 
 phase_check_before_modules() {
 	check before-modules
+	# A node without the nfs module and without a collector: ready all the same, and /healthz
+	# says what is degraded.
+	local ok=0
+	start_agent bare --otlp-endpoint http://127.0.0.1:1 --health-listen 127.0.0.1:9807 || return 1
+	wait_until 60 "the bare agent's /readyz answering 200" answers_200 http://127.0.0.1:9807/readyz || ok=1
+	wait_until 60 "the bare agent's /healthz naming the collector" has_body http://127.0.0.1:9807/healthz collector_failing || ok=1
+	expect bare_readyz "$(http_code http://127.0.0.1:9807/readyz)"
+	expect bare_healthz "$(http_code http://127.0.0.1:9807/healthz)" "$(http_body http://127.0.0.1:9807/healthz | tr ' ' '_')"
+	stop_pid bare "$(cat /tmp/pid.agent-bare)" || ok=1
+	return $ok
+}
+answers_200() { # url
+	[ "$(http_code "$1")" = 200 ]
+}
+has_body() { # url word: the response body contains the word
+	http_body "$1" | grep -q -- "$2"
 }
 
 ########## cgroup v2 phases ##########
@@ -183,6 +205,7 @@ phase_v2_start() {
 	wait_until 120 "the v2 agent's first health line" has_line "$R/v2.jsonl" '"kind":"health"' || return 1
 	grep -q '"attached":false' "$R/v2.jsonl" && expect unattached_before_modules 1
 	expect readyz_unattached "$(http_code http://127.0.0.1:9808/readyz)"
+	expect healthz_unattached "$(http_body http://127.0.0.1:9808/healthz | tr ' ' '_')"
 	expect healthz "$(http_code http://127.0.0.1:9808/healthz)"
 	modprobe nfs
 	local t0 ok=0

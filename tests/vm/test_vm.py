@@ -517,8 +517,17 @@ def test_health_endpoints(expect):
         return value
 
     assert one("healthz") == "200"
-    assert one("readyz_unattached") == "503", "not ready before the nfs module is there"
-    assert one("readyz_attached") == "200", "ready once attached and exporting"
+    assert one("readyz_unattached") == "200", "ready before the nfs module is there: it never waits for it"
+    assert "not_attached" in one("healthz_unattached"), "/healthz names what is degraded"
+    assert one("readyz_attached") == "200"
+
+
+@needs("services", "check-before-modules")
+def test_ready_without_nfs_module_and_without_collector(expect):
+    (readyz,) = [r[1] for r in expect if r[0] == "bare_readyz"]
+    assert readyz == "200"
+    ((code, body),) = [r[1:3] for r in expect if r[0] == "bare_healthz"]
+    assert code == "200" and "not_attached" in body and "collector_failing" in body, body
 
 
 def load_check(name):

@@ -72,19 +72,34 @@ impl CgroupHierarchy {
     }
 }
 
+/// Whether `dir` has a subdirectory (a cgroup below it).
+fn has_subdirectory(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir()))))
+}
+
 /// Ids of live cgroups and their paths, as of one walk.
 #[derive(Debug, Clone)]
 pub struct CgroupTable {
     /// When the walk started: ids first seen before this and missing from it are gone.
     pub scanned_at: Instant,
     paths: HashMap<u64, Arc<str>>,
+    /// Directories the walk could not read (an error other than "removed meanwhile", or
+    /// beyond the depth bound). A walk that skipped any declares nothing gone: a live pod's
+    /// cgroup under a skipped directory would otherwise lose its counters.
+    pub skipped: u64,
 }
 
 impl CgroupTable {
     /// An empty table (nothing walked yet).
     #[must_use]
     pub fn empty(now: Instant) -> Self {
-        Self { scanned_at: now, paths: HashMap::new() }
+        Self { scanned_at: now, paths: HashMap::new(), skipped: 0 }
+    }
+
+    /// Whether the walk saw every directory.
+    #[must_use]
+    pub fn complete(&self) -> bool {
+        self.skipped == 0
     }
 
     /// Walks the hierarchy and records each cgroup's id and path (`/` for the root).
@@ -96,31 +111,58 @@ impl CgroupTable {
             .map_err(|source| EnrichError::Io { path: hierarchy.mount.clone(), source })?;
         paths.insert(root_meta.ino(), Arc::from("/"));
         let mut stack = vec![(hierarchy.mount.clone(), String::new(), 0usize)];
+        let mut skipped = 0;
+        // A directory removed during the walk is simply gone; any other error leaves a hole.
+        let hole = |e: &std::io::Error| u64::from(e.kind() != std::io::ErrorKind::NotFound);
         while let Some((dir, rel, depth)) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let Ok(ft) = entry.file_type() else { continue };
-                if !ft.is_dir() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    skipped += hole(&e);
                     continue;
                 }
-                let Ok(meta) = entry.metadata() else { continue };
+            };
+            for entry in entries {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        skipped += hole(&e);
+                        continue;
+                    }
+                };
+                match entry.file_type() {
+                    Ok(ft) if ft.is_dir() => {}
+                    Ok(_) => continue,
+                    Err(e) => {
+                        skipped += hole(&e);
+                        continue;
+                    }
+                }
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) => {
+                        skipped += hole(&e);
+                        continue;
+                    }
+                };
                 let name = entry.file_name();
                 let child_rel = format!("{rel}/{}", name.to_string_lossy());
                 paths.insert(meta.ino(), Arc::from(child_rel.as_str()));
                 if depth + 1 < MAX_DEPTH {
                     stack.push((entry.path(), child_rel, depth + 1));
+                } else if has_subdirectory(&entry.path()) {
+                    // Cgroups below the depth bound are not walked: a hole, not removals.
+                    skipped += 1;
                 }
             }
         }
-        Ok(Self { scanned_at, paths })
+        Ok(Self { scanned_at, paths, skipped })
     }
 
     /// Builds a table from known paths (tests, fixtures).
     #[must_use]
     pub fn from_paths(scanned_at: Instant, paths: HashMap<u64, String>) -> Self {
-        Self { scanned_at, paths: paths.into_iter().map(|(k, v)| (k, Arc::from(v))).collect() }
+        Self { scanned_at, paths: paths.into_iter().map(|(k, v)| (k, Arc::from(v))).collect(), skipped: 0 }
     }
 
     /// The path of a live cgroup.
@@ -175,7 +217,9 @@ impl CgroupNamer {
                 }
                 CgroupName::Path(Arc::clone(p))
             }
-            None if table.scanned_at > first => CgroupName::Gone { last_path: self.last_path.get(&id).cloned() },
+            None if table.scanned_at > first && table.complete() => {
+                CgroupName::Gone { last_path: self.last_path.get(&id).cloned() }
+            }
             None => CgroupName::Pending,
         }
     }
@@ -265,6 +309,37 @@ mod tests {
         namer.forget([42, 7]);
         assert_eq!(namer.first_seen.len(), 1);
         assert!(!namer.last_path.contains_key(&7));
+    }
+
+    #[test]
+    fn an_incomplete_walk_declares_nothing_gone() {
+        let t0 = Instant::now();
+        let seen = t0 + Duration::from_secs(1);
+        let mut namer = CgroupNamer::default();
+        let old = CgroupTable::from_paths(t0, HashMap::from([(7, "/kubepods/a".to_owned())]));
+        assert_eq!(namer.name(&old, 7, seen), CgroupName::Path("/kubepods/a".into()));
+        let mut newer = CgroupTable::from_paths(seen + Duration::from_secs(1), HashMap::new());
+        newer.skipped = 1;
+        assert_eq!(namer.name(&newer, 7, seen), CgroupName::Pending, "a hole in the walk is no removal");
+        newer.skipped = 0;
+        assert_eq!(namer.name(&newer, 7, seen), CgroupName::Gone { last_path: Some("/kubepods/a".into()) });
+    }
+
+    #[test]
+    fn a_walk_that_leaves_directories_out_is_incomplete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = CgroupHierarchy { v1: false, mount: dir.path().to_owned(), root_id: 0 };
+        let mut deep = dir.path().to_owned();
+        for level in 0..MAX_DEPTH {
+            deep.push(format!("l{level}"));
+        }
+        fs::create_dir_all(&deep).expect("mkdir");
+        let t = CgroupTable::scan(&h).expect("scan");
+        assert!(t.complete(), "every directory within the bound was read");
+        deep.push("beyond");
+        fs::create_dir_all(deep.join("pod")).expect("mkdir");
+        let t = CgroupTable::scan(&h).expect("scan");
+        assert!(!t.complete(), "a directory beyond the bound was left out");
     }
 
     #[test]

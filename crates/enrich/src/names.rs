@@ -39,6 +39,8 @@ pub struct EnrichConfig {
 /// The workload behind a cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Workload {
+    /// The cgroup's id: the identity of a cgroup not named yet.
+    pub cgroup_id: u64,
     /// The cgroup path, when known.
     pub cgroup_path: Option<Arc<str>>,
     /// The cgroup was removed: this is its series' last export.
@@ -56,7 +58,8 @@ pub struct Workload {
 impl Workload {
     /// OpenTelemetry attributes, in a stable order. Pods carry `k8s.*` and `nasflow.task`;
     /// a container without a (known) pod carries `container.id`; anything else carries its
-    /// cgroup path as `process.linux.cgroup`.
+    /// cgroup path as `process.linux.cgroup`, or, while the path is not known yet, its id as
+    /// `nasflow.cgroup.id`: every series has an identity, never an empty attribute set.
     #[must_use]
     pub fn attributes(&self) -> Vec<(&'static str, String)> {
         let mut a = Vec::new();
@@ -76,8 +79,9 @@ impl Workload {
             a.push(("container.id", id.clone()));
         }
         if self.pod.is_none() && self.pod_uid.is_none() && self.container_id.is_none() {
-            if let Some(p) = &self.cgroup_path {
-                a.push(("process.linux.cgroup", p.to_string()));
+            match &self.cgroup_path {
+                Some(p) => a.push(("process.linux.cgroup", p.to_string())),
+                None => a.push(("nasflow.cgroup.id", self.cgroup_id.to_string())),
             }
         }
         a
@@ -167,6 +171,8 @@ pub struct EnrichStats {
     pub kubelet_refreshes: u64,
     /// Whether the last kubelet poll failed.
     pub kubelet_down: bool,
+    /// cgroup walks that could not read every directory (they declared nothing gone).
+    pub incomplete_walks: u64,
 }
 
 /// Names cgroups and devices; owns the background refreshers.
@@ -178,6 +184,9 @@ pub struct Enricher {
     waited_containers: HashSet<String>,
     waited_devs: HashSet<u32>,
     cache: NameCache,
+    /// The walk the last resolution used, and whether it was complete.
+    last_walk: Instant,
+    walk_was_complete: bool,
     /// When the mountinfo watcher last saw the mount table change.
     mounts_changed: Arc<std::sync::Mutex<Option<Instant>>>,
     stats: EnrichStats,
@@ -238,6 +247,8 @@ impl Enricher {
             mounts_changed,
             stats: EnrichStats::default(),
             last_pod_load: None,
+            last_walk: Instant::now(),
+            walk_was_complete: true,
         })
     }
 
@@ -294,6 +305,21 @@ impl Enricher {
                 names = self.name(&table, index.as_deref(), &mounts, pairs, seen_at);
             }
         }
+        if table.scanned_at != self.last_walk {
+            self.last_walk = table.scanned_at;
+            if !table.complete() {
+                self.stats.incomplete_walks += 1;
+                if self.stats.incomplete_walks == 1 || self.walk_was_complete {
+                    tracing::warn!(
+                        skipped = table.skipped,
+                        "the cgroup walk could not read every directory: no cgroup is declared gone until one does"
+                    );
+                }
+            } else if !self.walk_was_complete {
+                tracing::info!("the cgroup walk reads every directory again");
+            }
+            self.walk_was_complete = table.complete();
+        }
         if let Some(index) = &index {
             if index.loaded_at != self.last_pod_load {
                 self.last_pod_load = index.loaded_at;
@@ -302,6 +328,12 @@ impl Enricher {
             self.stats.kubelet_down = index.stale;
             self.waited_containers.retain(|c| index.value.container(c).is_none());
         }
+        // Bounded by what is exported now: an id that went away is not waited for any more.
+        let live_containers: HashSet<&str> =
+            names.workloads.values().filter_map(|w| w.container_id.as_deref()).collect();
+        self.waited_containers.retain(|c| live_containers.contains(c.as_str()));
+        let live_devs: HashSet<u32> = pairs.iter().map(|p| p.1).collect();
+        self.waited_devs.retain(|d| live_devs.contains(d));
         self.stats.misses += names.misses;
         names
     }
@@ -384,8 +416,9 @@ struct CachedWorkload {
 }
 
 /// Joins a parsed cgroup with the pod table; returns the workload and whether it is a miss.
-fn join_pods(path: Arc<str>, parsed: &CgroupWorkload, pods: Option<&PodIndex>) -> (Workload, u64) {
+fn join_pods(id: u64, path: Arc<str>, parsed: &CgroupWorkload, pods: Option<&PodIndex>) -> (Workload, u64) {
     let mut w = Workload {
+        cgroup_id: id,
         cgroup_path: Some(path),
         container_id: parsed.container_id.clone(),
         pod_uid: parsed.pod_uid.clone(),
@@ -433,7 +466,7 @@ pub fn name_pairs(
                     Arc::clone(&c.workload)
                 }
                 Some(c) if c.path == path => {
-                    let (w, miss) = join_pods(path, &c.parsed, pods);
+                    let (w, miss) = join_pods(id, path, &c.parsed, pods);
                     let w = Arc::new(w);
                     c.pods_version = pods_version;
                     c.workload = Arc::clone(&w);
@@ -443,7 +476,7 @@ pub fn name_pairs(
                 }
                 _ => {
                     let parsed = parse_cgroup_path(&path);
-                    let (w, miss) = join_pods(Arc::clone(&path), &parsed, pods);
+                    let (w, miss) = join_pods(id, Arc::clone(&path), &parsed, pods);
                     let w = Arc::new(w);
                     let entry = CachedWorkload { path, parsed, pods_version, workload: Arc::clone(&w), misses: miss };
                     cache.workloads.insert(id, entry);
@@ -453,7 +486,7 @@ pub fn name_pairs(
             },
             CgroupName::Pending => {
                 found.misses += 1;
-                Arc::new(Workload::default())
+                Arc::new(Workload { cgroup_id: id, ..Workload::default() })
             }
             CgroupName::Gone { last_path } => {
                 cache.workloads.remove(&id);
@@ -461,9 +494,9 @@ pub fn name_pairs(
                 let mut w = match last_path {
                     Some(p) => {
                         let parsed = parse_cgroup_path(&p);
-                        join_pods(p, &parsed, pods).0
+                        join_pods(id, p, &parsed, pods).0
                     }
-                    None => Workload::default(),
+                    None => Workload { cgroup_id: id, ..Workload::default() },
                 };
                 w.gone = true;
                 Arc::new(w)
@@ -537,6 +570,7 @@ mod tests {
             task: "trainer".into(),
         });
         let w = Workload {
+            cgroup_id: 9,
             cgroup_path: Some(Arc::from("/kubepods/x")),
             container_id: Some("c".into()),
             pod_uid: Some("u".into()),
@@ -566,5 +600,11 @@ mod tests {
         let host = Workload { cgroup_path: Some(Arc::from("/system.slice/backup.service")), ..Workload::default() };
         assert_eq!(host.attributes(), vec![("process.linux.cgroup", "/system.slice/backup.service".to_owned())]);
         assert!(host.attributes().iter().all(|(k, _)| *k != "k8s.pod.name"));
+        let unnamed = Workload { cgroup_id: 4711, ..Workload::default() };
+        assert_eq!(
+            unnamed.attributes(),
+            vec![("nasflow.cgroup.id", "4711".to_owned())],
+            "never an empty attribute set"
+        );
     }
 }

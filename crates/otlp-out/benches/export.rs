@@ -71,6 +71,7 @@ fn setup(pods: u64) -> (Snapshot, Names) {
             task: format!("task-{}", i % 40),
         });
         let w = Workload {
+            cgroup_id: cgroup,
             cgroup_path: Some(Arc::from("/kubepods.slice/x")),
             container_id: Some(format!("{i:064x}")),
             pod_uid: Some(pod.uid.clone()),

@@ -87,6 +87,9 @@ fn source_values(source: Source, op: Operation, group: &[IoRow]) -> Vec<(u16, Va
 /// Turns snapshots into intervals; one per tick.
 pub struct Encoder {
     registry: Registry,
+    max_series: usize,
+    /// The probe load the series count from.
+    load_generation: u64,
     framing: Framing,
     seq: u64,
     started: u64,
@@ -118,6 +121,8 @@ impl Encoder {
         };
         Self {
             registry: Registry::new(opts.max_series),
+            max_series: opts.max_series,
+            load_generation: 0,
             framing,
             seq: 0,
             started: nanos(SystemTime::now()),
@@ -175,6 +180,15 @@ impl Encoder {
     pub fn interval(&mut self, snap: &Snapshot, names: &Names, stats: &SelfStats) -> Interval {
         self.seq += 1;
         let time = snap.taken_at.map_or_else(|| nanos(SystemTime::now()), nanos);
+        if snap.health.load_generation != self.load_generation {
+            // The probe was loaded anew (after a module reload changed the tracepoints): its
+            // counters start at zero, so every series starts anew, with a new start time.
+            if self.load_generation != 0 {
+                tracing::info!("the probe was reloaded: every series starts anew");
+            }
+            self.load_generation = snap.health.load_generation;
+            self.registry = Registry::new(self.max_series);
+        }
         let gone = |cg: u64| names.workloads.get(&cg).is_some_and(|w| w.gone);
         let current = self.registry.current(time, Self::values(snap), gone);
         let mut seen = HashSet::new();
@@ -566,6 +580,28 @@ mod tests {
         assert_eq!(ints(metric(&r4, schema::OPERATION_COUNT)), vec![0]);
         let Some(Data::Sum(sum)) = &metric(&r4, schema::OPERATION_COUNT).data else { panic!("sum") };
         assert_eq!(sum.data_points[0].start_time_unix_nano, i3.time);
+    }
+
+    #[test]
+    fn a_probe_reload_starts_every_series_anew() {
+        let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
+        let load = |n: u64, generation: u64| {
+            let mut s = snap(vec![row(7, Operation::Read, 0, n, n, &[])]);
+            s.health.load_generation = generation;
+            s
+        };
+        let start = |r: &ExportMetricsServiceRequest| match &metric(r, schema::OPERATION_COUNT).data {
+            Some(Data::Sum(s)) => s.data_points[0].start_time_unix_nano,
+            _ => 0,
+        };
+        let (_, r1) = decoded(&mut e, &load(50, 1), &names(&[]), &SelfStats::default());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let (_, r2) = decoded(&mut e, &load(60, 1), &names(&[]), &SelfStats::default());
+        assert_eq!(start(&r1), start(&r2));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let (_, r3) = decoded(&mut e, &load(3, 2), &names(&[]), &SelfStats::default());
+        assert!(start(&r3) > start(&r2), "counting from zero again needs a new start time");
+        assert_eq!(ints(metric(&r3, schema::OPERATION_COUNT)), vec![3]);
     }
 
     #[test]

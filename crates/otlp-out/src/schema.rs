@@ -259,8 +259,33 @@ pub const SELF_EXPORT_TOMBSTONES: SelfMetric = SelfMetric {
     attributes: &[],
 };
 
+/// Self-telemetry: 1 while a degraded state holds, 0 otherwise, by `state`.
+pub const SELF_DEGRADED: SelfMetric = SelfMetric {
+    name: "nasflow.degraded",
+    unit: "1",
+    instrument: Instrument::Gauge,
+    description: "1 while the agent is degraded in this way (not_attached, collector_failing, kubelet_failing, maps_near_full), else 0.",
+    attributes: &["state"],
+};
+/// Self-telemetry: entries in use per bounded kernel map, by `map`.
+pub const SELF_MAP_ENTRIES: SelfMetric = SelfMetric {
+    name: "nasflow.probe.map.entries",
+    unit: "{entry}",
+    instrument: Instrument::Gauge,
+    description: "Entries in use in the probe's bounded kernel maps, by map.",
+    attributes: &["map"],
+};
+/// Self-telemetry: capacity per bounded kernel map, by `map`.
+pub const SELF_MAP_CAPACITY: SelfMetric = SelfMetric {
+    name: "nasflow.probe.map.capacity",
+    unit: "{entry}",
+    instrument: Instrument::Gauge,
+    description: "Capacity of the probe's bounded kernel maps, by map.",
+    attributes: &["map"],
+};
+
 /// Every self-telemetry metric, in the order a request carries them.
-pub const SELF_METRICS: [SelfMetric; 13] = [
+pub const SELF_METRICS: [SelfMetric; 16] = [
     SELF_EXPORT_FAILURES,
     SELF_SERIES,
     SELF_OVERFLOWED,
@@ -274,6 +299,9 @@ pub const SELF_METRICS: [SelfMetric; 13] = [
     SELF_EXPORT_REJECTED,
     SELF_EXPORT_PARTS,
     SELF_EXPORT_TOMBSTONES,
+    SELF_DEGRADED,
+    SELF_MAP_ENTRIES,
+    SELF_MAP_CAPACITY,
 ];
 
 #[cfg(test)]

@@ -21,6 +21,10 @@ pub struct SelfStats {
     pub enrich_misses: u64,
     /// Kubelet pod tables loaded so far.
     pub kubelet_refreshes: u64,
+    /// Every degraded state the agent knows, and whether it holds now.
+    pub degraded: Vec<(&'static str, bool)>,
+    /// Fill of the probe's bounded kernel maps: (map, entries, capacity).
+    pub maps: Vec<(&'static str, u64, u64)>,
 }
 
 /// What the encoder itself knows: series admitted now and folded so far.
@@ -39,7 +43,13 @@ pub(crate) fn metrics(stats: &SelfStats, series: SeriesStats, start: u64, now: u
         m.iter().map(|(reason, v)| number(vec![kv("reason", reason.as_str())], start, now, *v)).collect()
     };
     let drops: Vec<(String, u64)> = d.drops.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    let values: [(SelfMetric, Vec<NumberDataPoint>); 13] = [
+    let by = |key: &str, v: &[(&'static str, u64)]| -> Vec<NumberDataPoint> {
+        v.iter().map(|(k, v)| number(vec![kv(key, *k)], 0, now, *v)).collect()
+    };
+    let degraded: Vec<(&'static str, u64)> = stats.degraded.iter().map(|(s, on)| (*s, u64::from(*on))).collect();
+    let entries: Vec<(&'static str, u64)> = stats.maps.iter().map(|(m, used, _)| (*m, *used)).collect();
+    let capacity: Vec<(&'static str, u64)> = stats.maps.iter().map(|(m, _, cap)| (*m, *cap)).collect();
+    let values: [(SelfMetric, Vec<NumberDataPoint>); 16] = [
         (schema::SELF_EXPORT_FAILURES, one(d.failures)),
         (schema::SELF_SERIES, gauge(u64::try_from(series.admitted).unwrap_or(u64::MAX))),
         (schema::SELF_OVERFLOWED, one(series.overflowed)),
@@ -56,6 +66,9 @@ pub(crate) fn metrics(stats: &SelfStats, series: SeriesStats, start: u64, now: u
         (schema::SELF_EXPORT_REJECTED, one(d.rejected_points)),
         (schema::SELF_EXPORT_PARTS, gauge(d.parts_last_interval)),
         (schema::SELF_EXPORT_TOMBSTONES, gauge(d.tombstones)),
+        (schema::SELF_DEGRADED, by("state", &degraded)),
+        (schema::SELF_MAP_ENTRIES, by("map", &entries)),
+        (schema::SELF_MAP_CAPACITY, by("map", &capacity)),
     ];
     values
         .into_iter()

@@ -132,6 +132,13 @@ pub struct ProbeOptions {
 }
 
 impl ProbeOptions {
+    /// Histogram keys: each counter key may have an operation latency and a round-trip time
+    /// histogram, so twice the series.
+    #[must_use]
+    pub fn hist_entries(&self) -> u32 {
+        self.max_series.saturating_mul(2)
+    }
+
     /// Defaults sized for a busy node (see BENCHMARKS.md for their memory cost).
     #[must_use]
     pub fn new(cgroup: CgroupIdentity) -> Self {
@@ -171,6 +178,8 @@ pub struct Probe {
     failed_for: Option<ModuleInstance>,
     /// How keys of removed cgroups are taken out of the maps.
     deleter: snapshot::Deleter,
+    /// Loads of the BPF object so far.
+    load_generation: u64,
 }
 
 fn nfs_module_instance() -> ModuleInstance {
@@ -193,6 +202,7 @@ impl Probe {
             attachment: None,
             failed_for: None,
             deleter: snapshot::Deleter::default(),
+            load_generation: 0,
         })
     }
 
@@ -253,7 +263,7 @@ impl Probe {
             .override_global(globals::RPC_LAYOUT, &rpc, true)
             .map_max_entries(maps::RPC_TASKS, o.max_inflight)
             .map_max_entries(maps::IO_COUNTERS, o.max_series)
-            .map_max_entries(maps::IO_HIST, o.max_series)
+            .map_max_entries(maps::IO_HIST, o.hist_entries())
             .map_max_entries(maps::INFLIGHT, o.max_inflight)
             .map_max_entries(maps::DIRTY, o.max_dirty_files)
             .load(nasflow_probe_bpf::probe_object())
@@ -273,6 +283,7 @@ impl Probe {
             }
         }
         self.ebpf = Some(ebpf);
+        self.load_generation += 1;
         self.layout = Some(layout);
         self.rpc_layout = rpc_layout;
         Ok(())
@@ -370,6 +381,7 @@ impl Probe {
     pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
         let mut snap = Snapshot { taken_at: Some(SystemTime::now()), ..Snapshot::default() };
         snap.health.series_capacity = self.opts.max_series;
+        snap.health.load_generation = self.load_generation;
         snap.health.attached = self.attachment.is_some();
         snap.health.write_attribution =
             self.attachment.as_ref().is_some_and(|a| a.has_all(&programs::WRITE_ATTRIBUTION));
@@ -379,7 +391,15 @@ impl Probe {
         snap.health.rpc_tracing = self.attachment.as_ref().is_some_and(|a| a.has(programs::RPC_END));
         let names = self.proc_names(ebpf)?;
         snap.rows = snapshot::read_rows(ebpf, &names, &mut snap.health)?;
-        snap.inflight = snapshot::read_inflight(ebpf)?;
+        snap.inflight = snapshot::read_inflight(ebpf, &mut snap.health)?;
+        let o = &self.opts;
+        let h = &snap.health;
+        snap.health.maps = vec![
+            (maps::IO_COUNTERS, h.series_used, u64::from(o.max_series)),
+            (maps::IO_HIST, h.hist_used, u64::from(o.hist_entries())),
+            (maps::INFLIGHT, h.inflight_used.0, u64::from(o.max_inflight)),
+            (maps::RPC_TASKS, h.inflight_used.1, u64::from(o.max_inflight)),
+        ];
         snap.health.counters = snapshot::read_health(ebpf)?;
         Ok(snap)
     }

@@ -167,6 +167,15 @@ pub struct ProbeHealth {
     pub write_attribution: bool,
     /// Whether the sunrpc programs are attached (every RPC, rtt and retransmissions).
     pub rpc_tracing: bool,
+    /// Which load of the BPF object the counters come from: a new load restarts every
+    /// counter at zero, so its series must start anew.
+    pub load_generation: u64,
+    /// Histogram keys in use (latencies and round-trip times).
+    pub hist_used: u64,
+    /// RPCs tracked in flight (data path and sunrpc tasks).
+    pub inflight_used: (u64, u64),
+    /// Fill of the bounded maps read each interval: (map, entries, capacity).
+    pub maps: Vec<(&'static str, u64, u64)>,
 }
 
 /// RPCs in flight on one device when the snapshot was taken.
@@ -267,6 +276,7 @@ pub(crate) fn read_rows(
         let (key, h) = item.map_err(|e| map_err(maps::IO_HIST, e))?;
         hist_items.push((key, Histogram::from(&h)));
     }
+    health.hist_used = hist_items.len() as u64;
     let mut counter_items = Vec::new();
     for item in &counters {
         let (key, per_cpu) = item.map_err(|e| map_err(maps::IO_COUNTERS, e))?;
@@ -278,11 +288,17 @@ pub(crate) fn read_rows(
 
 /// RPCs in flight per device, from the data path's in-flight map and sunrpc's task map: the
 /// larger count, the older age.
-pub(crate) fn read_inflight(ebpf: &Ebpf) -> Result<Vec<Inflight>, ProbeError> {
+pub(crate) fn read_inflight(ebpf: &Ebpf, health: &mut ProbeHealth) -> Result<Vec<Inflight>, ProbeError> {
     let inflight: BpfHashMap<&MapData, InflightKey, InflightVal> = open_map(ebpf, maps::INFLIGHT)?;
     let now = monotonic_ns();
     let mut per_dev: BTreeMap<u32, Inflight> = BTreeMap::new();
+    let (mut entries, mut tasks_n) = (0, 0);
     for (k, v) in inflight.iter().filter_map(Result::ok) {
+        entries += 1;
+        // A record whose RPCs all completed is not in flight (one being deleted).
+        if v.pending == 0 {
+            continue;
+        }
         let age = Duration::from_nanos(now.saturating_sub(v.start_ns));
         let e = per_dev.entry(k.dev).or_insert(Inflight { dev: k.dev, count: 0, oldest: Duration::ZERO });
         e.count += 1;
@@ -290,7 +306,8 @@ pub(crate) fn read_inflight(ebpf: &Ebpf) -> Result<Vec<Inflight>, ProbeError> {
     }
     let tasks: BpfHashMap<&MapData, RpcTaskKey, RpcTask> = open_map(ebpf, maps::RPC_TASKS)?;
     let mut rpc_per_dev: BTreeMap<u32, (u64, Duration)> = BTreeMap::new();
-    for (_, t) in tasks.iter().filter_map(Result::ok).filter(|(_, t)| t.state == RPC_RUNNING) {
+    for (_, t) in tasks.iter().filter_map(Result::ok).inspect(|_| tasks_n += 1).filter(|(_, t)| t.state == RPC_RUNNING)
+    {
         let e = rpc_per_dev.entry(t.dev).or_default();
         e.0 += 1;
         e.1 = e.1.max(Duration::from_nanos(now.saturating_sub(t.start_ns)));
@@ -300,6 +317,7 @@ pub(crate) fn read_inflight(ebpf: &Ebpf) -> Result<Vec<Inflight>, ProbeError> {
         e.count = e.count.max(count);
         e.oldest = e.oldest.max(oldest);
     }
+    health.inflight_used = (entries, tasks_n);
     Ok(per_dev.into_values().collect())
 }
 
