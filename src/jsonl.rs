@@ -163,6 +163,8 @@ pub struct HealthLine<'a> {
     pub counters: BTreeMap<&'a str, u64>,
     /// RPCs in flight per device.
     pub inflight: Vec<InflightLine>,
+    /// Fill of the bounded kernel maps: entries in use and capacity.
+    pub maps: BTreeMap<&'a str, [u64; 2]>,
 }
 
 /// RPCs in flight on one device.
@@ -197,6 +199,7 @@ pub fn write_interval(w: &mut impl Write, snap: &Snapshot, seq: u64, io: &[IoLin
             .iter()
             .map(|i| InflightLine { dev: dev_string(i.dev), count: i.count, oldest_s: i.oldest.as_secs_f64() })
             .collect(),
+        maps: h.maps.iter().map(|(name, used, cap)| (*name, [*used, *cap])).collect(),
     };
     serde_json::to_writer(&mut *w, &health)?;
     w.write_all(b"\n")?;

@@ -445,6 +445,56 @@ phase_outage() {
 		has_line /tmp/otlp.jsonl "\"k8s.pod.name\":\"short-job-28000000-q7w2e\".*\"metric\":\"nfs.client.io\".*\"value\":$n[,}]"
 }
 
+phase_commits() {
+	# Two writers fsync one file at once: their COMMITs share an in-flight entry. Once they
+	# are done, the in-flight map is empty again (no entry left with nothing in flight).
+	local s
+	run_in /committers /usr/bin/python3 "$HERE/commits.py" /srv/nas-a/committed 2 150 || { failure "the writers failed"; return 1; }
+	s=$(jsonl_seq "$R/v2.jsonl")
+	wait_seq "$R/v2.jsonl" $((s + 2)) 60 "v2 interval $((s + 2)), after the commits" || return 1
+	expect commits_done_seq $((s + 2))
+}
+
+phase_churn() {
+	# Pod-like cgroups created one after another, each doing NFS I/O, then removed: the
+	# agent's maps, series and memory come back to where they were.
+	local s pid n=${CHURN:-1000} i ok=0
+	pid=$(cat /tmp/pid.agent-v2)
+	s=$(jsonl_seq "$R/v2.jsonl")
+	expect churn_before_seq "$s"
+	expect churn_before_rss_kb "$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")"
+	mkdir -p "$CGDIR/churn"
+	for ((i = 0; i < n; i++)); do
+		run_in "/churn/c$i" dd if=/dev/zero of=/srv/nas-a/churn bs=4096 count=1 oflag=direct status=none
+		rmdir "$CGDIR/churn/c$i"
+	done
+	expect churn_cgroups "$n"
+	# Every one of them is named gone and its keys deleted within a few cgroup walks.
+	wait_until 240 "the churned cgroups' keys deleted" churn_done || ok=1
+	s=$(jsonl_seq "$R/v2.jsonl")
+	expect churn_after_seq "$s"
+	expect churn_after_rss_kb "$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")"
+	return $ok
+}
+churn_done() { # no v2 io line of the newest interval names a churn cgroup
+	local s
+	s=$(jsonl_seq "$R/v2.jsonl")
+	! tac "$R/v2.jsonl" | grep -m200 "\"seq\":$s," | grep -q '"cgroup":"/churn/'
+}
+
+phase_full() {
+	# An agent whose kernel maps hold 8 series, and 24 cgroups doing I/O: what does not fit is
+	# counted and exported, and the rest works.
+	local i ok=0
+	start_agent full --otlp-endpoint http://127.0.0.1:4317 --max-kernel-series 8 || return 1
+	wait_until 60 "the full agent attached" has_line "$R/full.jsonl" '"attached":true' || return 1
+	for ((i = 0; i < 24; i++)); do
+		run_in "/full-$i" dd if=/dev/zero of=/srv/nas-b/full bs=4096 count=1 oflag=direct status=none
+	done
+	stop_agent full || ok=1
+	return $ok
+}
+
 phase_v2_stop() {
 	stop_agent v2
 }
@@ -489,7 +539,7 @@ phase_collect() {
 	local name ts ok=0
 	# Each agent's last export has reached the sink: its points carry the time the agent read
 	# its maps for its last interval, the last ts_ms of its jsonl.
-	for name in v2 v1; do
+	for name in v2 full v1; do
 		[ -s "$R/$name.jsonl" ] || continue
 		ts=$(tac "$R/$name.jsonl" | grep -m1 -o '"ts_ms":[0-9]*' | tr -dc 0-9)
 		wait_until 60 "$name's last export (time ${ts:-?} ms) in the sink" \
@@ -515,6 +565,9 @@ tc qdisc del dev lo root 2>/dev/null # in case the netem phase ended early
 phase idle 120 phase_idle
 phase gone 240 phase_gone
 phase outage 300 phase_outage
+phase commits 240 phase_commits
+phase churn 900 phase_churn
+phase full 240 phase_full
 phase v2-stop 180 phase_v2_stop
 # The v1 phase remounts the cgroup hierarchy: no v2 agent may be left running.
 [ -s /tmp/pid.agent-v2 ] && [ ! -s /tmp/exit.agent-v2 ] && kill -KILL "$(cat /tmp/pid.agent-v2)"

@@ -132,7 +132,7 @@ def v1():
 def test_guest_finished_and_agents_exited_cleanly(expect):
     assert ["done"] in expect, "guest script did not reach its end"
     exits = [r[1] for r in expect if r[0] == "agent_exit"]
-    assert exits == ["0", "0"], f"agent exit codes {exits}"
+    assert exits == ["0", "0", "0"], f"agent exit codes (full, v2, v1) {exits}"
 
 
 def test_every_phase_ended_well(expect):
@@ -563,7 +563,7 @@ def test_agent_fits_the_charts_memory_limit(expect):
     limit = values["resources"]["limits"]["memory"]
     assert limit.endswith("Mi")
     rss = [int(r[1]) for r in expect if r[0] == "agent_rss_kb"]
-    assert len(rss) == 2 and all(0 < kb * 1024 < int(limit[:-2]) * 2**20 for kb in rss), rss
+    assert len(rss) == 3 and all(0 < kb * 1024 < int(limit[:-2]) * 2**20 for kb in rss), rss
 
 
 @needs(*V2, "netem", "collect")
@@ -575,3 +575,60 @@ def test_a_hung_nas_shows_in_the_inflight_age(expect):
     # The call hung for about 6 s; a 2 s interval samples it at least once past 1.5 s.
     assert max(ages) >= 1.5, sorted(ages)[-5:]
     assert max(others) < 1.5, sorted(others)[-5:]
+
+
+def one(expect, key):
+    (value,) = [r[1:] for r in expect if r[0] == key]
+    return value
+
+
+@needs(*V2, "commits")
+def test_concurrent_commits_leave_no_phantom_inflight_entry(expect, v2):
+    seq = int(one(expect, "commits_done_seq")[0])
+    later = [h for h in v2.health if h["seq"] >= seq]
+    assert later, f"no health line from interval {seq} on"
+    assert later[0]["maps"]["inflight"][0] == 0, f"in-flight entries left: {later[0]['maps']}"
+    assert not later[0]["inflight"], later[0]["inflight"]
+    commits = sum(l["ops"] for l in v2.last.values() if l["cgroup"] == "/committers" and l["op"] == "COMMIT")
+    assert commits >= 2, f"the writers sent {commits} COMMITs"
+
+
+@needs(*V2, "churn")
+def test_churn_returns_maps_series_and_memory_to_their_baseline(expect, v2):
+    n = int(one(expect, "churn_cgroups")[0])
+    before, after = int(one(expect, "churn_before_seq")[0]), int(one(expect, "churn_after_seq")[0])
+    by_seq = {h["seq"]: h for h in v2.health}
+    used = lambda seq, m: by_seq[seq]["maps"][m][0]
+    churned = {l["cgroup"] for l in v2.io if l["cgroup"] and l["cgroup"].startswith("/churn/")}
+    assert len(churned) >= n * 9 // 10, f"only {len(churned)} of {n} churned cgroups were ever seen"
+    gone = {l["cgroup"] for l in v2.io if l["cgroup"] in churned and l["cgroup_gone"]}
+    assert gone == churned, f"{len(churned - gone)} churned cgroups never ended"
+    for m in ("io_counters", "io_hist"):
+        assert used(after, m) <= used(before, m), f"{m}: {used(before, m)} entries before, {used(after, m)} after"
+    rss_before, rss_after = int(one(expect, "churn_before_rss_kb")[0]), int(one(expect, "churn_after_rss_kb")[0])
+    # Freed memory may stay with the allocator; the tables themselves are gone.
+    assert rss_after <= rss_before * 5 // 4 + 8192, f"RSS {rss_before} kB before, {rss_after} kB after"
+
+
+@needs("services", "nfs", "full", "collect")
+def test_a_full_map_counts_and_exports_its_drops(expect):
+    run = load_run("full")
+    last = run.health[-1]
+    assert last["maps"]["io_counters"] == [8, 8] or last["maps"]["io_counters"][0] <= 8
+    dropped = last["counters"]["counters_map_full"]
+    assert dropped > 0, last["counters"]
+    cgroups = {l["cgroup"] for l in run.io if l["cgroup"] and l["cgroup"].startswith("/full-")}
+    assert 0 < len(cgroups) < 24, "some series fit, the others were dropped"
+    exported = [p for p in load_otlp("full") if p["metric"] == "nasflow.probe.drops" and p["attrs"].get("reason") == "counters_map_full"]
+    assert exported and max(p["value"] for p in exported) == dropped, (dropped, [p["value"] for p in exported])
+
+
+@needs(*V2, "collect")
+def test_no_two_series_share_an_attribute_set():
+    seen = {}
+    for p in load_otlp("v2"):
+        if p["scope"] != "nasflow":
+            continue
+        key = (p["req"], p["time"], p["metric"], json.dumps(p["attrs"], sort_keys=True))
+        assert key not in seen, f"two points with one identity in one request: {key}"
+        seen[key] = p

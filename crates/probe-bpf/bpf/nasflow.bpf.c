@@ -19,6 +19,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* One read of a value other CPUs change, as the kernel's READ_ONCE. */
+#define READ_ONCE(x) (*(const volatile typeof(x) *)&(x))
+
 /* Tracepoint field layouts, from tracefs format files. */
 const volatile struct nasflow_layout layout = {};
 /* Non-zero on cgroup v1 hosts: take the memory controller's cgroup from the task. */
@@ -337,9 +340,14 @@ static __always_inline void finish_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 
 		return;
 	}
 	started = *start;
-	if (started.pending > 1)
-		__sync_fetch_and_add(&start->pending, -1);
-	else
+	/*
+	 * Drop this RPC's reference; whoever sees the count at zero afterwards deletes the entry.
+	 * Two completions racing on one key (two COMMITs of a file) both decrement, and at least
+	 * the second one sees zero: no entry is left behind with nothing in flight. (No fetching
+	 * atomics: kernels before 5.12 refuse them.)
+	 */
+	__sync_fetch_and_add(&start->pending, -1);
+	if ((__s32)READ_ONCE(start->pending) <= 0)
 		bpf_map_delete_elem(&inflight, &ikey);
 	key.cgroup = started.cgroup;
 	account(&key, 1, bytes, now - started.start_ns, 1);

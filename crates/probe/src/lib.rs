@@ -129,6 +129,8 @@ pub struct ProbeOptions {
     pub max_dirty_files: u32,
     /// Where the kernel BTF is expected.
     pub btf_path: PathBuf,
+    /// The host's /proc, to tell which threads still exist.
+    pub proc_root: PathBuf,
 }
 
 impl ProbeOptions {
@@ -148,6 +150,7 @@ impl ProbeOptions {
             max_inflight: 16_384,
             max_dirty_files: 16_384,
             btf_path: PathBuf::from(VMLINUX_BTF),
+            proc_root: PathBuf::from("/proc"),
         }
     }
 }
@@ -426,14 +429,15 @@ impl Probe {
         snapshot::forget_cgroups(ebpf, gone, &names, &mut self.deleter)
     }
 
-    /// Deletes in-flight records older than `max_age`: completions that never came (a
-    /// module reload, a missed event). Returns how many were deleted.
+    /// Deletes in-flight records older than `max_age` (completions that never came: a module
+    /// reload, a missed event) and the call arguments of threads that ended. Returns how many
+    /// were deleted.
     pub fn sweep_inflight(&mut self, max_age: std::time::Duration) -> Result<usize, ProbeError> {
         let Some(ebpf) = self.ebpf.as_mut() else {
             return Ok(0);
         };
         let cutoff = snapshot::monotonic_ns().saturating_sub(u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX));
-        snapshot::sweep_inflight(ebpf, cutoff)
+        Ok(snapshot::sweep_inflight(ebpf, cutoff)? + snapshot::sweep_call_args(ebpf, &self.opts.proc_root)?)
     }
 }
 

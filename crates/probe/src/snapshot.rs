@@ -417,6 +417,30 @@ pub(crate) fn forget_cgroups(
     Ok(rows_from(names, hist_items, counter_items))
 }
 
+/// Deletes the per-thread call arguments (`write_args`, `read_args`) of threads that no longer
+/// exist under `proc_root`: a return probe the kernel missed leaves its entry behind, and
+/// only the same thread's next call would overwrite it. Returns how many were deleted.
+pub(crate) fn sweep_call_args(ebpf: &mut Ebpf, proc_root: &std::path::Path) -> Result<usize, ProbeError> {
+    let mut removed = 0;
+    for name in [maps::WRITE_ARGS, maps::READ_ARGS] {
+        let mut args: BpfHashMap<&mut MapData, u64, u64> = open_map_mut(ebpf, name)?;
+        let dead: Vec<u64> = args
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|id| {
+                let (process, thread) = (id >> 32, id & 0xffff_ffff);
+                !proc_root.join(format!("{process}/task/{thread}")).exists()
+            })
+            .collect();
+        for id in &dead {
+            if args.remove(id).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Deletes in-flight and RPC task records that started before `cutoff_ns` (monotonic).
 pub(crate) fn sweep_inflight(ebpf: &mut Ebpf, cutoff_ns: u64) -> Result<usize, ProbeError> {
     let mut inflight: BpfHashMap<&mut MapData, InflightKey, InflightVal> = open_map_mut(ebpf, maps::INFLIGHT)?;
