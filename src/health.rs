@@ -91,6 +91,7 @@ impl SharedState {
 /// - `/readyz`: ready once the pipe runs with a valid configuration. It never waits for the
 ///   nfs module, the collector or the kubelet: a node without NFS or a collector outage must
 ///   not stall a rollout. Degraded states are in `/healthz` and in self-telemetry.
+#[must_use]
 pub fn answer(path: &str, state: &PipeState, interval: Duration, now: Instant) -> (u16, String) {
     let stalled =
         state.last_tick.is_some_and(|t| now.saturating_duration_since(t) > interval * 3 + Duration::from_secs(30));
@@ -178,7 +179,8 @@ async fn respond(mut conn: TcpStream, state: &SharedState, interval: Duration) -
 }
 
 /// The path of a `GET` request line, without a query.
-fn request_path(head: &str) -> Option<&str> {
+#[must_use]
+pub fn request_path(head: &str) -> Option<&str> {
     let line = head.lines().next()?;
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next()?, parts.next()?);

@@ -1,13 +1,8 @@
 //! The `nasflow` binary: parses the command line and config, sets up logging, and wires the
 //! pipe (probe, enrich, output). No logic of its own beyond that.
 
-mod check;
-mod config;
-mod health;
-mod jsonl;
-mod run;
-
 use clap::Parser;
+use nasflow::{check, config, run};
 use tracing_subscriber::EnvFilter;
 
 /// Quiet by default for the chatty libraries; `NASFLOW_LOG` or `RUST_LOG` override.

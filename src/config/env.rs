@@ -95,6 +95,9 @@ pub const VARS: &[Var] = &[
         put(&mut s.kubelet_insecure_skip_tls_verify, values::boolean(v))
     }),
     var("NASFLOW_KUBELET_REFRESH", "kubelet_refresh", |s, v| put(&mut s.kubelet_refresh, values::duration(v))),
+    var("NASFLOW_KUBELET_MAX_BODY_BYTES", "kubelet_max_body_bytes", |s, v| {
+        put(&mut s.kubelet_max_body_bytes, values::count(v))
+    }),
     var("NASFLOW_TASK_LABELS", "task_labels", |s, v| {
         put(&mut s.task_labels, Ok(v.split(',').map(|l| l.trim().to_owned()).collect()))
     }),

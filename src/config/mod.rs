@@ -39,6 +39,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use nasflow_enrich::kubelet::KubeletConfig;
 use nasflow_otlp_out::{encode::EncodeOptions, transport::TransportConfig};
 pub use settings::Settings;
+
+/// The config file's settings from its text (for `nasflow check`, tests and fuzzing; `run`
+/// reads the file named by `--config`).
+pub fn parse_file(path: &std::path::Path, text: &str) -> Result<Settings> {
+    file::parse(path, text)
+}
+
+/// The environment layer from (name, value) pairs.
+pub fn env_layer<K: Into<String>, V: Into<String>>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Settings> {
+    env::layer(vars)
+}
 pub use values::Output;
 
 /// nasflow: which pod, task and process drives the traffic on your NFS storage.

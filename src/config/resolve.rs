@@ -57,6 +57,9 @@ impl Settings {
                     k.ca_path = Some(c);
                 }
                 k.insecure_skip_tls_verify = self.kubelet_insecure_skip_tls_verify.unwrap_or(false);
+                if let Some(max) = self.kubelet_max_body_bytes {
+                    k.max_body = max;
+                }
                 Some(k)
             }
         };

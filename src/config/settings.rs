@@ -86,6 +86,12 @@ pub struct Settings {
     #[serde(deserialize_with = "values::file::duration")]
     pub kubelet_refresh: Option<Duration>,
 
+    /// Largest kubelet /pods body read, in bytes; a larger one is refused and the last good
+    /// pod table kept [default: 67108864] [env: NASFLOW_KUBELET_MAX_BODY_BYTES]
+    #[arg(long, value_parser = values::count::<usize>)]
+    #[serde(deserialize_with = "values::file::count")]
+    pub kubelet_max_body_bytes: Option<usize>,
+
     /// Pod labels that name the task (nasflow.task), first present wins, comma-separated
     /// [env: NASFLOW_TASK_LABELS]
     #[arg(long, value_delimiter = ',')]
@@ -197,6 +203,7 @@ impl Settings {
             kubelet_ca_file,
             kubelet_insecure_skip_tls_verify,
             kubelet_refresh,
+            kubelet_max_body_bytes,
             task_labels,
             otlp_endpoint,
             otlp_protocol,
@@ -229,6 +236,7 @@ impl Settings {
             kubelet_insecure_skip_tls_verify: kubelet_insecure_skip_tls_verify
                 .or(self.kubelet_insecure_skip_tls_verify),
             kubelet_refresh: kubelet_refresh.or(self.kubelet_refresh),
+            kubelet_max_body_bytes: kubelet_max_body_bytes.or(self.kubelet_max_body_bytes),
             task_labels: task_labels.or(self.task_labels),
             otlp_endpoint: otlp_endpoint.or(self.otlp_endpoint),
             otlp_protocol: otlp_protocol.or(self.otlp_protocol),

@@ -1,5 +1,6 @@
-"""Writers that fsync one file at the same time: argv = file, writers, rounds. Each fsync
-sends a WRITE and a COMMIT; COMMITs of one file from two writers overlap in flight."""
+"""Writers that fsync one file at the same time: argv = file, writers, rounds. Each round
+writes 256 KiB (several pages: the client sends them UNSTABLE, a single page would go
+FILE_SYNC) and fsyncs, which sends a COMMIT; COMMITs of one file from two writers overlap."""
 
 import os
 import sys
@@ -8,7 +9,7 @@ from multiprocessing import Process
 
 def writer(path, rounds, tag):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    block = bytes([tag]) * 4096
+    block = bytes([tag]) * (256 << 10)
     for _ in range(rounds):
         os.pwrite(fd, block, 0)
         os.fsync(fd)

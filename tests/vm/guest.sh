@@ -184,7 +184,7 @@ phase_check_before_modules() {
 	# A node without the nfs module and without a collector: ready all the same, and /healthz
 	# says what is degraded.
 	local ok=0
-	start_agent bare --otlp-endpoint http://127.0.0.1:1 --health-listen 127.0.0.1:9807 || return 1
+	start_agent bare --otlp-endpoint http://127.0.0.1:1 --health-listen 127.0.0.1:9807 --shutdown-timeout 2s || return 1
 	wait_until 60 "the bare agent's /readyz answering 200" answers_200 http://127.0.0.1:9807/readyz || ok=1
 	wait_until 60 "the bare agent's /healthz naming the collector" has_body http://127.0.0.1:9807/healthz collector_failing || ok=1
 	expect bare_readyz "$(http_code http://127.0.0.1:9807/readyz)"
@@ -449,7 +449,7 @@ phase_commits() {
 	# Two writers fsync one file at once: their COMMITs share an in-flight entry. Once they
 	# are done, the in-flight map is empty again (no entry left with nothing in flight).
 	local s
-	run_in /committers /usr/bin/python3 "$HERE/commits.py" /srv/nas-a/committed 2 150 || { failure "the writers failed"; return 1; }
+	run_in /committers /usr/bin/python3 "$HERE/commits.py" /srv/nas-a/committed 2 60 || { failure "the writers failed"; return 1; }
 	s=$(jsonl_seq "$R/v2.jsonl")
 	wait_seq "$R/v2.jsonl" $((s + 2)) 60 "v2 interval $((s + 2)), after the commits" || return 1
 	expect commits_done_seq $((s + 2))

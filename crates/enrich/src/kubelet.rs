@@ -3,10 +3,7 @@
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
-use k8s_openapi::{
-    api::core::v1::{ContainerStatus, Pod},
-    List,
-};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use crate::{error_chain, EnrichError};
 
@@ -42,6 +39,8 @@ pub struct ContainerMeta {
 pub struct PodIndex {
     by_container: HashMap<String, ContainerMeta>,
     by_uid: HashMap<String, Arc<PodMeta>>,
+    /// Items of the list that were not pods nasflow could read: skipped, not fatal.
+    pub malformed: usize,
 }
 
 impl PodIndex {
@@ -106,11 +105,25 @@ fn cronjob_of(job: &str) -> Option<&str> {
 
 /// Builds the index from a PodList body. `task_labels`: the first of these labels a pod has
 /// is its task.
+///
+/// Each pod is read on its own: one pod the agent cannot read (a field of an unexpected type,
+/// from a newer or a patched kubelet) is skipped and counted in [`PodIndex::malformed`], and
+/// the others are named. Only a body that is no PodList at all is an error.
 pub fn parse_pod_list(body: &[u8], task_labels: &[String]) -> Result<PodIndex, EnrichError> {
-    let list: List<Pod> =
+    /// The list with its items left unparsed.
+    #[derive(serde::Deserialize)]
+    struct RawList<'a> {
+        #[serde(borrow)]
+        items: Vec<&'a serde_json::value::RawValue>,
+    }
+    let list: RawList<'_> =
         serde_json::from_slice(body).map_err(|e| EnrichError::BadPodList { detail: e.to_string() })?;
     let mut index = PodIndex::default();
-    for pod in list.items {
+    for raw in list.items {
+        let Ok(pod) = serde_json::from_str::<Pod>(raw.get()) else {
+            index.malformed += 1;
+            continue;
+        };
         let m = &pod.metadata;
         let (Some(uid), Some(name)) = (m.uid.clone(), m.name.clone()) else {
             continue;
@@ -166,7 +179,12 @@ pub struct KubeletConfig {
     pub insecure_skip_tls_verify: bool,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Largest `/pods` body read; a larger one is an error (the last good table stays).
+    pub max_body: usize,
 }
+
+/// Default [`KubeletConfig::max_body`]: 64 MiB, some thousands of pods with room to spare.
+pub const DEFAULT_MAX_BODY: usize = 64 << 20;
 
 impl KubeletConfig {
     /// HTTPS on 10250 of `host` with the pod's service account token and CA when present.
@@ -179,6 +197,7 @@ impl KubeletConfig {
             ca_path: Some(sa.join("ca.crt")).filter(|p| p.is_file()),
             insecure_skip_tls_verify: false,
             timeout: Duration::from_secs(5),
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }
@@ -233,7 +252,20 @@ impl KubeletClient {
             };
             return Err(err(format!("HTTP {status}{hint}")));
         }
-        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| err(error_chain(&e)))
+        let max = self.cfg.max_body;
+        let too_big = || err(format!("the body is over {max} bytes (raise --kubelet-max-body-bytes)"));
+        if resp.content_length().is_some_and(|n| n > max as u64) {
+            return Err(too_big());
+        }
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| err(error_chain(&e)))? {
+            if body.len() + chunk.len() > max {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 }
 
@@ -301,12 +333,25 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        for bad in ["", "{", "[]", r#"{"kind":"PodList","apiVersion":"v1","items":[{"metadata":7}]}"#] {
+        for bad in ["", "{", "[]", r#"{"kind":"PodList","apiVersion":"v1","items":7}"#] {
             assert!(parse_pod_list(bad.as_bytes(), &[]).is_err(), "{bad}");
         }
         let empty =
             parse_pod_list(br#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}"#, &[]).expect("empty");
         assert_eq!(empty.pods(), 0);
+    }
+
+    #[test]
+    fn a_malformed_pod_is_skipped_and_counted_and_the_others_named() {
+        // The fixture's pods, with one more whose metadata is of the wrong type.
+        let mut list: serde_json::Value = serde_json::from_str(PODS).expect("fixture");
+        let items = list["items"].as_array_mut().expect("items");
+        let pods = items.len();
+        items.insert(1, serde_json::json!({"metadata": 7, "status": {}}));
+        items.push(serde_json::json!({"metadata": {"name": "x", "uid": "u", "labels": {"a": 1}}}));
+        let ix = parse_pod_list(&serde_json::to_vec(&list).expect("json"), &[]).expect("one bad pod is not fatal");
+        assert_eq!((ix.pods(), ix.malformed), (pods, 2));
+        assert!(ix.container(&"a".repeat(64)).is_some(), "the other pods are named");
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub struct EnrichStats {
     pub kubelet_down: bool,
     /// cgroup walks that could not read every directory (they declared nothing gone).
     pub incomplete_walks: u64,
+    /// Pods of the last kubelet table that could not be read (skipped).
+    pub malformed_pods: u64,
 }
 
 /// Names cgroups and devices; owns the background refreshers.
@@ -213,7 +215,17 @@ impl Enricher {
                     let labels = Arc::clone(&labels);
                     async move {
                         let body = client.fetch_pods().await?;
-                        parse_pod_list(&body, &labels)
+                        // Parsing thousands of pods is CPU work: off the runtime's threads.
+                        let index = tokio::task::spawn_blocking(move || parse_pod_list(&body, &labels))
+                            .await
+                            .map_err(|e| EnrichError::BadPodList { detail: e.to_string() })??;
+                        if index.malformed > 0 {
+                            tracing::debug!(
+                                skipped = index.malformed,
+                                "kubelet pods that could not be read were skipped"
+                            );
+                        }
+                        Ok::<_, EnrichError>(index)
                     }
                 }))
             }
@@ -326,6 +338,14 @@ impl Enricher {
                 self.stats.kubelet_refreshes += 1;
             }
             self.stats.kubelet_down = index.stale;
+            let malformed = index.value.malformed as u64;
+            if malformed != self.stats.malformed_pods && malformed > 0 {
+                tracing::warn!(
+                    pods = malformed,
+                    "kubelet pods that could not be read are skipped (they are named by container id)"
+                );
+            }
+            self.stats.malformed_pods = malformed;
             self.waited_containers.retain(|c| index.value.container(c).is_none());
         }
         // Bounded by what is exported now: an id that went away is not waited for any more.

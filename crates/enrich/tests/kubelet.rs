@@ -54,6 +54,7 @@ impl Env {
             ca_path: https.then(|| self.path("ca.pem")),
             insecure_skip_tls_verify: false,
             timeout: Duration::from_secs(2),
+            max_body: nasflow_enrich::kubelet::DEFAULT_MAX_BODY,
         }
     }
 }
@@ -90,6 +91,18 @@ async fn unknown_ca_fails_unless_verification_is_skipped() {
     assert!(format!("{err}").to_lowercase().contains("certificate"), "{err}");
     cfg.insecure_skip_tls_verify = true;
     KubeletClient::new(cfg).expect("client").fetch_pods().await.expect("skip verify");
+}
+
+#[tokio::test]
+async fn a_body_over_the_bound_is_refused() {
+    let env = Env::new(true).await;
+    let mut cfg = env.config();
+    cfg.max_body = PODS.len() - 1;
+    let err = KubeletClient::new(cfg.clone()).expect("client").fetch_pods().await.expect_err("over the bound");
+    assert!(err.to_string().contains(&format!("over {} bytes", PODS.len() - 1)), "{err}");
+    cfg.max_body = PODS.len();
+    let body = KubeletClient::new(cfg).expect("client").fetch_pods().await.expect("at the bound");
+    assert_eq!(body.len(), PODS.len());
 }
 
 #[tokio::test]

@@ -107,6 +107,10 @@ pub enum ProbeError {
     },
 }
 
+/// Records of RPCs that ended are kept this long for their round-trip time (which follows
+/// the end within microseconds), then swept.
+const SETTLED_RPC_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How the probe identifies cgroups; decided by the caller from the host's hierarchy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CgroupIdentity {
@@ -436,8 +440,10 @@ impl Probe {
         let Some(ebpf) = self.ebpf.as_mut() else {
             return Ok(0);
         };
-        let cutoff = snapshot::monotonic_ns().saturating_sub(u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX));
-        Ok(snapshot::sweep_inflight(ebpf, cutoff)? + snapshot::sweep_call_args(ebpf, &self.opts.proc_root)?)
+        let now = snapshot::monotonic_ns();
+        let cutoff = now.saturating_sub(u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX));
+        let settled = now.saturating_sub(SETTLED_RPC_AGE.as_secs() * 1_000_000_000);
+        Ok(snapshot::sweep_inflight(ebpf, cutoff, settled)? + snapshot::sweep_call_args(ebpf, &self.opts.proc_root)?)
     }
 }
 

@@ -441,8 +441,10 @@ pub(crate) fn sweep_call_args(ebpf: &mut Ebpf, proc_root: &std::path::Path) -> R
     Ok(removed)
 }
 
-/// Deletes in-flight and RPC task records that started before `cutoff_ns` (monotonic).
-pub(crate) fn sweep_inflight(ebpf: &mut Ebpf, cutoff_ns: u64) -> Result<usize, ProbeError> {
+/// Deletes in-flight and running RPC task records that started before `cutoff_ns`
+/// (monotonic), and the records of RPCs that ended (or were no NFS RPCs) and started before
+/// `settled_ns`: those are kept only for the round-trip time that follows an end.
+pub(crate) fn sweep_inflight(ebpf: &mut Ebpf, cutoff_ns: u64, settled_ns: u64) -> Result<usize, ProbeError> {
     let mut inflight: BpfHashMap<&mut MapData, InflightKey, InflightVal> = open_map_mut(ebpf, maps::INFLIGHT)?;
     let stale: Vec<InflightKey> =
         inflight.iter().filter_map(Result::ok).filter(|(_, v)| v.start_ns < cutoff_ns).map(|(k, _)| k).collect();
@@ -456,7 +458,7 @@ pub(crate) fn sweep_inflight(ebpf: &mut Ebpf, cutoff_ns: u64) -> Result<usize, P
     let stale: Vec<RpcTaskKey> = tasks
         .iter()
         .filter_map(Result::ok)
-        .filter(|(_, t)| t.state == RPC_RUNNING && t.start_ns < cutoff_ns)
+        .filter(|(_, t)| if t.state == RPC_RUNNING { t.start_ns < cutoff_ns } else { t.start_ns < settled_ns })
         .map(|(k, _)| k)
         .collect();
     for k in &stale {
