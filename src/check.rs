@@ -46,12 +46,7 @@ fn item(name: &'static str, status: Status, detail: impl Into<String>, fix: Opti
     Item { name, status, detail: detail.into(), fix: fix.map(str::to_owned) }
 }
 
-/// `major.minor` of a kernel release string (`6.1.0-56-amd64` gives (6, 1)).
-#[must_use]
-pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
+pub use nasflow_probe::preflight::parse_kernel_version as kernel_version;
 
 /// The kernel release check, from `/proc/sys/kernel/osrelease`.
 #[must_use]
@@ -337,7 +332,7 @@ pub fn host_port(url: &str) -> Option<String> {
 
 /// Runs every check.
 pub async fn run(cfg: &RunConfig, btf: &Path) -> Vec<Item> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = preflight::kernel_release().unwrap_or_default();
     let kernel = kernel_version(&release);
     let mut items = vec![check_kernel(&release), check_btf(btf)];
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

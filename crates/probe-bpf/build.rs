@@ -5,7 +5,10 @@ use std::{env, path::PathBuf, process::Command};
 
 use anyhow::{bail, Context, Result};
 
-const PROGRAMS: &[&str] = &["nasflow", "noop"];
+/// (object, source, extra clang flags): the probe, its build for kernels before 5.12 (no
+/// fetching atomics), and the no-op baseline.
+const OBJECTS: &[(&str, &str, &[&str])] =
+    &[("nasflow", "nasflow", &[]), ("nasflow-compat", "nasflow", &["-DNASFLOW_COMPAT"]), ("noop", "noop", &[])];
 
 /// The kernel's fixed-width types, which `nasflow.h` uses without including anything.
 const ABI_PRELUDE: &str = "typedef unsigned char __u8;\n\
@@ -28,11 +31,12 @@ fn main() -> Result<()> {
     };
     println!("cargo:rerun-if-env-changed=CLANG");
     println!("cargo:rerun-if-changed=bpf");
-    for name in PROGRAMS {
-        let src = format!("bpf/{name}.bpf.c");
+    for (name, source, flags) in OBJECTS {
+        let src = format!("bpf/{source}.bpf.c");
         let obj = out.join(format!("{name}.bpf.o"));
         let status = Command::new(&clang)
             .args(["-target", "bpf", "-O2", "-g", "-mcpu=v3", "-Wall", "-Werror"])
+            .args(*flags)
             .arg(format!("-D__TARGET_ARCH_{arch}"))
             .args(["-Ibpf", "-c", &src, "-o"])
             .arg(&obj)

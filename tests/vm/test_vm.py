@@ -37,6 +37,8 @@ def check_phase(name):
     _, _, status, rc, seconds = ended[-1][:5]
     if status == "ok":
         return
+    if status == "skipped":
+        pytest.skip(f"phase {name} is not run on this kernel")
     why = [" ".join(r[2:]) for r in rows if r[0] in ("timeout", "failure") and r[1] == name]
     log = R / f"phase-{name}.log"
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(no log)"
@@ -132,11 +134,12 @@ def v1():
 def test_guest_finished_and_agents_exited_cleanly(expect):
     assert ["done"] in expect, "guest script did not reach its end"
     exits = [r[1] for r in expect if r[0] == "agent_exit"]
-    assert exits == ["0", "0", "0"], f"agent exit codes (full, v2, v1) {exits}"
+    ran = [r[1] for r in expect if r[0] == "phase" and r[1] in ("full", "v2-stop", "v1") and r[2] != "skipped"]
+    assert len(exits) == len(ran) and all(e == "0" for e in exits), f"agent exit codes {exits} of {ran}"
 
 
 def test_every_phase_ended_well(expect):
-    failed = [" ".join(r[1:]) for r in expect if r[0] == "phase" and r[2] != "ok"]
+    failed = [" ".join(r[1:]) for r in expect if r[0] == "phase" and r[2] not in ("ok", "skipped")]
     assert not failed, f"failed phases (name, status, exit status, seconds): {failed}"
 
 

@@ -22,6 +22,27 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* One read of a value other CPUs change, as the kernel's READ_ONCE. */
 #define READ_ONCE(x) (*(const volatile typeof(x) *)&(x))
 
+/* The first id handed out to a procedure name user space did not load. */
+const volatile __u16 first_dynamic_proc = NASFLOW_OP_RPC_BASE;
+
+/*
+ * Claims a dirty-owner slot that holds `owner`, for `cgroup`. Fetching atomics (compare and
+ * swap) need 5.12; the compat build (NASFLOW_COMPAT, for older kernels) stores without it:
+ * two cgroups first dirtying one file at the same instant may then share a slot, and the
+ * bytes of one are charged to the other.
+ */
+static __always_inline int claim_slot(__u64 *slot, __u64 owner, __u64 cgroup)
+{
+#ifdef NASFLOW_COMPAT
+	if (READ_ONCE(*slot) != owner)
+		return 0;
+	*slot = cgroup;
+	return 1;
+#else
+	return __sync_val_compare_and_swap(slot, owner, cgroup) == owner;
+#endif
+}
+
 /* Tracepoint field layouts, from tracefs format files. */
 const volatile struct nasflow_layout layout = {};
 /* Non-zero on cgroup v1 hosts: take the memory controller's cgroup from the task. */
@@ -484,7 +505,7 @@ static __always_inline void charge_dirty(__u32 dev, __u64 ino, __u64 cgroup, __u
 		if (slot)
 			break;
 		if (owner == 0 || dv->slot[i].pending <= 0) {
-			if (__sync_val_compare_and_swap(&dv->slot[i].cgroup, owner, cgroup) == owner) {
+			if (claim_slot(&dv->slot[i].cgroup, owner, cgroup)) {
 				slot = &dv->slot[i];
 				if (slot->pending < 0)
 					slot->pending = 0;
@@ -767,21 +788,29 @@ int BPF_KRETPROBE(nfs_fread_ret, long ret)
 }
 
 
-/* Operation id of a procedure name; new names get the next id. */
+/*
+ * Operation id of a procedure name. User space loads every NFS procedure name the kernel
+ * uses before attaching; a name it did not know (a newer kernel's) gets the next free id,
+ * or, on kernels without fetching atomics (before 5.12), counts as unnamed.
+ */
 static __always_inline __u16 proc_id(const struct nasflow_proc_name *name)
 {
 	__u16 *id = bpf_map_lookup_elem(&proc_ids, name);
-	__u32 n;
-	__u16 fresh;
 
 	if (id)
 		return *id;
-	n = __sync_fetch_and_add(&next_proc_id, 1);
-	if (n >= NASFLOW_OP_RETRANS - NASFLOW_OP_RPC_BASE) {
+#ifdef NASFLOW_COMPAT
+	health_add(NASFLOW_H_PROC_NAMES_FULL, 1);
+	return NASFLOW_OP_RPC_UNNAMED;
+#else
+	__u32 n = __sync_fetch_and_add(&next_proc_id, 1);
+	__u16 fresh;
+
+	if (n >= NASFLOW_OP_RETRANS - first_dynamic_proc) {
 		health_add(NASFLOW_H_PROC_NAMES_FULL, 1);
 		return NASFLOW_OP_RPC_UNNAMED;
 	}
-	fresh = NASFLOW_OP_RPC_BASE + n;
+	fresh = first_dynamic_proc + n;
 	if (!bpf_map_update_elem(&proc_ids, name, &fresh, BPF_NOEXIST))
 		return fresh;
 	/* Another CPU named it first, or the table is full. */
@@ -790,6 +819,7 @@ static __always_inline __u16 proc_id(const struct nasflow_proc_name *name)
 		return *id;
 	health_add(NASFLOW_H_PROC_NAMES_FULL, 1);
 	return NASFLOW_OP_RPC_UNNAMED;
+#endif
 }
 
 static __always_inline struct nasflow_rpc_task_key task_key(const struct rec *r, __u16 toff, __u16 tsize,

@@ -61,29 +61,31 @@ macro_rules! layouts {
 }
 
 #[test]
-fn the_object_and_the_rust_types_agree_on_every_offset() {
-    let btf = btf_structs(crate::probe_object());
-    let rust = layouts! {
-        nasflow_proc_name { name }
-        nasflow_rpc_task_key { client_id, task_id }
-        nasflow_rpc_task { cgroup, start_ns, dev, op, err, state, pad }
-        nasflow_io_key { cgroup, dev, op, err }
-        nasflow_io_counters { ops, bytes }
-        nasflow_io_hist { slots, sum_ns }
-        nasflow_inflight_key { dev, op, pad, fileid, offset }
-        nasflow_inflight_val { cgroup, start_ns, pending, pad }
-        nasflow_field { offset, size }
-        nasflow_tp_fields { dev, fileid, offset, count, arg_count, eof, error }
-        nasflow_layout { read_init, read_done, write_init, write_done, commit_init, commit_done }
-        nasflow_rpc_layout {
-            begin_task_id, begin_client_id, req_task_id, req_client_id, req_progname, req_procname,
-            end_task_id, end_client_id, end_status, lat_task_id, lat_client_id, lat_rtt,
-            rtx_task_id, rtx_client_id, hint_dev,
+fn the_objects_and_the_rust_types_agree_on_every_offset() {
+    for object in [crate::probe_object(), crate::compat_object()] {
+        let btf = btf_structs(object);
+        let rust = layouts! {
+            nasflow_proc_name { name }
+            nasflow_rpc_task_key { client_id, task_id }
+            nasflow_rpc_task { cgroup, start_ns, dev, op, err, state, pad }
+            nasflow_io_key { cgroup, dev, op, err }
+            nasflow_io_counters { ops, bytes }
+            nasflow_io_hist { slots, sum_ns }
+            nasflow_inflight_key { dev, op, pad, fileid, offset }
+            nasflow_inflight_val { cgroup, start_ns, pending, pad }
+            nasflow_field { offset, size }
+            nasflow_tp_fields { dev, fileid, offset, count, arg_count, eof, error }
+            nasflow_layout { read_init, read_done, write_init, write_done, commit_init, commit_done }
+            nasflow_rpc_layout {
+                begin_task_id, begin_client_id, req_task_id, req_client_id, req_progname, req_procname,
+                end_task_id, end_client_id, end_status, lat_task_id, lat_client_id, lat_rtt,
+                rtx_task_id, rtx_client_id, hint_dev,
+            }
+        };
+        for (name, fields) in rust {
+            let members = btf.get(name).unwrap_or_else(|| panic!("{name} is not in the object's BTF"));
+            let expected: Vec<(String, u32)> = fields.iter().map(|(f, o)| ((*f).to_owned(), *o)).collect();
+            assert_eq!(members, &expected, "{name}: the BPF object and the Rust type disagree");
         }
-    };
-    for (name, fields) in rust {
-        let members = btf.get(name).unwrap_or_else(|| panic!("{name} is not in the object's BTF"));
-        let expected: Vec<(String, u32)> = fields.iter().map(|(f, o)| ((*f).to_owned(), *o)).collect();
-        assert_eq!(members, &expected, "{name}: the BPF object and the Rust type disagree");
     }
 }

@@ -7,12 +7,23 @@ struct Aligned<B: ?Sized>(B);
 
 static PROBE_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nasflow.bpf.o")));
 static NOOP_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/noop.bpf.o")));
+static COMPAT_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nasflow-compat.bpf.o")));
 
 /// The NFS client probe: counters, histograms and attribution (`bpf/nasflow.bpf.c`).
 #[must_use]
 pub fn probe_object() -> &'static [u8] {
     &PROBE_OBJECT.0
 }
+
+/// The probe built without fetching atomics (compare-and-swap, fetch-and-add), which kernels
+/// before 5.12 refuse: for them, with the two small differences `nasflow.bpf.c` states.
+#[must_use]
+pub fn compat_object() -> &'static [u8] {
+    &COMPAT_OBJECT.0
+}
+
+/// The first kernel with fetching atomics in BPF (`BPF_FETCH`, `BPF_CMPXCHG`).
+pub const FETCH_ATOMICS_SINCE: (u32, u32) = (5, 12);
 
 /// Empty programs on the same tracepoints, the baseline for the kernel cost benchmark.
 #[must_use]
@@ -116,6 +127,8 @@ pub mod globals {
     pub const O_DIRECT_FLAG: &str = "o_direct_flag";
     /// [`RpcLayout`](super::RpcLayout) of the sunrpc and hint tracepoints.
     pub const RPC_LAYOUT: &str = "rpc_layout";
+    /// `u16`: the first id for procedure names not in [`KNOWN_PROCS`](super::KNOWN_PROCS).
+    pub const FIRST_DYNAMIC_PROC: &str = "first_dynamic_proc";
 }
 
 /// `NASFLOW_PROC_NAME`: room for a procedure name, NUL included.
@@ -192,6 +205,90 @@ pub const OP_MASK: u16 = u16_of(abi::NASFLOW_OP_MASK);
 /// tracepoints count with their bytes (`READ_PLUS` is NFSv4.2's READ).
 pub const PRELOADED_PROCS: [(&str, u16); 4] =
     [("READ", OP_READ), ("READ_PLUS", OP_READ), ("WRITE", OP_WRITE), ("COMMIT", OP_COMMIT)];
+
+/// Every NFS procedure name the kernel's NFS client sends (v3 procedures, v4.x operations as
+/// `nfs4_procedures` names them), loaded before attaching with ids from [`OP_RPC_BASE`] on,
+/// so the kernel only looks names up. The data RPCs are in [`PRELOADED_PROCS`].
+pub const KNOWN_PROCS: &[&str] = &[
+    // NFSv3 (RFC 1813).
+    "NULL",
+    "GETATTR",
+    "SETATTR",
+    "LOOKUP",
+    "ACCESS",
+    "READLINK",
+    "CREATE",
+    "MKDIR",
+    "SYMLINK",
+    "MKNOD",
+    "REMOVE",
+    "RMDIR",
+    "RENAME",
+    "LINK",
+    "READDIR",
+    "READDIRPLUS",
+    "FSSTAT",
+    "FSINFO",
+    "PATHCONF",
+    // NFSv4.0-4.2 client procedures (fs/nfs/nfs4xdr.c).
+    "OPEN",
+    "OPEN_CONFIRM",
+    "OPEN_NOATTR",
+    "OPEN_DOWNGRADE",
+    "CLOSE",
+    "RENEW",
+    "SETCLIENTID",
+    "SETCLIENTID_CONFIRM",
+    "LOCK",
+    "LOCKT",
+    "LOCKU",
+    "LOOKUP_ROOT",
+    "STATFS",
+    "SERVER_CAPS",
+    "DELEGRETURN",
+    "GETACL",
+    "SETACL",
+    "FS_LOCATIONS",
+    "RELEASE_LOCKOWNER",
+    "SECINFO",
+    "FSID_PRESENT",
+    "EXCHANGE_ID",
+    "CREATE_SESSION",
+    "DESTROY_SESSION",
+    "SEQUENCE",
+    "GET_LEASE_TIME",
+    "RECLAIM_COMPLETE",
+    "LAYOUTGET",
+    "GETDEVICEINFO",
+    "LAYOUTCOMMIT",
+    "LAYOUTRETURN",
+    "SECINFO_NO_NAME",
+    "TEST_STATEID",
+    "FREE_STATEID",
+    "GETDEVICELIST",
+    "BIND_CONN_TO_SESSION",
+    "DESTROY_CLIENTID",
+    "SEEK",
+    "ALLOCATE",
+    "DEALLOCATE",
+    "LAYOUTSTATS",
+    "CLONE",
+    "COPY",
+    "OFFLOAD_CANCEL",
+    "LOOKUPP",
+    "LAYOUTERROR",
+    "COPY_NOTIFY",
+    "GETXATTR",
+    "SETXATTR",
+    "LISTXATTRS",
+    "REMOVEXATTR",
+];
+
+/// The id of the `i`-th of [`KNOWN_PROCS`].
+#[must_use]
+pub fn known_proc_id(i: usize) -> u16 {
+    OP_RPC_BASE + u16::try_from(i).unwrap_or(u16::MAX - OP_RPC_BASE)
+}
 
 impl Op {
     /// The operation for a fixed kernel number (flags masked off); `None` for the ids of
@@ -354,7 +451,7 @@ mod tests {
 
     #[test]
     fn objects_are_elf_and_aligned() {
-        for obj in [probe_object(), noop_object()] {
+        for obj in [probe_object(), compat_object(), noop_object()] {
             assert_eq!(&obj[..4], b"\x7fELF");
             assert_eq!(obj.as_ptr() as usize % 8, 0);
         }
@@ -408,6 +505,11 @@ mod tests {
             assert_eq!(Op::from_raw(id).map(|o| o.is_rpc()), Some(true), "{name}");
         }
         assert!(!Op::AppRead.is_rpc() && Op::Rpc(ProcName::new("GETATTR")).is_rpc());
+        // Known names get distinct ids below the flag bits, none of the data RPCs'.
+        let ids: std::collections::HashSet<u16> = (0..KNOWN_PROCS.len()).map(known_proc_id).collect();
+        assert_eq!(ids.len(), KNOWN_PROCS.len());
+        assert!(ids.iter().all(|id| *id >= OP_RPC_BASE && *id < OP_RETRANS));
+        assert!(KNOWN_PROCS.iter().all(|n| !PRELOADED_PROCS.iter().any(|(p, _)| p == n) && n.len() < PROC_NAME_LEN));
     }
 
     #[test]

@@ -139,7 +139,9 @@ mod tests {
     #[test]
     fn the_table_is_what_the_objects_hold() {
         let probe = programs_of(crate::probe_object());
+        let compat = programs_of(crate::compat_object());
         let noop = programs_of(crate::noop_object());
+        assert_eq!(probe, compat, "the compat build has the same programs in the same sections");
         for p in all() {
             assert_eq!(probe.get(p.name), Some(&p.hook.section()), "{} in nasflow.bpf.o", p.name);
             assert_eq!(noop.get(p.noop), Some(&p.hook.section()), "{} in noop.bpf.o", p.noop);
@@ -148,5 +150,31 @@ mod tests {
         let unlisted: Vec<&String> = probe.keys().filter(|n| !listed.contains(&n.as_str())).collect();
         assert!(unlisted.is_empty(), "programs missing from the table: {unlisted:?}");
         assert_eq!(noop.len(), listed.len(), "one no-op per program");
+    }
+
+    /// Atomic instructions that fetch (`BPF_FETCH`, `BPF_XCHG`, `BPF_CMPXCHG`): kernels before
+    /// 5.12 refuse them (the verifier says "`BPF_STX` uses reserved fields").
+    fn fetching_atomics(obj: &[u8]) -> usize {
+        const BPF_STX_ATOMIC: [u8; 2] = [0xc3, 0xdb]; // BPF_STX | BPF_ATOMIC | BPF_W or BPF_DW
+        const BPF_FETCH: i32 = 0x01;
+        let file = object::File::parse(obj).expect("a BPF ELF");
+        file.sections()
+            .filter(|s| {
+                s.name().is_ok_and(|n| {
+                    n.starts_with("tracepoint/") || n.starts_with("kprobe/") || n.starts_with("kretprobe/")
+                })
+            })
+            .flat_map(|s| s.data().expect("code").chunks_exact(8).map(<[u8]>::to_vec).collect::<Vec<_>>())
+            .filter(|insn| {
+                let imm = i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]);
+                BPF_STX_ATOMIC.contains(&insn[0]) && imm & BPF_FETCH != 0
+            })
+            .count()
+    }
+
+    #[test]
+    fn the_compat_build_has_no_fetching_atomics() {
+        assert!(fetching_atomics(crate::probe_object()) > 0, "the full build uses them (the check can see them)");
+        assert_eq!(fetching_atomics(crate::compat_object()), 0, "kernels before 5.12 refuse fetching atomics");
     }
 }

@@ -16,9 +16,9 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use nasflow_probe_bpf::{
-    globals, maps,
+    globals, known_proc_id, maps,
     programs::{self, Hook},
-    Layout, RpcLayout, PRELOADED_PROCS,
+    Layout, RpcLayout, FETCH_ATOMICS_SINCE, KNOWN_PROCS, PRELOADED_PROCS,
 };
 
 pub use nasflow_probe_bpf::{latency_slot_upper_bound_s, Op as Operation, ProcName, HIST_SLOTS as LATENCY_SLOTS};
@@ -262,8 +262,19 @@ impl Probe {
         let v1 = u8::from(o.cgroup.v1);
         let root = o.cgroup.root_id;
         let o_direct = u32::try_from(libc::O_DIRECT).unwrap_or(0o40000);
+        let first_dynamic = known_proc_id(KNOWN_PROCS.len());
+        let (object, compat) = match preflight::kernel_version() {
+            Some(v) if v < FETCH_ATOMICS_SINCE => (nasflow_probe_bpf::compat_object(), true),
+            _ => (nasflow_probe_bpf::probe_object(), false),
+        };
+        if compat {
+            tracing::info!(
+                "kernel before 5.12: loading the build without fetching atomics (procedure names nasflow does not know count as UNNAMED; two cgroups first dirtying one file at the same instant may share a writeback slot)"
+            );
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global(globals::LAYOUT, &layout, true)
+            .override_global(globals::FIRST_DYNAMIC_PROC, &first_dynamic, true)
             .override_global(globals::CGROUP_V1, &v1, true)
             .override_global(globals::ROOT_CGROUP, &root, true)
             .override_global(globals::O_DIRECT_FLAG, &o_direct, true)
@@ -273,7 +284,7 @@ impl Probe {
             .map_max_entries(maps::IO_HIST, o.hist_entries())
             .map_max_entries(maps::INFLIGHT, o.max_inflight)
             .map_max_entries(maps::DIRTY, o.max_dirty_files)
-            .load(nasflow_probe_bpf::probe_object())
+            .load(object)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
         // The data path and the file calls pass the verifier now: a refusal fails the load.
         for p in programs::DATA_PATH.iter().chain(&programs::FILE_CALLS) {
@@ -285,7 +296,8 @@ impl Probe {
         }
         if rpc_layout.is_some() {
             let mut ids: BpfHashMap<&mut MapData, ProcName, u16> = open_map_mut(&mut ebpf, maps::PROC_IDS)?;
-            for (name, id) in PRELOADED_PROCS {
+            let known = KNOWN_PROCS.iter().enumerate().map(|(i, n)| (*n, known_proc_id(i)));
+            for (name, id) in PRELOADED_PROCS.into_iter().chain(known) {
                 ids.insert(ProcName::new(name), id, 0).map_err(|e| map_err(maps::PROC_IDS, e))?;
             }
         }

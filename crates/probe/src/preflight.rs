@@ -18,6 +18,25 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// Where a loaded nfs client module shows; its inode changes with every load.
 pub const NFS_MODULE: &str = "/sys/module/nfs";
 
+/// `major.minor` of a kernel release string (`6.1.0-56-amd64` gives (6, 1)).
+#[must_use]
+pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.trim().split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// This kernel's release (`/proc/sys/kernel/osrelease`).
+#[must_use]
+pub fn kernel_release() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_owned())
+}
+
+/// This kernel's `major.minor`.
+#[must_use]
+pub fn kernel_version() -> Option<(u32, u32)> {
+    kernel_release().as_deref().and_then(parse_kernel_version)
+}
+
 /// Kernel BTF at `path`, or the error that says what to do.
 pub fn btf(path: &Path) -> Result<(), ProbeError> {
     if path.is_file() {
