@@ -10,7 +10,9 @@ use nasflow_enrich::{
 };
 use nasflow_probe::{
     preflight::{self, DataPath, RpcTracing},
+    programs,
     tracefs::TRACEFS_PATHS,
+    CgroupIdentity, Probe, ProbeOptions,
 };
 use serde::Serialize;
 
@@ -207,6 +209,54 @@ fn check_tracepoints(can_mount: bool) -> Vec<Item> {
     out
 }
 
+/// Loads every program (none is attached) and reports what the verifier refused, with its
+/// reason: the data path is required, the others degrade.
+fn check_programs(cgroup_root: &Path, btf: &Path) -> Item {
+    let hierarchy = match CgroupHierarchy::detect(cgroup_root) {
+        Ok(h) => h,
+        Err(e) => return item("bpf programs", Status::Warn, format!("not loaded: {e}"), None),
+    };
+    let mut opts = ProbeOptions::new(CgroupIdentity { v1: hierarchy.v1, root_id: hierarchy.root_id });
+    btf.clone_into(&mut opts.btf_path);
+    let verified = Probe::new(opts).and_then(|mut p| p.verify());
+    match verified {
+        Ok(None) => item(
+            "bpf programs",
+            Status::Warn,
+            "not loaded yet: they are verified when the nfs module loads",
+            Some("nothing to do; run nasflow check again once an NFS volume is mounted"),
+        ),
+        Ok(Some(results)) => {
+            let refused: Vec<String> =
+                results.iter().filter_map(|(p, r)| r.as_ref().err().map(|why| format!("{p}: {why}"))).collect();
+            let required = results.iter().any(|(p, r)| r.is_err() && programs::DATA_PATH.iter().any(|d| d.name == *p));
+            if refused.is_empty() {
+                item("bpf programs", Status::Ok, format!("{} programs pass the verifier", results.len()), None)
+            } else if required {
+                item(
+                    "bpf programs",
+                    Status::Fail,
+                    refused.join("; "),
+                    Some("this kernel refuses the data-path programs: report it with the kernel version"),
+                )
+            } else {
+                item(
+                    "bpf programs",
+                    Status::Warn,
+                    refused.join("; "),
+                    Some("the agent runs without these programs (fewer signals); report it with the kernel version"),
+                )
+            }
+        }
+        Err(e) => item(
+            "bpf programs",
+            Status::Fail,
+            e.to_string().lines().last().unwrap_or_default().to_owned(),
+            Some("check capabilities (CAP_BPF, CAP_PERFMON) and the kernel's BPF support"),
+        ),
+    }
+}
+
 fn check_cgroups(root: &Path) -> Item {
     match CgroupHierarchy::detect(root) {
         Ok(h) if h.v1 => item("cgroups", Status::Ok, format!("v1 (memory controller) at {}", h.mount.display()), None),
@@ -339,6 +389,7 @@ pub async fn run(cfg: &RunConfig, btf: &Path) -> Vec<Item> {
     let caps = effective_caps(&status);
     items.extend(check_tracepoints(caps.is_some_and(|c| c & (1 << CAP_SYS_ADMIN) != 0)));
     items.push(check_cgroups(&cfg.cgroup_root));
+    items.push(check_programs(&cfg.cgroup_root, btf));
     items.push(match caps {
         Some(caps) => check_caps(caps, kernel),
         None => item("capabilities", Status::Warn, "cannot read CapEff from /proc/self/status", None),

@@ -39,13 +39,16 @@ pub struct Conditions {
     pub kubelet_down: bool,
     /// Fill of each kernel map that has a bound: (name, used, capacity).
     pub maps: Vec<(&'static str, u64, u64)>,
+    /// Optional programs that could not be loaded or attached, with the reason.
+    pub failed_programs: Vec<(&'static str, String)>,
 }
 
 /// A map this full is near full: the next new series may be dropped.
 const NEAR_FULL_PERCENT: u64 = 90;
 
 /// The degraded states, each a stable name then a reason: waiting for the nfs module (or an
-/// attach failure), the collector failing, the kubelet failing, kernel maps near full.
+/// attach failure), the collector failing, the kubelet failing, optional programs the kernel
+/// refused, kernel maps near full.
 #[must_use]
 pub fn degraded(c: &Conditions, interval: Duration, now: Instant) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
@@ -59,6 +62,10 @@ pub fn degraded(c: &Conditions, interval: Duration, now: Instant) -> Vec<(&'stat
     }
     if c.kubelet_down {
         out.push(("kubelet_failing", "the last kubelet /pods poll failed: pods are named by container id".into()));
+    }
+    if !c.failed_programs.is_empty() {
+        let list: Vec<String> = c.failed_programs.iter().map(|(p, why)| format!("{p} ({why})")).collect();
+        out.push(("programs_missing", format!("not attached: {}", list.join("; "))));
     }
     for (name, used, cap) in &c.maps {
         if *cap > 0 && used * 100 >= cap * NEAR_FULL_PERCENT {
@@ -217,11 +224,16 @@ mod tests {
         c.export_failures = 4;
         c.kubelet_down = true;
         c.maps = vec![("io_counters", 9300, 10240), ("inflight", 10, 16384)];
+        c.failed_programs = vec![("rpc_request", "the verifier refused it".into())];
         let names: Vec<&str> = degraded(&c, IV, now).iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["not_attached", "collector_failing", "kubelet_failing", "maps_near_full"]);
+        assert_eq!(
+            names,
+            ["not_attached", "collector_failing", "kubelet_failing", "programs_missing", "maps_near_full"]
+        );
         let d = degraded(&c, IV, now);
         assert!(d[0].1.contains("verifier"), "{d:?}");
-        assert!(d[3].1.contains("io_counters: 9300 of 10240"), "{d:?}");
+        assert!(d[3].1.contains("rpc_request (the verifier refused it)"), "{d:?}");
+        assert!(d[4].1.contains("io_counters: 9300 of 10240"), "{d:?}");
         c.export_failures = 0;
         c.last_export = None;
         assert!(!degraded(&c, IV, now).iter().any(|(n, _)| *n == "collector_failing"), "starting, nothing failed yet");

@@ -170,7 +170,8 @@ async fn attach_loop(probe: SharedProbe, error: AttachError) {
 const MAX_READ_FAILURES: u32 = 10;
 
 /// Every degraded state, for a gauge per state.
-const DEGRADED_STATES: [&str; 4] = ["not_attached", "collector_failing", "kubelet_failing", "maps_near_full"];
+const DEGRADED_STATES: [&str; 5] =
+    ["not_attached", "collector_failing", "kubelet_failing", "programs_missing", "maps_near_full"];
 
 struct Pipe {
     probe: SharedProbe,
@@ -291,6 +292,7 @@ impl Pipe {
             export_failures: self.otlp.as_ref().map_or(0, |o| o.delivery.stats().failures),
             kubelet_down: e.kubelet_down,
             maps: snap.health.maps.clone(),
+            failed_programs: snap.health.failed_programs.clone(),
         };
         let degraded = health::degraded(&conditions, self.interval, Instant::now());
         self.log_degraded(&degraded);
@@ -302,6 +304,7 @@ impl Pipe {
                 kubelet_refreshes: e.kubelet_refreshes,
                 degraded: DEGRADED_STATES.iter().map(|s| (*s, degraded.iter().any(|(d, _)| d == s))).collect(),
                 maps: snap.health.maps.clone(),
+                attached_programs: snap.health.attached_programs,
             };
             let interval = o.encoder.interval(&snap, &names, &stats);
             o.last_seq = interval.seq();

@@ -264,7 +264,7 @@ pub const SELF_DEGRADED: SelfMetric = SelfMetric {
     name: "nasflow.degraded",
     unit: "1",
     instrument: Instrument::Gauge,
-    description: "1 while the agent is degraded in this way (not_attached, collector_failing, kubelet_failing, maps_near_full), else 0.",
+    description: "1 while the agent is degraded in this way (not_attached, collector_failing, kubelet_failing, programs_missing, maps_near_full), else 0.",
     attributes: &["state"],
 };
 /// Self-telemetry: entries in use per bounded kernel map, by `map`.
@@ -284,8 +284,17 @@ pub const SELF_MAP_CAPACITY: SelfMetric = SelfMetric {
     attributes: &["map"],
 };
 
+/// Self-telemetry: BPF programs attached now.
+pub const SELF_PROGRAMS: SelfMetric = SelfMetric {
+    name: "nasflow.probe.programs",
+    unit: "{program}",
+    instrument: Instrument::Gauge,
+    description: "BPF programs attached to the NFS client now.",
+    attributes: &[],
+};
+
 /// Every self-telemetry metric, in the order a request carries them.
-pub const SELF_METRICS: [SelfMetric; 16] = [
+pub const SELF_METRICS: [SelfMetric; 17] = [
     SELF_EXPORT_FAILURES,
     SELF_SERIES,
     SELF_OVERFLOWED,
@@ -302,6 +311,7 @@ pub const SELF_METRICS: [SelfMetric; 16] = [
     SELF_DEGRADED,
     SELF_MAP_ENTRIES,
     SELF_MAP_CAPACITY,
+    SELF_PROGRAMS,
 ];
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub struct SelfStats {
     pub degraded: Vec<(&'static str, bool)>,
     /// Fill of the probe's bounded kernel maps: (map, entries, capacity).
     pub maps: Vec<(&'static str, u64, u64)>,
+    /// BPF programs attached now.
+    pub attached_programs: u64,
 }
 
 /// What the encoder itself knows: series admitted now and folded so far.
@@ -49,7 +51,7 @@ pub(crate) fn metrics(stats: &SelfStats, series: SeriesStats, start: u64, now: u
     let degraded: Vec<(&'static str, u64)> = stats.degraded.iter().map(|(s, on)| (*s, u64::from(*on))).collect();
     let entries: Vec<(&'static str, u64)> = stats.maps.iter().map(|(m, used, _)| (*m, *used)).collect();
     let capacity: Vec<(&'static str, u64)> = stats.maps.iter().map(|(m, _, cap)| (*m, *cap)).collect();
-    let values: [(SelfMetric, Vec<NumberDataPoint>); 16] = [
+    let values: [(SelfMetric, Vec<NumberDataPoint>); 17] = [
         (schema::SELF_EXPORT_FAILURES, one(d.failures)),
         (schema::SELF_SERIES, gauge(u64::try_from(series.admitted).unwrap_or(u64::MAX))),
         (schema::SELF_OVERFLOWED, one(series.overflowed)),
@@ -69,6 +71,7 @@ pub(crate) fn metrics(stats: &SelfStats, series: SeriesStats, start: u64, now: u
         (schema::SELF_DEGRADED, by("state", &degraded)),
         (schema::SELF_MAP_ENTRIES, by("map", &entries)),
         (schema::SELF_MAP_CAPACITY, by("map", &capacity)),
+        (schema::SELF_PROGRAMS, gauge(stats.attached_programs)),
     ];
     values
         .into_iter()

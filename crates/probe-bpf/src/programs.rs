@@ -19,6 +19,17 @@ pub enum Hook {
     Kretprobe(&'static str),
 }
 
+impl Program {
+    /// The tracefs category of a tracepoint program (`nfs`, `sunrpc`); `""` for kprobes.
+    #[must_use]
+    pub fn hook_category(&self) -> &'static str {
+        match self.hook {
+            Hook::Tracepoint { category, .. } => category,
+            Hook::Kprobe(_) | Hook::Kretprobe(_) => "",
+        }
+    }
+}
+
 impl Hook {
     /// The ELF section the C source puts the program in (`SEC(...)`).
     #[must_use]

@@ -27,13 +27,15 @@ pub(crate) struct ModuleInstance(pub(crate) Option<u64>);
 /// The links of one attachment, by program.
 pub(crate) struct Attachment {
     links: Vec<(&'static Program, Link)>,
+    /// Optional programs that could not be loaded or attached, with the reason.
+    pub(crate) failed: Vec<(&'static str, String)>,
     /// The nfs module instance attached to.
     pub(crate) module: ModuleInstance,
 }
 
 impl Attachment {
     pub(crate) fn new(module: ModuleInstance) -> Self {
-        Self { links: Vec::new(), module }
+        Self { links: Vec::new(), failed: Vec::new(), module }
     }
 
     /// Loads `p` if needed and attaches it; the link is kept until the attachment is dropped.
@@ -68,6 +70,11 @@ impl Attachment {
     /// Whether the named program is attached.
     pub(crate) fn has(&self, name: &str) -> bool {
         self.links.iter().any(|(p, _)| p.name == name)
+    }
+
+    /// Attached programs.
+    pub(crate) fn attached(&self) -> usize {
+        self.links.len()
     }
 
     /// Attached programs among `of`.

@@ -2,6 +2,9 @@
 //! module is there (late, and again after a reload), and reads the kernel maps into plain
 //! cumulative [`Snapshot`]s. No names, no network: cgroup ids and device numbers only.
 
+/// The one table of BPF programs, where they attach and what they are for.
+pub use nasflow_probe_bpf::programs;
+
 mod attach;
 pub mod preflight;
 pub mod snapshot;
@@ -16,9 +19,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use nasflow_probe_bpf::{
-    globals, known_proc_id, maps,
-    programs::{self, Hook},
-    Layout, RpcLayout, FETCH_ATOMICS_SINCE, KNOWN_PROCS, PRELOADED_PROCS,
+    globals, known_proc_id, maps, programs::Hook, Layout, RpcLayout, FETCH_ATOMICS_SINCE, KNOWN_PROCS, PRELOADED_PROCS,
 };
 
 pub use nasflow_probe_bpf::{latency_slot_upper_bound_s, Op as Operation, ProcName, HIST_SLOTS as LATENCY_SLOTS};
@@ -110,6 +111,9 @@ pub enum ProbeError {
 /// Records of RPCs that ended are kept this long for their round-trip time (which follows
 /// the end within microseconds), then swept.
 const SETTLED_RPC_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What the verifier said of each program: `Err` holds its reason.
+pub type Verified = Vec<(&'static str, Result<(), String>)>;
 
 /// How the probe identifies cgroups; decided by the caller from the host's hierarchy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,6 +346,7 @@ impl Probe {
         }
         for p in &programs::FILE_CALLS {
             if let Err(e) = att.attach(ebpf, p) {
+                att.failed.push((p.name, reason(&e)));
                 let function = match p.hook {
                     Hook::Kprobe(f) | Hook::Kretprobe(f) => f,
                     Hook::Tracepoint { event, .. } => event,
@@ -382,6 +387,7 @@ impl Probe {
         for p in programs::RPC.iter().chain(&programs::HINTS).filter(|p| present(p)) {
             if let Err(e) = att.attach(ebpf, p) {
                 tracing::warn!(error = %e, "cannot attach {}: fewer RPCs are attributed", p.hook.section());
+                att.failed.push((p.name, reason(&e)));
             }
         }
         tracing::info!(
@@ -396,6 +402,48 @@ impl Probe {
         }
     }
 
+    /// Loads every program this kernel has the events for, without attaching any, and says
+    /// for each whether the verifier took it (for `nasflow check`). `Ok(None)` while the nfs
+    /// module is not loaded: there are no tracepoint layouts to load with yet.
+    pub fn verify(&mut self) -> Result<Option<Verified>, ProbeError> {
+        let Some(layout) = self.tracefs.read_layout()? else {
+            return Ok(None);
+        };
+        let rpc = preflight::rpc_tracing(&self.tracefs).layout();
+        self.load(layout, rpc)?;
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        let groups: [&[programs::Program]; 4] =
+            [&programs::DATA_PATH, &programs::FILE_CALLS, &programs::RPC, &programs::HINTS];
+        for p in groups.into_iter().flatten() {
+            if p.hook.event().is_some_and(|e| !self.tracefs.has_event(p.hook_category(), e)) {
+                continue;
+            }
+            let loaded = match p.hook {
+                Hook::Tracepoint { .. } => program::<TracePoint>(ebpf, p.name).and_then(|tp| {
+                    if tp.fd().is_ok() {
+                        Ok(())
+                    } else {
+                        tp.load().map_err(|e| prog_err(p.name, e))
+                    }
+                }),
+                Hook::Kprobe(_) | Hook::Kretprobe(_) => program::<KProbe>(ebpf, p.name).and_then(|kp| {
+                    if kp.fd().is_ok() {
+                        Ok(())
+                    } else {
+                        kp.load().map_err(|e| prog_err(p.name, e))
+                    }
+                }),
+            };
+            out.push((p.name, loaded.map_err(|e| reason(&e))));
+        }
+        self.ebpf = None;
+        self.layout = None;
+        Ok(Some(out))
+    }
+
     /// Reads the maps into a cumulative snapshot. Empty until first attached.
     pub fn snapshot(&self) -> Result<Snapshot, ProbeError> {
         let mut snap = Snapshot { taken_at: Some(SystemTime::now()), ..Snapshot::default() };
@@ -408,6 +456,10 @@ impl Probe {
             return Ok(snap);
         };
         snap.health.rpc_tracing = self.attachment.as_ref().is_some_and(|a| a.has(programs::RPC_END));
+        if let Some(a) = &self.attachment {
+            snap.health.attached_programs = a.attached() as u64;
+            snap.health.failed_programs.clone_from(&a.failed);
+        }
         let names = self.proc_names(ebpf)?;
         snap.rows = snapshot::read_rows(ebpf, &names, &mut snap.health)?;
         snap.inflight = snapshot::read_inflight(ebpf, &mut snap.health)?;
@@ -456,6 +508,19 @@ impl Probe {
         let cutoff = now.saturating_sub(u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX));
         let settled = now.saturating_sub(SETTLED_RPC_AGE.as_secs() * 1_000_000_000);
         Ok(snapshot::sweep_inflight(ebpf, cutoff, settled)? + snapshot::sweep_call_args(ebpf, &self.opts.proc_root)?)
+    }
+}
+
+/// Why a program failed, in a line or three: the error, and the end of a verifier log (where
+/// the verifier says what it refused).
+fn reason(e: &ProbeError) -> String {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    match lines.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [first, .., last] if lines.len() <= 4 => format!("{first} … {last}"),
+        [first, rest @ ..] => format!("{first} … {}", rest[rest.len() - 3..].join(" / ")),
     }
 }
 

@@ -170,6 +170,10 @@ pub struct ProbeHealth {
     /// Which load of the BPF object the counters come from: a new load restarts every
     /// counter at zero, so its series must start anew.
     pub load_generation: u64,
+    /// Programs attached now.
+    pub attached_programs: u64,
+    /// Optional programs that could not be loaded or attached, with the reason.
+    pub failed_programs: Vec<(&'static str, String)>,
     /// Histogram keys in use (latencies and round-trip times).
     pub hist_used: u64,
     /// RPCs tracked in flight (data path and sunrpc tasks).
