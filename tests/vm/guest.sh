@@ -541,6 +541,24 @@ phase_v1() {
 	stop_agent v1
 }
 
+########## the nfs module while attached ##########
+phase_pin() {
+	# The agent's tracepoint links hold nfs.ko: with every NFS volume unmounted, the module
+	# still cannot be removed (nor reloaded) under an attached agent; once it stops, it can.
+	local ok=0
+	start_agent pin || return 1
+	wait_until 60 "the pin agent attached" has_line "$R/pin.jsonl" '"attached":true' || return 1
+	umount -a -t nfs,nfs4 2>/dev/null
+	grep -q ' nfs' /proc/mounts && { failure "NFS still mounted"; ok=1; }
+	modprobe -r nfsv4 nfsv3 2>/dev/null
+	rmmod nfs 2>/dev/null
+	expect rmmod_nfs_attached $?
+	stop_agent pin || ok=1
+	wait_until 60 "rmmod nfs once the agent stopped" rmmod nfs || ok=1
+	expect rmmod_nfs_detached "$(grep -c '^nfs ' /proc/modules)"
+	return $ok
+}
+
 ########## what the collector passed on ##########
 phase_collect() {
 	local name ts ok=0
@@ -579,5 +597,6 @@ phase v2-stop 180 phase_v2_stop
 # The v1 phase remounts the cgroup hierarchy: no v2 agent may be left running.
 [ -s /tmp/pid.agent-v2 ] && [ ! -s /tmp/exit.agent-v2 ] && kill -KILL "$(cat /tmp/pid.agent-v2)"
 phase v1 300 phase_v1
+phase pin 180 phase_pin
 phase collect 180 phase_collect
 expect done

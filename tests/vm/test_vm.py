@@ -134,7 +134,7 @@ def v1():
 def test_guest_finished_and_agents_exited_cleanly(expect):
     assert ["done"] in expect, "guest script did not reach its end"
     exits = [r[1] for r in expect if r[0] == "agent_exit"]
-    ran = [r[1] for r in expect if r[0] == "phase" and r[1] in ("full", "v2-stop", "v1") and r[2] != "skipped"]
+    ran = [r[1] for r in expect if r[0] == "phase" and r[1] in ("full", "v2-stop", "v1", "pin") and r[2] != "skipped"]
     assert len(exits) == len(ran) and all(e == "0" for e in exits), f"agent exit codes {exits} of {ran}"
 
 
@@ -578,7 +578,7 @@ def test_agent_fits_the_charts_memory_limit(expect):
     limit = values["resources"]["limits"]["memory"]
     assert limit.endswith("Mi")
     rss = [int(r[1]) for r in expect if r[0] == "agent_rss_kb"]
-    assert len(rss) == 3 and all(0 < kb * 1024 < int(limit[:-2]) * 2**20 for kb in rss), rss
+    assert len(rss) >= 3 and all(0 < kb * 1024 < int(limit[:-2]) * 2**20 for kb in rss), rss
 
 
 @needs(*V2, "netem", "collect")
@@ -654,3 +654,9 @@ def test_no_two_series_share_an_attribute_set():
         key = (p["req"], p["time"], p["metric"], json.dumps(p["attrs"], sort_keys=True))
         assert key not in seen, f"two points with one identity in one request: {key}"
         seen[key] = p
+
+
+@needs("nfs", "pin")
+def test_the_nfs_module_cannot_be_removed_under_an_attached_agent(expect):
+    assert one(expect, "rmmod_nfs_attached")[0] != "0", "nfs.ko was removed while the agent was attached"
+    assert one(expect, "rmmod_nfs_detached")[0] == "0", "nfs.ko stayed after the agent stopped"

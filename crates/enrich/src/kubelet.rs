@@ -202,47 +202,60 @@ impl KubeletConfig {
     }
 }
 
-/// Fetches `/pods` from the kubelet.
-#[derive(Debug, Clone)]
+/// Fetches `/pods` from the kubelet with `kube`'s client and its TLS (the CA bundle, re-read
+/// as it rotates, or no verification when asked). The bearer token is read from its file on
+/// every request, so a rotated token is used at once, and goes over HTTPS only.
+#[derive(Clone)]
 pub struct KubeletClient {
-    http: reqwest::Client,
+    client: kube::Client,
     cfg: KubeletConfig,
 }
 
+impl std::fmt::Debug for KubeletClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeletClient").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
 impl KubeletClient {
-    /// Builds the HTTP client (TLS settings are read now; the token on every request).
+    /// Builds the client; nothing is sent yet. The CA bundle must be readable now.
     pub fn new(cfg: KubeletConfig) -> Result<Self, EnrichError> {
-        let mut b = reqwest::Client::builder().timeout(cfg.timeout).use_rustls_tls();
+        let err = |detail: String| EnrichError::Kubelet { url: cfg.url.clone(), detail };
+        let uri: http::Uri = cfg.url.parse().map_err(|e| err(format!("not a URL: {e}")))?;
+        let mut config = kube::Config::new(uri);
+        config.connect_timeout = Some(cfg.timeout);
+        config.read_timeout = Some(cfg.timeout);
+        config.default_retry = false;
+        config.accept_invalid_certs = cfg.insecure_skip_tls_verify;
         if let Some(ca) = &cfg.ca_path {
             let pem = std::fs::read(ca).map_err(|source| EnrichError::Io { path: ca.clone(), source })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| EnrichError::Kubelet {
-                url: cfg.url.clone(),
-                detail: format!("CA bundle {}: {e}", ca.display()),
-            })?;
-            for c in certs {
-                b = b.add_root_certificate(c);
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(err(format!("CA bundle {}: no PEM certificate in it", ca.display())));
             }
+            config.root_cert_file = Some(ca.clone());
         }
-        if cfg.insecure_skip_tls_verify {
-            b = b.danger_accept_invalid_certs(true);
-        }
-        let http = b.build().map_err(|e| EnrichError::Kubelet { url: cfg.url.clone(), detail: e.to_string() })?;
-        Ok(Self { http, cfg })
+        let client = kube::Client::try_from(config).map_err(|e| err(error_chain(&e)))?;
+        Ok(Self { client, cfg })
     }
 
-    /// `GET /pods`, returning the body.
+    /// `GET /pods`, returning the body (at most `max_body` bytes).
     pub async fn fetch_pods(&self) -> Result<Vec<u8>, EnrichError> {
+        use http_body_util::BodyExt;
+
         let url = format!("{}/pods", self.cfg.url.trim_end_matches('/'));
         let err = |detail: String| EnrichError::Kubelet { url: url.clone(), detail };
-        let mut req = self.http.get(&url);
-        if url.starts_with("https://") {
+        let mut req = http::Request::get("/pods");
+        // The token is read on every request (it rotates), trimmed (a hand-written file often
+        // ends in a newline), and sent over HTTPS only.
+        if self.cfg.url.starts_with("https://") {
             if let Some(path) = &self.cfg.token_path {
                 let token =
                     std::fs::read_to_string(path).map_err(|source| EnrichError::Io { path: path.clone(), source })?;
-                req = req.bearer_auth(token.trim());
+                req = req.header(http::header::AUTHORIZATION, format!("Bearer {}", token.trim()));
             }
         }
-        let resp = req.send().await.map_err(|e| err(error_chain(&e)))?;
+        let req = req.body(kube::client::Body::empty()).map_err(|e| err(e.to_string()))?;
+        let resp = self.client.send(req).await.map_err(|e| err(error_chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             let hint = match status.as_u16() {
@@ -254,18 +267,23 @@ impl KubeletClient {
         }
         let max = self.cfg.max_body;
         let too_big = || err(format!("the body is over {max} bytes (raise --kubelet-max-body-bytes)"));
-        if resp.content_length().is_some_and(|n| n > max as u64) {
+        let length =
+            resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if length.is_some_and(|n| n > max) {
             return Err(too_big());
         }
-        let mut resp = resp;
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| err(error_chain(&e)))? {
-            if body.len() + chunk.len() > max {
-                return Err(too_big());
+        let mut body = resp.into_body();
+        let mut out = Vec::with_capacity(length.unwrap_or(0));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| err(error_chain(&e)))?;
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > max {
+                    return Err(too_big());
+                }
+                out.extend_from_slice(&data);
             }
-            body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        Ok(out)
     }
 }
 
