@@ -32,6 +32,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Longest delay a collector may ask for.
 const MAX_ASKED_DELAY: Duration = Duration::from_secs(300);
+/// Ended series kept for an unreachable collector at most; beyond, the oldest are dropped
+/// (counted in `nasflow.export.drops{reason="tombstones_full"}`). 100,000 series of final
+/// values are some tens of MiB.
+const MAX_TOMBSTONES: usize = 100_000;
 
 /// What delivery did so far, for self-telemetry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -115,6 +119,8 @@ impl Backoff {
 struct Ledger {
     answered: Answered,
     tombstones: HashMap<SeriesKey, SeriesPoint>,
+    /// Tombstones in the order they came (some may be answered already).
+    order: std::collections::VecDeque<SeriesKey>,
 }
 
 impl Ledger {
@@ -122,7 +128,22 @@ impl Ledger {
     fn take(&mut self, shared: &Shared) -> Option<Interval> {
         let mut inbox = lock(&shared.inbox);
         for p in inbox.ended.drain(..) {
-            self.tombstones.insert(p.key, p);
+            if self.tombstones.insert(p.key, p.clone()).is_none() {
+                self.order.push_back(p.key);
+            }
+        }
+        // Bounded: an unreachable collector must not grow memory without end.
+        let mut dropped = 0;
+        while self.tombstones.len() > MAX_TOMBSTONES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if self.tombstones.remove(&oldest).is_some() {
+                self.answered.remove(&oldest);
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            *lock(&shared.stats).drops.entry("tombstones_full".to_owned()).or_default() += dropped;
+            tracing::warn!(dropped, "too many ended series wait for the collector: the oldest are dropped");
         }
         inbox.latest.take()
     }
@@ -292,6 +313,37 @@ async fn run(shared: Arc<Shared>, mut transport: Transport, framing: Framing, an
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tombstones_are_bounded_and_the_oldest_dropped_counted() {
+        use crate::{
+            points::Value,
+            series::{Origin, SeriesKey},
+        };
+        let shared = Shared {
+            inbox: Mutex::default(),
+            wake: Notify::new(),
+            stats: Mutex::default(),
+            last_success: Mutex::default(),
+        };
+        let point = |cgroup: u64| SeriesPoint {
+            key: SeriesKey {
+                metric: 1,
+                origin: Some(Origin { cgroup, dev: 1, op: nasflow_probe::Operation::Read, err: 0 }),
+            },
+            value: Value::Sum(cgroup),
+            start: 0,
+            attrs: vec![],
+            ended: true,
+        };
+        lock(&shared.inbox).ended = (0..MAX_TOMBSTONES as u64 + 5).map(point).collect();
+        let mut ledger = Ledger::default();
+        assert!(ledger.take(&shared).is_none());
+        assert_eq!(ledger.tombstones.len(), MAX_TOMBSTONES);
+        assert_eq!(lock(&shared.stats).drops.get("tombstones_full"), Some(&5));
+        assert!(!ledger.tombstones.contains_key(&point(0).key), "the oldest went first");
+        assert!(ledger.tombstones.contains_key(&point(MAX_TOMBSTONES as u64 + 4).key));
+    }
 
     #[test]
     fn backoff_is_jittered_capped_and_defers_to_the_collector() {

@@ -465,12 +465,18 @@ impl Probe {
         snap.inflight = snapshot::read_inflight(ebpf, &mut snap.health)?;
         let o = &self.opts;
         let h = &snap.health;
-        snap.health.maps = vec![
+        let mut fill = vec![
             (maps::IO_COUNTERS, h.series_used, u64::from(o.max_series)),
             (maps::IO_HIST, h.hist_used, u64::from(o.hist_entries())),
             (maps::INFLIGHT, h.inflight_used.0, u64::from(o.max_inflight)),
             (maps::RPC_TASKS, h.inflight_used.1, u64::from(o.max_inflight)),
         ];
+        // The maps no snapshot reads: their keys are counted.
+        for name in [maps::DIRTY, maps::WRITE_ARGS, maps::READ_ARGS] {
+            let (used, capacity) = snapshot::fill(ebpf, name)?;
+            fill.push((name, used, capacity));
+        }
+        snap.health.maps = fill;
         snap.health.counters = snapshot::read_health(ebpf)?;
         Ok(snap)
     }

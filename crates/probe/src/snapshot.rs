@@ -381,6 +381,20 @@ impl Deleter {
     }
 }
 
+/// Entries in use in a hash map, and its capacity.
+pub(crate) fn fill(ebpf: &Ebpf, name: &'static str) -> Result<(u64, u64), ProbeError> {
+    let Some(aya::maps::Map::HashMap(map) | aya::maps::Map::PerCpuHashMap(map) | aya::maps::Map::LruHashMap(map)) =
+        ebpf.map(name)
+    else {
+        return Err(map_err(name, aya::maps::MapError::InvalidName { name: name.to_owned() }));
+    };
+    let info = map.info().map_err(|e| map_err(name, e))?;
+    let capacity = u64::from(info.max_entries());
+    let used = sys::count_keys(map.fd().as_fd(), info.key_size() as usize, capacity)
+        .map_err(|e| map_err(name, aya::maps::MapError::IoError(e)))?;
+    Ok((used, capacity))
+}
+
 /// The fd of a hash or per-CPU hash map.
 fn map_fd<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<BorrowedFd<'a>, ProbeError> {
     match ebpf.map(name) {

@@ -12,6 +12,8 @@ use std::{
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 /// `BPF_MAP_DELETE_ELEM`.
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
+/// `BPF_MAP_GET_NEXT_KEY`.
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM`.
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
 
@@ -91,4 +93,35 @@ pub(crate) unsafe fn lookup(fd: BorrowedFd<'_>, key: *const u8, value: *mut u8) 
 pub(crate) unsafe fn delete(fd: BorrowedFd<'_>, key: *const u8) -> io::Result<Taken> {
     // SAFETY: forwarded; the command writes no value.
     unsafe { elem(BPF_MAP_DELETE_ELEM, fd, key, std::ptr::null_mut()) }
+}
+
+/// Keys in a hash map: `key_size`-byte keys walked with `BPF_MAP_GET_NEXT_KEY` (only the keys
+/// cross into user space). Bounded by the map's capacity.
+pub(crate) fn count_keys(fd: BorrowedFd<'_>, key_size: usize, max: u64) -> io::Result<u64> {
+    let mut key = vec![0u8; key_size];
+    let mut next = vec![0u8; key_size];
+    let mut n = 0;
+    let mut first = true;
+    while n <= max {
+        let attr = MapElemAttr {
+            map_fd: u32::try_from(fd.as_raw_fd()).map_err(io::Error::other)?,
+            pad: 0,
+            // A null key asks for the first key.
+            key: if first { 0 } else { key.as_ptr() as u64 },
+            value: next.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: `attr` is a valid bpf_attr prefix for BPF_MAP_GET_NEXT_KEY; `key` and `next`
+        // hold the map's key size.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_GET_NEXT_KEY, &raw const attr, size_of::<MapElemAttr>()) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::ENOENT) { Ok(n) } else { Err(e) };
+        }
+        n += 1;
+        first = false;
+        std::mem::swap(&mut key, &mut next);
+    }
+    Ok(n)
 }
