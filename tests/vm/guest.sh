@@ -549,7 +549,7 @@ phase_pin() {
 	start_agent pin || return 1
 	wait_until 60 "the pin agent attached" has_line "$R/pin.jsonl" '"attached":true' || return 1
 	umount -a -t nfs,nfs4 2>/dev/null
-	grep -q ' nfs' /proc/mounts && { failure "NFS still mounted"; ok=1; }
+	awk '$3 == "nfs" || $3 == "nfs4"' /proc/mounts | grep -q . && { failure "NFS still mounted"; ok=1; }
 	modprobe -r nfsv4 nfsv3 2>/dev/null
 	rmmod nfs 2>/dev/null
 	expect rmmod_nfs_attached $?

@@ -3,7 +3,8 @@
 # tests/vm/guest.sh there with a loopback kernel NFS server, then asserts on what nasflow
 # printed. The kernel matrix: 6.1 runs every phase; 5.10 and 6.12 run the attribution, RPC,
 # OTLP and health phases. NASFLOW_VM_KERNELS picks kernels ("6.1 5.10 6.12" by default);
-# NASFLOW_VM_KERNEL=/boot/vmlinuz-... runs one kernel image with every phase.
+# NASFLOW_VM_KERNEL=/boot/vmlinuz-... runs one kernel image, with every phase or the
+# comma-separated NASFLOW_VM_PHASES.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RESULTS=${NASFLOW_VM_RESULTS:-$ROOT/target/vm-results}
@@ -54,7 +55,7 @@ run_one() { # kernel-image results-dir phases
 }
 
 if [ -n "${NASFLOW_VM_KERNEL:-}" ]; then
-	run_one "$NASFLOW_VM_KERNEL" "$RESULTS" ""
+	run_one "$NASFLOW_VM_KERNEL" "$RESULTS" "${NASFLOW_VM_PHASES:-}"
 	exit
 fi
 failed=()
