@@ -96,7 +96,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         attach_error,
         interval: cfg.interval,
         degraded_before: Vec::new(),
-        read_failures: 0,
+        reads: ReadRetry::default(),
     };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,7 +186,7 @@ struct Pipe {
     /// The degraded states of the last interval, to log changes once.
     degraded_before: Vec<&'static str>,
     /// Map reads that failed in a row.
-    read_failures: u32,
+    reads: ReadRetry,
 }
 
 /// The OTLP side of the pipe: the encoder owns the series, delivery the network.
@@ -194,6 +194,44 @@ struct OtlpSink {
     encoder: Encoder,
     delivery: Delivery,
     last_seq: u64,
+}
+
+/// What a failed map read does: nothing is lost (the kernel keeps counting), so the interval
+/// is skipped and the next one tries again; only [`MAX_READ_FAILURES`] failures in a row end
+/// the agent, with the reason.
+#[derive(Debug, Default)]
+struct ReadRetry {
+    failures: u32,
+}
+
+impl ReadRetry {
+    /// The snapshot to go on with, `None` to skip this interval, or the error that ends the
+    /// agent.
+    fn outcome<T, E>(&mut self, read: Result<T, E>) -> Result<Option<T>>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        match read {
+            Ok(snap) => {
+                if self.failures > 0 {
+                    tracing::info!(intervals = self.failures, "reading the probe's maps works again");
+                }
+                self.failures = 0;
+                Ok(Some(snap))
+            }
+            Err(e) => {
+                self.failures += 1;
+                if self.failures == 1 {
+                    tracing::warn!(error = %e, "reading the probe's maps failed; retrying next interval");
+                }
+                if self.failures >= MAX_READ_FAILURES {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("reading the probe's maps failed {MAX_READ_FAILURES} intervals in a row")));
+                }
+                Ok(None)
+            }
+        }
+    }
 }
 
 impl Pipe {
@@ -245,25 +283,10 @@ impl Pipe {
         .context("snapshot task")?;
         // A failed read loses nothing (the kernel keeps counting): skip this interval and
         // try again; only a failure that persists ends the agent, with its reason.
-        let snap: Snapshot = match read {
-            Ok(snap) => {
-                if self.read_failures > 0 {
-                    tracing::info!(intervals = self.read_failures, "reading the probe's maps works again");
-                }
-                self.read_failures = 0;
-                snap
-            }
-            Err(e) => {
-                self.read_failures += 1;
-                if self.read_failures == 1 {
-                    tracing::warn!(error = %e, "reading the probe's maps failed; retrying next interval");
-                }
-                if self.read_failures >= MAX_READ_FAILURES {
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("reading the probe's maps failed {MAX_READ_FAILURES} intervals in a row")));
-                }
-                return Ok(());
-            }
+        let snap: Snapshot = match self.reads.outcome(read) {
+            Ok(Some(snap)) => snap,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e),
         };
         let seen_at = Instant::now();
         let mut pairs: Vec<(u64, u32)> = snap.rows.iter().map(|r| (r.cgroup, r.dev)).collect();
@@ -320,5 +343,28 @@ impl Pipe {
             self.enricher.forget(names.gone.iter().copied());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_map_read_is_skipped_until_it_persists() {
+        let fail = || Err::<u32, _>(std::io::Error::other("EAGAIN"));
+        let mut r = ReadRetry::default();
+        for _ in 0..MAX_READ_FAILURES - 1 {
+            assert!(matches!(r.outcome(fail()), Ok(None)), "skipped, not fatal");
+        }
+        assert_eq!(r.outcome(Ok::<u32, std::io::Error>(7)).expect("read"), Some(7), "recovered");
+        for _ in 0..MAX_READ_FAILURES - 1 {
+            assert!(matches!(r.outcome(fail()), Ok(None)), "a success starts the count again");
+        }
+        let end = r.outcome(fail()).expect_err("persistent");
+        assert!(
+            format!("{end:#}").contains("10 intervals in a row") && format!("{end:#}").contains("EAGAIN"),
+            "{end:#}"
+        );
     }
 }
