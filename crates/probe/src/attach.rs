@@ -7,7 +7,7 @@ use aya::{
 };
 use nasflow_probe_bpf::programs::{Hook, Program};
 
-use crate::{prog_err, program, ProbeError};
+use crate::{ensure_loaded, prog_err, program, ProbeError};
 
 /// A link aya hands over: dropping it detaches the program.
 enum Link {
@@ -40,20 +40,15 @@ impl Attachment {
 
     /// Loads `p` if needed and attaches it; the link is kept until the attachment is dropped.
     pub(crate) fn attach(&mut self, ebpf: &mut Ebpf, p: &'static Program) -> Result<(), ProbeError> {
+        ensure_loaded(ebpf, p)?;
         let link = match p.hook {
             Hook::Tracepoint { category, event } => {
                 let tp: &mut TracePoint = program(ebpf, p.name)?;
-                if tp.fd().is_err() {
-                    tp.load().map_err(|e| prog_err(p.name, e))?;
-                }
                 let id = tp.attach(category, event).map_err(|e| prog_err(p.name, e))?;
                 Link::Tracepoint(tp.take_link(id).map_err(|e| prog_err(p.name, e))?)
             }
             Hook::Kprobe(function) | Hook::Kretprobe(function) => {
                 let kp: &mut KProbe = program(ebpf, p.name)?;
-                if kp.fd().is_err() {
-                    kp.load().map_err(|e| prog_err(p.name, e))?;
-                }
                 let id = kp.attach(function, 0).map_err(|e| prog_err(p.name, e))?;
                 Link::Kprobe(kp.take_link(id).map_err(|e| prog_err(p.name, e))?)
             }

@@ -292,11 +292,7 @@ impl Probe {
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
         // The data path and the file calls pass the verifier now: a refusal fails the load.
         for p in programs::DATA_PATH.iter().chain(&programs::FILE_CALLS) {
-            match p.hook {
-                Hook::Tracepoint { .. } => program::<TracePoint>(&mut ebpf, p.name)?.load(),
-                Hook::Kprobe(_) | Hook::Kretprobe(_) => program::<KProbe>(&mut ebpf, p.name)?.load(),
-            }
-            .map_err(|e| prog_err(p.name, e))?;
+            ensure_loaded(&mut ebpf, p)?;
         }
         if rpc_layout.is_some() {
             let mut ids: BpfHashMap<&mut MapData, ProcName, u16> = open_map_mut(&mut ebpf, maps::PROC_IDS)?;
@@ -421,23 +417,7 @@ impl Probe {
             if p.hook.event().is_some_and(|e| !self.tracefs.has_event(p.hook_category(), e)) {
                 continue;
             }
-            let loaded = match p.hook {
-                Hook::Tracepoint { .. } => program::<TracePoint>(ebpf, p.name).and_then(|tp| {
-                    if tp.fd().is_ok() {
-                        Ok(())
-                    } else {
-                        tp.load().map_err(|e| prog_err(p.name, e))
-                    }
-                }),
-                Hook::Kprobe(_) | Hook::Kretprobe(_) => program::<KProbe>(ebpf, p.name).and_then(|kp| {
-                    if kp.fd().is_ok() {
-                        Ok(())
-                    } else {
-                        kp.load().map_err(|e| prog_err(p.name, e))
-                    }
-                }),
-            };
-            out.push((p.name, loaded.map_err(|e| reason(&e))));
+            out.push((p.name, ensure_loaded(ebpf, p).map_err(|e| reason(&e))));
         }
         self.ebpf = None;
         self.layout = None;
@@ -551,6 +531,29 @@ where
         .program_mut(name)
         .ok_or_else(|| ProbeError::Program { name: name.to_owned(), source: Box::new(ProgramError::NotLoaded) })?;
     p.try_into().map_err(|e| prog_err(name, e))
+}
+
+/// Loads `p` into the kernel (the verifier's turn) unless it is loaded already.
+fn ensure_loaded(ebpf: &mut Ebpf, p: &programs::Program) -> Result<(), ProbeError> {
+    let loaded = match p.hook {
+        Hook::Tracepoint { .. } => {
+            let tp: &mut TracePoint = program(ebpf, p.name)?;
+            if tp.fd().is_ok() {
+                Ok(())
+            } else {
+                tp.load()
+            }
+        }
+        Hook::Kprobe(_) | Hook::Kretprobe(_) => {
+            let kp: &mut KProbe = program(ebpf, p.name)?;
+            if kp.fd().is_ok() {
+                Ok(())
+            } else {
+                kp.load()
+            }
+        }
+    };
+    loaded.map_err(|e| prog_err(p.name, e))
 }
 
 fn prog_err(name: &str, e: ProgramError) -> ProbeError {
