@@ -46,6 +46,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     );
     let mut opts = ProbeOptions::new(CgroupIdentity { v1: hierarchy.v1, root_id: hierarchy.root_id });
     opts.max_series = cfg.max_kernel_series;
+    opts.features = cfg.features;
     opts.proc_root.clone_from(&cfg.proc_root);
     let probe: SharedProbe = Arc::new(Mutex::new(Probe::new(opts).context("starting the probe")?));
     match &cfg.kubelet {

@@ -164,6 +164,8 @@ pub struct RunConfig {
     pub cgroup_root: PathBuf,
     /// Kernel map capacity in series.
     pub max_kernel_series: u32,
+    /// Optional signals.
+    pub features: nasflow_probe::programs::Features,
     /// Host /proc.
     pub proc_root: PathBuf,
     /// Node name, when in a cluster.

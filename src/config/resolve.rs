@@ -12,7 +12,7 @@ use nasflow_otlp_out::{
 
 use super::{
     settings::Settings,
-    values::{Compression, Header, Histogram, Protocol, Temporality},
+    values::{Compression, Header, Histogram, Protocol, Switch, Temporality},
     OtlpConfig, RunConfig,
 };
 
@@ -71,6 +71,14 @@ impl Settings {
             health_listen: self.health_listen,
             cgroup_root: self.cgroup_root.unwrap_or_else(|| PathBuf::from(default::CGROUP_ROOT)),
             max_kernel_series: self.max_kernel_series.unwrap_or(default::MAX_KERNEL_SERIES),
+            features: {
+                let d = nasflow_probe::programs::Features::default();
+                nasflow_probe::programs::Features {
+                    app_bytes: self.app_bytes.map_or(d.app_bytes, Switch::on),
+                    rtt: self.rtt.map_or(d.rtt, Switch::on),
+                    latency: self.latency.map_or(d.latency, Switch::on),
+                }
+            },
             proc_root: self.proc_root.unwrap_or_else(|| PathBuf::from(default::PROC_ROOT)),
             node_name: self.node_name,
             kubelet,

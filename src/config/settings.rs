@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Args;
 use serde::Deserialize;
 
-use super::values::{self, Compression, Endpoint, Header, Histogram, Output, Protocol, Temporality};
+use super::values::{self, Compression, Endpoint, Header, Histogram, Output, Protocol, Switch, Temporality};
 
 /// Every setting, unset (`None`) unless a source gives it. The doc comments are the `--help`
 /// text; each names its environment variables, which a test checks against the env layer.
@@ -46,6 +46,22 @@ pub struct Settings {
     #[arg(long, value_parser = values::count::<u32>)]
     #[serde(deserialize_with = "values::file::count")]
     pub max_kernel_series: Option<u32>,
+
+    /// Application bytes (nfs.client.app.io): a kprobe and a kretprobe on every read() of an NFS
+    /// file, page-cache hits included, the one cost on the cache-hit path [default: off]
+    /// [env: NASFLOW_APP_BYTES]
+    #[arg(long, value_enum)]
+    pub app_bytes: Option<Switch>,
+
+    /// RPC round-trip times (nfs.client.rpc.rtt); off detaches sunrpc:rpc_stats_latency
+    /// [default: on] [env: NASFLOW_RTT]
+    #[arg(long, value_enum)]
+    pub rtt: Option<Switch>,
+
+    /// Operation latency histograms (nfs.client.operation.duration); off skips their kernel work
+    /// [default: on] [env: NASFLOW_LATENCY]
+    #[arg(long, value_enum)]
+    pub latency: Option<Switch>,
 
     /// This node's name (downward API spec.nodeName); enables the kubelet at `https://<it>:10250`
     /// [env: K8S_NODE_NAME]
@@ -197,6 +213,9 @@ impl Settings {
             cgroup_root,
             proc_root,
             max_kernel_series,
+            app_bytes,
+            rtt,
+            latency,
             node_name,
             kubelet_url,
             kubelet_token_file,
@@ -229,6 +248,9 @@ impl Settings {
             cgroup_root: cgroup_root.or(self.cgroup_root),
             proc_root: proc_root.or(self.proc_root),
             max_kernel_series: max_kernel_series.or(self.max_kernel_series),
+            app_bytes: app_bytes.or(self.app_bytes),
+            rtt: rtt.or(self.rtt),
+            latency: latency.or(self.latency),
             node_name: node_name.or(self.node_name),
             kubelet_url: kubelet_url.or(self.kubelet_url),
             kubelet_token_file: kubelet_token_file.or(self.kubelet_token_file),

@@ -56,6 +56,23 @@ pub enum Compression {
     None,
 }
 
+/// An optional signal switched on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Collected.
+    On,
+    /// Not collected, and its kernel work not done.
+    Off,
+}
+
+impl Switch {
+    /// `true` for [`Switch::On`].
+    #[must_use]
+    pub fn on(self) -> bool {
+        self == Self::On
+    }
+}
+
 /// The file spells enumerated values as the flags do: it parses them with clap's names.
 macro_rules! deserialize_as_value_enum {
     ($($t:ty),*) => {$(
@@ -68,7 +85,7 @@ macro_rules! deserialize_as_value_enum {
     )*};
 }
 
-deserialize_as_value_enum!(Output, Histogram, Temporality, Protocol, Compression);
+deserialize_as_value_enum!(Output, Histogram, Temporality, Protocol, Compression, Switch);
 
 /// The message for a value a source refused, e.g. ``invalid value `0s`, must be more than zero``.
 pub fn invalid(value: &str, why: &str) -> String {

@@ -329,7 +329,9 @@ phase_v2_io() {
 	run_in /cache-reader dd if=/srv/nas-b/twice of=/dev/null bs=1M
 	run_in /cache-reader dd if=/srv/nas-b/twice of=/dev/null bs=1M
 	expect read /cache-reader nas-b "$n"
-	expect app_read /cache-reader nas-b $((2 * n))
+	expect no_app_read /cache-reader nas-b
+	# The default agent's programs: nothing on nfs_file_read (the page-cache hit path).
+	bpftool -j prog show >"$R/v2-progs.json"
 }
 
 ########## golden signals: metadata, errors, a slow link ##########
@@ -506,6 +508,22 @@ phase_v2_stop() {
 	stop_agent v2
 }
 
+########## optional signals switched ##########
+phase_features() {
+	# Application bytes on, rtt and latency off: what each switch exports and attaches.
+	start_agent feat --app-bytes on --rtt off --latency off || return 1
+	wait_until 60 "the feat agent's RPC programs attached" grep -q "RPC tracing attached" "$R/feat.log" || return 1
+	n=$(rnd 100000 3000000)
+	dd if=/dev/zero of=/srv/nas-b/feat-twice bs=$n count=1 oflag=direct
+	run_in /feat-reader dd if=/srv/nas-b/feat-twice of=/dev/null bs=1M
+	run_in /feat-reader dd if=/srv/nas-b/feat-twice of=/dev/null bs=1M
+	run_in /feat-reader stat /srv/nas-b/feat-missing-"$(uuid)"
+	expect feat_read /feat-reader nas-b "$n"
+	expect feat_app_read /feat-reader nas-b $((2 * n))
+	bpftool -j prog show >"$R/feat-progs.json"
+	stop_agent feat
+}
+
 ########## cgroup v1 phase ##########
 phase_v1() {
 	umount $CG &&
@@ -594,6 +612,7 @@ phase commits 240 phase_commits
 phase churn 900 phase_churn
 phase full 240 phase_full
 phase v2-stop 180 phase_v2_stop
+phase features 180 phase_features
 # The v1 phase remounts the cgroup hierarchy: no v2 agent may be left running.
 [ -s /tmp/pid.agent-v2 ] && [ ! -s /tmp/exit.agent-v2 ] && kill -KILL "$(cat /tmp/pid.agent-v2)"
 phase v1 300 phase_v1

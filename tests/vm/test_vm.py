@@ -134,7 +134,7 @@ def v1():
 def test_guest_finished_and_agents_exited_cleanly(expect):
     assert ["done"] in expect, "guest script did not reach its end"
     exits = [r[1] for r in expect if r[0] == "agent_exit"]
-    ran = [r[1] for r in expect if r[0] == "phase" and r[1] in ("full", "v2-stop", "v1", "pin") and r[2] != "skipped"]
+    ran = [r[1] for r in expect if r[0] == "phase" and r[1] in ("full", "v2-stop", "features", "v1", "pin") and r[2] != "skipped"]
     assert len(exits) == len(ran) and all(e == "0" for e in exits), f"agent exit codes {exits} of {ran}"
 
 
@@ -420,14 +420,46 @@ def test_inflight_max_age_gauge_per_mounted_nas():
     assert all("k8s.pod.name" not in p["attrs"] for p in points)
 
 
+def loaded_programs(name):
+    """Names of the BPF programs loaded while an agent ran (full names, from their BTF)."""
+    return {p.get("name", "") for p in json.loads((R / f"{name}-progs.json").read_text())}
+
+
 @needs(*V2, "v2-io")
-def test_cached_rereads_raise_app_bytes_not_wire_bytes(expect, v2):
-    cases = [r for r in expect if r[0] == "app_read"]
+def test_default_agent_does_nothing_on_cached_reads(expect, v2):
+    # A file read twice, the second time from the page cache: the wire bytes once, and by
+    # default no application bytes and no program on nfs_file_read.
+    cases = [r for r in expect if r[0] == "no_app_read"]
     assert cases
-    for _, cgroup, dev, n in cases:
-        assert v2.bytes(cgroup, dev, "APP_READ") == int(n), f"{cgroup} app bytes"
+    for _, cgroup, dev in cases:
         wire = next(int(r[3]) for r in expect if r[0] == "read" and r[1] == cgroup)
-        assert v2.bytes(cgroup, dev, "READ") == wire == int(n) // 2
+        assert v2.bytes(cgroup, dev, "READ") == wire
+    assert not [l for l in v2.io if l["op"].startswith("APP_")]
+    progs = loaded_programs("v2")
+    assert {"nfs_initiate_read", "nfs_fwrite_ent", "nfs_fwrite_ret", "rpc_request", "rpc_stats_lat"} <= progs, progs
+    assert not progs & {"nfs_fread_ent", "nfs_fread_ret"}, progs
+
+
+@pytest.fixture
+def feat():
+    return load_run("feat")
+
+
+@needs("services", "nfs", "features")
+def test_switches_change_what_is_exported_and_attached(expect, feat):
+    # --app-bytes on --rtt off --latency off: application bytes exact (the cached re-read
+    # twice), wire bytes once; no round-trip times, no latency samples; the nfs_file_read
+    # probes loaded, rpc_stats_latency's program not.
+    (_, cgroup, dev, n), = [r for r in expect if r[0] == "feat_app_read"]
+    wire = next(int(r[3]) for r in expect if r[0] == "feat_read")
+    assert feat.bytes(cgroup, dev, "APP_READ") == int(n) == 2 * wire
+    assert feat.bytes(cgroup, dev, "READ") == wire
+    assert feat.series(cgroup, dev, "LOOKUP"), "metadata operations still counted"
+    assert all(l.get("rtt") is None for l in feat.io), [l for l in feat.io if l.get("rtt")][:1]
+    assert all(l["latency"]["count"] == 0 for l in feat.io), [l for l in feat.io if l["latency"]["count"]][:1]
+    progs = loaded_programs("feat")
+    assert {"nfs_fread_ent", "nfs_fread_ret", "rpc_request"} <= progs, progs
+    assert "rpc_stats_lat" not in progs, progs
 
 
 # Slot s holds (2^(s-31), 2^(s-30)] s: slot 26 and up are above 2^-5 s = 31.25 ms.

@@ -65,6 +65,10 @@ fn source_values(source: Source, op: Operation, group: &[IoRow]) -> Vec<(u16, Va
         Source::Latency if rpc && completed().next().is_some() => {
             let mut h = Histogram::default();
             completed().for_each(|c| h.add(&c.latency));
+            // No sample yet (latency switched off, or only completions seen without a start).
+            if h.count() == 0 {
+                return Vec::new();
+            }
             vec![(0, Value::Hist(Box::new(h)))]
         }
         Source::Rtt if rpc && group.iter().any(|r| r.rtt.is_some()) => {
@@ -405,17 +409,21 @@ mod tests {
     }
 
     #[test]
-    fn empty_histogram_and_explicit_bounds() {
-        let rows = vec![row(7, Operation::Commit, 0, 0, 0, &[]), row(8, Operation::Read, 0, 1, 1, &[1_000_000])];
+    fn histograms_without_samples_are_left_out_and_explicit_bounds() {
+        // COMMITs counted without a latency sample (`--latency off`, or completions without a
+        // start): their count is exported, a histogram of nothing is not.
+        let rows = vec![row(7, Operation::Commit, 0, 3, 0, &[]), row(8, Operation::Read, 0, 1, 1, &[1_000_000])];
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
         let (_, r) = decoded(&mut e, &snap(rows.clone()), &names(&[]), &SelfStats::default());
+        assert_eq!(ints(metric(&r, schema::OPERATION_COUNT)), vec![3, 1]);
         let Some(Data::ExponentialHistogram(h)) = &metric(&r, schema::OPERATION_DURATION).data else { panic!("exp") };
-        assert_eq!((h.data_points[0].count, h.data_points[0].positive.as_ref()), (0, None));
+        assert_eq!(h.data_points.iter().map(|p| p.count).collect::<Vec<_>>(), vec![1]);
 
         let mut e = Encoder::new(opts(HistogramKind::Explicit, Temporality::Cumulative, 100));
         let (_, r) = decoded(&mut e, &snap(rows), &names(&[]), &SelfStats::default());
         let Some(Data::Histogram(h)) = &metric(&r, schema::OPERATION_DURATION).data else { panic!("explicit") };
-        let p = &h.data_points[1];
+        assert_eq!(h.data_points.len(), 1);
+        let p = &h.data_points[0];
         assert_eq!(p.explicit_bounds.len(), LATENCY_SLOTS);
         assert_eq!(p.bucket_counts.len(), LATENCY_SLOTS + 1);
         assert_eq!(p.explicit_bounds[20], 2f64.powi(-10));
@@ -456,9 +464,9 @@ mod tests {
         // Budget 4: cgroup 7's COMMIT count + duration, cgroup 8's; cgroup 9 overflows.
         let rows = |n: u64| {
             vec![
-                row(7, Operation::Commit, 0, n, 0, &[]),
-                row(8, Operation::Commit, 0, n, 0, &[]),
-                row(9, Operation::Commit, 0, 5 * n, 0, &[]),
+                row(7, Operation::Commit, 0, n, 0, &[1_000]),
+                row(8, Operation::Commit, 0, n, 0, &[1_000]),
+                row(9, Operation::Commit, 0, 5 * n, 0, &[1_000]),
             ]
         };
         let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 4));

@@ -51,6 +51,11 @@ const volatile __u8 cgroup_v1 = 0;
 const volatile __u64 root_cgroup = 1;
 /* O_DIRECT of this architecture: direct writes never dirty the page cache. */
 const volatile __u32 o_direct_flag = 040000;
+/* Optional signals (user space also leaves their programs unattached when off):
+ * operation latency histograms, and application bytes (nfs_file_read/nfs_file_write calls,
+ * page-cache hits included). */
+const volatile __u8 want_latency = 1;
+const volatile __u8 want_app_bytes = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -301,7 +306,7 @@ static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes
 	}
 	c->ops += ops;
 	c->bytes += bytes;
-	if (has_latency)
+	if (has_latency && want_latency)
 		hist_add(key, latency_ns);
 	return 0;
 }
@@ -563,7 +568,8 @@ struct {
 /* Ids handed out so far, past NASFLOW_OP_RPC_BASE. */
 __u32 next_proc_id = 0;
 
-/* The mount a thread last worked on, and for data RPCs the cgroup charged (exact). */
+/* The mount a thread last worked on, and for data RPCs the cgroup charged and the
+ * operation plus one (`exact`; 0 for a mount-only hint). */
 struct rpc_hint {
 	__u64 cgroup;
 	__u64 ts;
@@ -608,7 +614,7 @@ int nfs_initiate_read(void *ctx)
 	now = bpf_ktime_get_ns();
 	start_rpc(dev, NASFLOW_OP_READ, field_u(&r, FIELD(read_init, fileid)),
 		  field_s(&r, FIELD(read_init, offset)), cgroup, now);
-	set_hint(dev, cgroup, now, 1);
+	set_hint(dev, cgroup, now, NASFLOW_OP_READ + 1);
 	return 0;
 }
 
@@ -650,7 +656,7 @@ int nfs_initiate_write(void *ctx)
 			       current_cgroup());
 	now = bpf_ktime_get_ns();
 	start_rpc(dev, NASFLOW_OP_WRITE, fileid, field_s(&r, FIELD(write_init, offset)), primary, now);
-	set_hint(dev, primary, now, 1);
+	set_hint(dev, primary, now, NASFLOW_OP_WRITE + 1);
 	return 0;
 }
 
@@ -694,7 +700,7 @@ int nfs_initiate_commit(void *ctx)
 	now = bpf_ktime_get_ns();
 	start_rpc(dkey.dev, NASFLOW_OP_COMMIT, dkey.ino, field_s(&r, FIELD(commit_init, offset)),
 		  cgroup, now);
-	set_hint(dkey.dev, cgroup, now, 1);
+	set_hint(dkey.dev, cgroup, now, NASFLOW_OP_COMMIT + 1);
 	return 0;
 }
 
@@ -759,10 +765,13 @@ int BPF_KRETPROBE(nfs_fwrite_ret, long ret)
 
 	if (ret <= 0 || !inode)
 		return 0;
+	/* Direct writes never dirty the page cache: their WRITEs go out in this context. */
+	if (direct && !want_app_bytes)
+		return 0;
 	dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	cgroup = current_cgroup();
-	app_bytes(cgroup, dev, NASFLOW_OP_APP_WRITE, (__u64)ret);
-	/* Direct writes never dirty the page cache: their WRITEs go out in this context. */
+	if (want_app_bytes)
+		app_bytes(cgroup, dev, NASFLOW_OP_APP_WRITE, (__u64)ret);
 	if (!direct)
 		charge_dirty(dev, BPF_CORE_READ(inode, i_ino), cgroup, (__u64)ret, BPF_CORE_READ(inode, i_size));
 	return 0;
@@ -847,7 +856,8 @@ static __always_inline struct nasflow_io_key task_io_key(const struct nasflow_rp
 	return io;
 }
 
-/* A thread's hint, if fresh; an exact (data RPC) hint is used once. */
+/* A thread's hint, if fresh; an exact (data RPC) hint is used once: it is aged in place,
+ * cheaper than deleting it. */
 static __always_inline int take_hint(__u64 now, struct rpc_hint *out)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -857,7 +867,7 @@ static __always_inline int take_hint(__u64 now, struct rpc_hint *out)
 		return 0;
 	*out = *h;
 	if (out->exact)
-		bpf_map_delete_elem(&rpc_hints, &id);
+		h->ts = 0;
 	return 1;
 }
 
@@ -876,22 +886,77 @@ int rpc_task_begin(void *ctx)
 	task.cgroup = current_cgroup();
 	if (take_hint(task.start_ns, &hint)) {
 		task.dev = hint.dev;
-		if (hint.exact)
+		if (hint.exact) {
+			/* A READ, WRITE or COMMIT the nfs events count: nothing to name. */
 			task.cgroup = hint.cgroup;
+			task.op = hint.exact - 1;
+			task.state = NASFLOW_RPC_BEGUN_DATA;
+		}
 	}
 	bpf_map_update_elem(&rpc_tasks, &key, &task, BPF_ANY);
 	return 0;
 }
 
+/* The mount of a task's client: a fresh hint teaches it (RPC client ids are reused after
+ * unmount, so a fresh hint wins), else what the client is known for, else 0 (unknown). */
+static __always_inline void client_mount(__u32 client_id, struct nasflow_rpc_task *task)
+{
+	__u32 *dev = bpf_map_lookup_elem(&rpc_clients, &client_id);
+
+	if (task->dev) {
+		if (!dev || *dev != task->dev)
+			bpf_map_update_elem(&rpc_clients, &client_id, &task->dev, BPF_ANY);
+	} else if (dev) {
+		task->dev = *dev;
+	}
+}
+
+/* What rpc_request's record holds from its program name on: the program name, then the
+ * procedure name (both `__string`s, stored one after the other). */
+struct req_names {
+	__u8 prog[4];
+	__u8 proc[NASFLOW_PROC_NAME];
+};
+
+/*
+ * The operation id of an RPC named in rpc_request's record, or -1 when it is not NFS. One
+ * fixed-size copy of the names (no string helpers): an NFS RPC's program name is "nfs", so
+ * its procedure name starts 4 bytes later. Bytes from the procedure name's NUL on are
+ * cleared (the copy may reach past the record, into the same per-CPU trace buffer).
+ */
+static __always_inline int name_op(void *ctx, const struct rec *r)
+{
+	struct nasflow_proc_name name = {};
+	struct req_names names;
+	__u32 prog = field_u(r, RPC_FIELD(req_progname));
+	__u32 proc = field_u(r, RPC_FIELD(req_procname));
+	__u32 end = 0;
+	int i;
+
+	if ((proc & 0xffff) != (prog & 0xffff) + 4)
+		return -1;
+	if (bpf_probe_read_kernel(&names, sizeof(names), (const char *)ctx + (prog & 0xffff))) {
+		health_add(NASFLOW_H_READ_FAILED, 1);
+		return -1;
+	}
+	if (names.prog[0] != 'n' || names.prog[1] != 'f' || names.prog[2] != 's' || names.prog[3] != 0)
+		return -1;
+#pragma unroll
+	for (i = 0; i < NASFLOW_PROC_NAME - 1; i++) {
+		if (names.proc[i] == 0)
+			end = 1;
+		name.name[i] = end ? 0 : names.proc[i];
+	}
+	return proc_id(&name);
+}
+
 SEC("tracepoint/sunrpc/rpc_request")
 int rpc_request(void *ctx)
 {
-	struct nasflow_proc_name name = {};
 	struct nasflow_rpc_task_key key;
 	struct nasflow_rpc_task *task, fresh = {};
-	char prog[8] = {};
-	__u32 loc, *dev;
 	struct rec r;
+	int op;
 
 	if (read_rec(ctx, &r))
 		return 0;
@@ -907,26 +972,27 @@ int rpc_request(void *ctx)
 		if (!task)
 			return 0;
 	}
-	loc = field_u(&r, RPC_FIELD(req_progname));
-	bpf_probe_read_kernel_str(prog, sizeof(prog), (const char *)ctx + (loc & 0xffff));
-	if (prog[0] != 'n' || prog[1] != 'f' || prog[2] != 's' || prog[3] != 0) {
-		task->state = NASFLOW_RPC_OTHER;
+	switch (task->state) {
+	case NASFLOW_RPC_BEGUN_DATA:
+		break;
+	case NASFLOW_RPC_ENDED:
+		/* Restarted (a short READ resent, a retried OPEN): a new round trip, same op. */
+		task->start_ns = bpf_ktime_get_ns();
+		break;
+	case NASFLOW_RPC_BEGUN:
+		/* The only time a task's names are read: once per RPC, for RPCs other than
+		 * READ, WRITE and COMMIT. */
+		op = name_op(ctx, &r);
+		if (op < 0) {
+			task->state = NASFLOW_RPC_OTHER;
+			return 0;
+		}
+		task->op = op;
+		break;
+	default:
 		return 0;
 	}
-	if (task->state == NASFLOW_RPC_ENDED)
-		/* Restarted (a short READ resent, a retried OPEN): a new round trip. */
-		task->start_ns = bpf_ktime_get_ns();
-	else if (task->state != NASFLOW_RPC_BEGUN)
-		return 0;
-	/* The mount: learned from a fresh hint (RPC client ids are reused after unmount, so a
-	 * fresh hint wins), else what the client is known for, else 0 (no mount known). */
-	if (task->dev)
-		bpf_map_update_elem(&rpc_clients, &key.client_id, &task->dev, BPF_ANY);
-	else if ((dev = bpf_map_lookup_elem(&rpc_clients, &key.client_id)))
-		task->dev = *dev;
-	loc = field_u(&r, RPC_FIELD(req_procname));
-	bpf_probe_read_kernel_str(name.name, sizeof(name.name), (const char *)ctx + (loc & 0xffff));
-	task->op = proc_id(&name);
+	client_mount(key.client_id, task);
 	task->err = 0;
 	task->state = NASFLOW_RPC_RUNNING;
 	return 0;

@@ -63,6 +63,9 @@ enum nasflow_rpc_state {
 	NASFLOW_RPC_RUNNING = 2, /* an NFS RPC on the wire or queued */
 	NASFLOW_RPC_ENDED = 3,   /* rpc_task_end seen; kept for rtt and a possible restart */
 	NASFLOW_RPC_OTHER = 4,   /* not NFS (lockd, rpcbind, nfsd callbacks): ignored */
+	/* rpc_task_begin of a READ, WRITE or COMMIT that the nfs events count: its operation is
+	 * known from the thread's hint, so rpc_request reads no names for it */
+	NASFLOW_RPC_BEGUN_DATA = 5,
 };
 
 /* Who caused an RPC task and where it goes, from its submission to its end. */

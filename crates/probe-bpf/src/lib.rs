@@ -129,6 +129,10 @@ pub mod globals {
     pub const RPC_LAYOUT: &str = "rpc_layout";
     /// `u16`: the first id for procedure names not in [`KNOWN_PROCS`](super::KNOWN_PROCS).
     pub const FIRST_DYNAMIC_PROC: &str = "first_dynamic_proc";
+    /// `u8`: non-zero to fill operation latency histograms.
+    pub const WANT_LATENCY: &str = "want_latency";
+    /// `u8`: non-zero to count application bytes.
+    pub const WANT_APP_BYTES: &str = "want_app_bytes";
 }
 
 /// `NASFLOW_PROC_NAME`: room for a procedure name, NUL included.

@@ -122,6 +122,45 @@ pub const HINTS: [Program; crate::HINT_EVENT_COUNT] = [
     nfs("hint_open", "noop_h_open", "nfs_atomic_open_enter"),
 ];
 
+/// The optional signals, each of which costs kernel work on every event it watches. A signal
+/// switched off attaches no program of its own and its work is skipped in shared ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Bytes applications read and wrote (`APP_READ`/`APP_WRITE`), page-cache hits included:
+    /// a kprobe and a kretprobe on every `read()` of an NFS file. Off by default.
+    pub app_bytes: bool,
+    /// RPC round-trip times (`rpc_stats_latency`).
+    pub rtt: bool,
+    /// Operation latency histograms.
+    pub latency: bool,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Self { app_bytes: false, rtt: true, latency: true }
+    }
+}
+
+/// The programs only [`Features::app_bytes`] needs: `nfs_file_read` entry and return.
+pub const APP_READ: [&str; 2] = [FILE_CALLS[2].name, FILE_CALLS[3].name];
+
+/// The program only [`Features::rtt`] needs.
+pub const RTT: &str = RPC[3].name;
+
+impl Features {
+    /// Whether `p` is attached with these features.
+    #[must_use]
+    pub fn wants(&self, p: &Program) -> bool {
+        if APP_READ.contains(&p.name) {
+            self.app_bytes
+        } else if p.name == RTT {
+            self.rtt
+        } else {
+            true
+        }
+    }
+}
+
 /// Every program, data path first.
 pub fn all() -> impl Iterator<Item = &'static Program> {
     DATA_PATH.iter().chain(&FILE_CALLS).chain(&RPC).chain(&HINTS)
@@ -129,6 +168,18 @@ pub fn all() -> impl Iterator<Item = &'static Program> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_default_features_leave_the_page_cache_path_alone() {
+        let f = Features::default();
+        let off: Vec<&str> = all().filter(|p| !f.wants(p)).map(|p| p.name).collect();
+        assert_eq!(off, ["nfs_fread_ent", "nfs_fread_ret"]);
+        let lean = Features { app_bytes: false, rtt: false, latency: false };
+        let off: Vec<&str> = all().filter(|p| !lean.wants(p)).map(|p| p.name).collect();
+        assert_eq!(off, ["nfs_fread_ent", "nfs_fread_ret", "rpc_stats_lat"]);
+        let full = Features { app_bytes: true, rtt: true, latency: true };
+        assert!(all().all(|p| full.wants(p)));
+    }
+
     use std::collections::BTreeMap;
 
     use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};

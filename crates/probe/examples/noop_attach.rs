@@ -1,6 +1,8 @@
 //! Attaches the empty baseline programs to nasflow's tracepoints and kprobes and waits for a signal:
 //! the "no-op" side of the kernel cost benchmark (BENCHMARKS.md). The hooks come from the one
-//! program table, so the baseline always covers what the probe attaches.
+//! program table and the same feature switches, so the baseline covers what the probe
+//! attaches: `noop_attach` mirrors the default agent, `noop_attach --app-bytes on --rtt off`
+//! an agent run with those flags.
 
 use std::{thread, time::Duration};
 
@@ -8,11 +10,33 @@ use aya::{
     programs::{KProbe, TracePoint},
     Ebpf,
 };
-use nasflow_probe_bpf::programs::{self, Hook};
+use nasflow_probe_bpf::programs::{self, Features, Hook};
+
+/// The agent's feature flags (`--app-bytes on|off`, `--rtt on|off`; latency attaches no
+/// program of its own).
+fn features() -> Result<Features, String> {
+    let mut f = Features::default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.chunks(2) {
+        let on = match pair.get(1).map(String::as_str) {
+            Some("on") => true,
+            Some("off") => false,
+            _ => return Err(format!("usage: noop_attach [--app-bytes on|off] [--rtt on|off], got {args:?}")),
+        };
+        match pair[0].as_str() {
+            "--app-bytes" => f.app_bytes = on,
+            "--rtt" => f.rtt = on,
+            "--latency" => f.latency = on,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(f)
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let features = features()?;
     let mut ebpf = Ebpf::load(nasflow_probe_bpf::noop_object())?;
-    for p in programs::all() {
+    for p in programs::all().filter(|p| features.wants(p)) {
         let prog = ebpf.program_mut(p.noop).ok_or(p.noop)?;
         match p.hook {
             Hook::Tracepoint { category, event } => {

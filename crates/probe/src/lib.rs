@@ -139,14 +139,17 @@ pub struct ProbeOptions {
     pub btf_path: PathBuf,
     /// The host's /proc, to tell which threads still exist.
     pub proc_root: PathBuf,
+    /// Optional signals; what is off attaches nothing.
+    pub features: programs::Features,
 }
 
 impl ProbeOptions {
     /// Histogram keys: each counter key may have an operation latency and a round-trip time
-    /// histogram, so twice the series.
+    /// histogram, so up to twice the series; one (the least a map holds) when both are off.
     #[must_use]
     pub fn hist_entries(&self) -> u32 {
-        self.max_series.saturating_mul(2)
+        let kinds = u32::from(self.features.latency) + u32::from(self.features.rtt);
+        self.max_series.saturating_mul(kinds).max(1)
     }
 
     /// Defaults sized for a busy node (see BENCHMARKS.md for their memory cost).
@@ -159,6 +162,7 @@ impl ProbeOptions {
             max_dirty_files: 16_384,
             btf_path: PathBuf::from(VMLINUX_BTF),
             proc_root: PathBuf::from("/proc"),
+            features: programs::Features::default(),
         }
     }
 }
@@ -267,6 +271,8 @@ impl Probe {
         let root = o.cgroup.root_id;
         let o_direct = u32::try_from(libc::O_DIRECT).unwrap_or(0o40000);
         let first_dynamic = known_proc_id(KNOWN_PROCS.len());
+        let want_latency = u8::from(o.features.latency);
+        let want_app_bytes = u8::from(o.features.app_bytes);
         let (object, compat) = match preflight::kernel_version() {
             Some(v) if v < FETCH_ATOMICS_SINCE => (nasflow_probe_bpf::compat_object(), true),
             _ => (nasflow_probe_bpf::probe_object(), false),
@@ -283,6 +289,8 @@ impl Probe {
             .override_global(globals::ROOT_CGROUP, &root, true)
             .override_global(globals::O_DIRECT_FLAG, &o_direct, true)
             .override_global(globals::RPC_LAYOUT, &rpc, true)
+            .override_global(globals::WANT_LATENCY, &want_latency, true)
+            .override_global(globals::WANT_APP_BYTES, &want_app_bytes, true)
             .map_max_entries(maps::RPC_TASKS, o.max_inflight)
             .map_max_entries(maps::IO_COUNTERS, o.max_series)
             .map_max_entries(maps::IO_HIST, o.hist_entries())
@@ -291,7 +299,8 @@ impl Probe {
             .load(object)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
         // The data path and the file calls pass the verifier now: a refusal fails the load.
-        for p in programs::DATA_PATH.iter().chain(&programs::FILE_CALLS) {
+        let features = o.features;
+        for p in programs::DATA_PATH.iter().chain(&programs::FILE_CALLS).filter(|p| features.wants(p)) {
             ensure_loaded(&mut ebpf, p)?;
         }
         if rpc_layout.is_some() {
@@ -340,7 +349,7 @@ impl Probe {
         for p in &programs::DATA_PATH {
             att.attach(ebpf, p)?;
         }
-        for p in &programs::FILE_CALLS {
+        for p in programs::FILE_CALLS.iter().filter(|p| self.opts.features.wants(p)) {
             if let Err(e) = att.attach(ebpf, p) {
                 att.failed.push((p.name, reason(&e)));
                 let function = match p.hook {
@@ -371,8 +380,11 @@ impl Probe {
         let (Some(rpc), Some(ebpf), Some(att)) = (self.rpc_layout, self.ebpf.as_mut(), self.attachment.as_mut()) else {
             return;
         };
+        let features = self.opts.features;
         let present = |p: &programs::Program| {
-            if programs::RPC_OPTIONAL.contains(&p.name) {
+            if !features.wants(p) {
+                false
+            } else if programs::RPC_OPTIONAL.contains(&p.name) {
                 preflight::has_retransmits(&rpc)
             } else if let Some(i) = programs::HINTS.iter().position(|h| h.name == p.name) {
                 rpc.hint_dev[i].size > 0
