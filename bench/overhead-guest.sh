@@ -25,16 +25,21 @@ fio --name=prep --directory=$M --rw=write --bs=1m --size=16m --direct=1 --filena
 	--output-format=terse >/dev/null
 cat $M/data >/dev/null # the page-cache workload reads this file from memory
 
-FIO_COMMON=(--directory=$M --bs=4k --ioengine=psync --time_based --runtime=$SECS
-	--ramp_time=1 --output-format=json)
+# A second of ramp before each measured run; none in the bpf_stats runs, whose program
+# time is divided by every I/O of the run.
+RAMP=1
+FIO_COMMON() {
+	echo --directory=$M --bs=4k --ioengine=psync --time_based --runtime=$SECS --ramp_time=$RAMP \
+		--output-format=json
+}
 workload() { # name out.json
 	case $1 in
 	cached-read) cat $M/data >/dev/null # cached again (direct reads drop the file's pages)
-		fio --name=w "${FIO_COMMON[@]}" --filename=data --size=64m --rw=randread \
+		fio --name=w $(FIO_COMMON) --filename=data --size=64m --rw=randread \
 		--invalidate=0 --output="$2" ;;
-	direct-read) fio --name=w "${FIO_COMMON[@]}" --filename=data --size=64m --rw=randread \
+	direct-read) fio --name=w $(FIO_COMMON) --filename=data --size=64m --rw=randread \
 		--direct=1 --output="$2" ;;
-	fsync-write) fio --name=w "${FIO_COMMON[@]}" --filename=wdata --size=16m --rw=randwrite \
+	fsync-write) fio --name=w $(FIO_COMMON) --filename=wdata --size=16m --rw=randwrite \
 		--fsync=1 --output="$2" ;;
 	metadata) python3 "$HERE/metadata-storm.py" $M/meta "$SECS" >"$2" ;;
 	esac
@@ -81,6 +86,7 @@ done
 
 # Kernel time of the default agent's programs per workload I/O.
 sysctl -w kernel.bpf_stats_enabled=1
+RAMP=0
 for w in $WORKLOADS; do
 	start_agent default || { echo "fatal: agent did not attach" >"$R/fatal"; exit 1; }
 	bpftool -j prog show >"$R/before.json"

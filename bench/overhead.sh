@@ -24,7 +24,7 @@ SECS=${NASFLOW_OVERHEAD_SECONDS:-5}
 MODES="${NASFLOW_OVERHEAD_MODES:-default noop app-bytes}"
 WORKLOADS="${NASFLOW_OVERHEAD_WORKLOADS:-cached-read direct-read fsync-write metadata}"
 SET
-timeout 5400 vng -r "$KERNEL" --user root --disable-kvm --cpus 2 --memory 2G --rwdir "$R" \
+timeout 5400 vng -r "$KERNEL" --user root --disable-kvm --cpus "${NASFLOW_OVERHEAD_CPUS:-2}" --memory 2G --rwdir "$R" \
 	--exec "$ROOT/bench/overhead-guest.sh $R $BIN $NOOP" >"$R/vng.log" 2>&1 || true
 [ -e "$R/done" ] || { echo "the VM run failed: see $R/guest.log" >&2; tail -n 20 "$R/guest.log" >&2; exit 1; }
 python3 "$ROOT/bench/overhead-report.py" "$R"

@@ -568,19 +568,27 @@ struct {
 /* Ids handed out so far, past NASFLOW_OP_RPC_BASE. */
 __u32 next_proc_id = 0;
 
-/* The mount a thread last worked on, and for data RPCs the cgroup charged and the
- * operation plus one (`exact`; 0 for a mount-only hint). */
+/* The mount a thread is about to send an RPC for, and for data RPCs the cgroup charged and
+ * the operation plus one (`exact`; 0 for a mount-only hint). */
 struct rpc_hint {
+	__u64 pid_tgid;
 	__u64 cgroup;
 	__u64 ts;
 	__u32 dev;
 	__u32 exact;
 };
 
+/*
+ * One hint per CPU, not per thread: the nfs event and the RPC task it leads to run back to
+ * back in one thread, so the CPU's last hint is that thread's. A hint another thread left
+ * (ours was preempted or migrated in between) is not used: the task's mount then comes from
+ * its client (rpc_clients). An array slot costs no hashing, locking or allocation on the
+ * hot path, unlike a per-thread hash.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__type(value, struct rpc_hint);
 } rpc_hints SEC(".maps");
 
@@ -591,10 +599,16 @@ const volatile struct nasflow_rpc_layout rpc_layout = {};
 
 static __always_inline void set_hint(__u32 dev, __u64 cgroup, __u64 now, __u32 exact)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct rpc_hint h = { .cgroup = cgroup, .ts = now, .dev = dev, .exact = exact };
+	__u32 zero = 0;
+	struct rpc_hint *h = bpf_map_lookup_elem(&rpc_hints, &zero);
 
-	bpf_map_update_elem(&rpc_hints, &id, &h, BPF_ANY);
+	if (!h)
+		return;
+	h->pid_tgid = bpf_get_current_pid_tgid();
+	h->cgroup = cgroup;
+	h->ts = now;
+	h->dev = dev;
+	h->exact = exact;
 }
 
 #define FIELD(tp, name) layout.tp.name.offset, layout.tp.name.size
@@ -860,10 +874,10 @@ static __always_inline struct nasflow_io_key task_io_key(const struct nasflow_rp
  * cheaper than deleting it. */
 static __always_inline int take_hint(__u64 now, struct rpc_hint *out)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct rpc_hint *h = bpf_map_lookup_elem(&rpc_hints, &id);
+	__u32 zero = 0;
+	struct rpc_hint *h = bpf_map_lookup_elem(&rpc_hints, &zero);
 
-	if (!h || now - h->ts > HINT_NS)
+	if (!h || h->pid_tgid != bpf_get_current_pid_tgid() || now - h->ts > HINT_NS)
 		return 0;
 	*out = *h;
 	if (out->exact)
@@ -883,7 +897,6 @@ int rpc_task_begin(void *ctx)
 		return 0;
 	key = task_key(&r, RPC_FIELD(begin_task_id), RPC_FIELD(begin_client_id));
 	task.start_ns = bpf_ktime_get_ns();
-	task.cgroup = current_cgroup();
 	if (take_hint(task.start_ns, &hint)) {
 		task.dev = hint.dev;
 		if (hint.exact) {
@@ -893,6 +906,8 @@ int rpc_task_begin(void *ctx)
 			task.state = NASFLOW_RPC_BEGUN_DATA;
 		}
 	}
+	if (task.state != NASFLOW_RPC_BEGUN_DATA)
+		task.cgroup = current_cgroup();
 	bpf_map_update_elem(&rpc_tasks, &key, &task, BPF_ANY);
 	return 0;
 }
