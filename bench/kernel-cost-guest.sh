@@ -10,9 +10,9 @@ exec >"$R/guest.log" 2>&1
 set -x
 nfs_up || { echo "fatal: nfs setup" >"$R/fatal"; exit 1; }
 sysctl -w kernel.bpf_stats_enabled=1
-"$BIN" run --output jsonl --interval 5s >"$R/nasflow.jsonl" 2>"$R/nasflow.log" &
+"$BIN" run --output jsonl --interval 5s --app-bytes on >"$R/nasflow.jsonl" 2>"$R/nasflow.log" &
 AGENT=$!
-"$NOOP" >"$R/noop.log" 2>&1 &
+"$NOOP" --app-bytes on >"$R/noop.log" 2>&1 &
 NOOPPID=$!
 for i in $(seq 100); do grep -q attached "$R/noop.log" && grep -q '"attached":true' "$R/nasflow.jsonl" && break; sleep 0.2; done
 mkdir -p /sys/fs/cgroup/bench

@@ -34,8 +34,7 @@ FIO_COMMON() {
 }
 workload() { # name out.json
 	case $1 in
-	cached-read) cat $M/data >/dev/null # cached again (direct reads drop the file's pages)
-		fio --name=w $(FIO_COMMON) --filename=data --size=64m --rw=randread \
+	cached-read) fio --name=w $(FIO_COMMON) --filename=data --size=64m --rw=randread \
 		--invalidate=0 --output="$2" ;;
 	direct-read) fio --name=w $(FIO_COMMON) --filename=data --size=64m --rw=randread \
 		--direct=1 --output="$2" ;;
@@ -66,8 +65,12 @@ stop_agent() {
 	AGENT=
 }
 
+# Before a cached-read run, with no agent yet: direct reads drop the file's pages.
+warm() { [ "$1" != cached-read ] || cat $M/data >/dev/null; }
+
 run() { # workload mode round
 	local out="$R/out.json"
+	warm "$1"
 	[ "$2" = off ] || start_agent "$2" || { echo "fatal: agent $2 did not attach" >"$R/fatal"; exit 1; }
 	sync
 	workload "$1" "$out"
@@ -88,6 +91,7 @@ done
 sysctl -w kernel.bpf_stats_enabled=1
 RAMP=0
 for w in $WORKLOADS; do
+	warm "$w"
 	start_agent default || { echo "fatal: agent did not attach" >"$R/fatal"; exit 1; }
 	bpftool -j prog show >"$R/before.json"
 	workload "$w" "$R/out.json"

@@ -66,6 +66,14 @@ mod tests {
     }
 
     #[test]
+    fn switches_read_as_words_and_as_yaml_booleans() {
+        use crate::config::values::Switch;
+        let s = parse(Path::new("c.yaml"), "app_bytes: on\nrtt: false\nlatency: \"off\"\n").expect("parse");
+        assert_eq!((s.app_bytes, s.rtt, s.latency), (Some(Switch::On), Some(Switch::Off), Some(Switch::Off)));
+        assert!(parse_err("rtt: maybe").contains("invalid value `maybe`, expected one of on, off"));
+    }
+
+    #[test]
     fn empty_files_set_nothing_and_other_documents_are_refused() {
         assert_eq!(parse(Path::new("c.yaml"), "").expect("empty"), Settings::default());
         assert_eq!(parse(Path::new("c.yaml"), "# nothing\n").expect("comment"), Settings::default());

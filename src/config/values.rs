@@ -85,7 +85,24 @@ macro_rules! deserialize_as_value_enum {
     )*};
 }
 
-deserialize_as_value_enum!(Output, Histogram, Temporality, Protocol, Compression, Switch);
+deserialize_as_value_enum!(Output, Histogram, Temporality, Protocol, Compression);
+
+/// `on`/`off` in the file, also when a YAML 1.1 writer (Helm) turned them into booleans.
+impl<'de> Deserialize<'de> for Switch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Self::On),
+            Raw::Bool(false) => Ok(Self::Off),
+            Raw::Text(s) => choice(&s).map_err(|e| de::Error::custom(invalid(&s, &e))),
+        }
+    }
+}
 
 /// The message for a value a source refused, e.g. ``invalid value `0s`, must be more than zero``.
 pub fn invalid(value: &str, why: &str) -> String {

@@ -612,9 +612,12 @@ phase commits 240 phase_commits
 phase churn 900 phase_churn
 phase full 240 phase_full
 phase v2-stop 180 phase_v2_stop
+# No agent may be left running: the features phase lists every loaded BPF program, and the
+# v1 phase remounts the cgroup hierarchy.
+kill_left() { [ -s "/tmp/pid.agent-$1" ] && [ ! -s "/tmp/exit.agent-$1" ] && kill -KILL "$(cat "/tmp/pid.agent-$1")"; }
+kill_left v2
 phase features 180 phase_features
-# The v1 phase remounts the cgroup hierarchy: no v2 agent may be left running.
-[ -s /tmp/pid.agent-v2 ] && [ ! -s /tmp/exit.agent-v2 ] && kill -KILL "$(cat /tmp/pid.agent-v2)"
+kill_left feat
 phase v1 300 phase_v1
 phase pin 180 phase_pin
 phase collect 180 phase_collect

@@ -965,6 +965,26 @@ static __always_inline int name_op(void *ctx, const struct rec *r)
 	return proc_id(&name);
 }
 
+/* Whether rpc_request's record can name the data operation `op`, by its name lengths alone. */
+static __always_inline int data_names_fit(const struct rec *r, __u16 op)
+{
+	__u32 prog = field_u(r, RPC_FIELD(req_progname));
+	__u32 len = field_u(r, RPC_FIELD(req_procname)) >> 16;
+
+	if ((prog >> 16) != sizeof("nfs"))
+		return 0;
+	switch (op) {
+	case NASFLOW_OP_READ:
+		return len == sizeof("READ") || len == sizeof("READ_PLUS");
+	case NASFLOW_OP_WRITE:
+		return len == sizeof("WRITE");
+	case NASFLOW_OP_COMMIT:
+		return len == sizeof("COMMIT");
+	default:
+		return 0;
+	}
+}
+
 SEC("tracepoint/sunrpc/rpc_request")
 int rpc_request(void *ctx)
 {
@@ -989,6 +1009,18 @@ int rpc_request(void *ctx)
 	}
 	switch (task->state) {
 	case NASFLOW_RPC_BEGUN_DATA:
+		/* The hint may be stale (its thread left this CPU and came back): trust it only if
+		 * the record's name lengths fit (program "nfs", procedure READ/READ_PLUS, WRITE or
+		 * COMMIT, each stored with its NUL), else name the task as any other. */
+		if (!data_names_fit(&r, task->op)) {
+			op = name_op(ctx, &r);
+			if (op < 0) {
+				task->state = NASFLOW_RPC_OTHER;
+				return 0;
+			}
+			task->op = op;
+			task->dev = 0;
+		}
 		break;
 	case NASFLOW_RPC_ENDED:
 		/* Restarted (a short READ resent, a retried OPEN): a new round trip, same op. */

@@ -271,7 +271,11 @@ impl Tracefs {
             return Ok(t);
         }
         let target = TRACEFS_PATHS[0];
-        mount_tracefs(target).map_err(|source| ProbeError::Tracefs { target: target.into(), source })?;
+        if let Err(source) = mount_tracefs(target) {
+            // Another agent (or `nasflow check`) starting at the same time may have mounted it
+            // first, and ours then fails with EBUSY: use theirs.
+            return crate::preflight::mounted_tracefs().ok_or(ProbeError::Tracefs { target: target.into(), source });
+        }
         tracing::info!(path = target, "mounted tracefs");
         Ok(Self { root: PathBuf::from(target) })
     }
