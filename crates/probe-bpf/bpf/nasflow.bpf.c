@@ -1012,29 +1012,23 @@ int rpc_request(void *ctx)
 		/* The hint may be stale (its thread left this CPU and came back): trust it only if
 		 * the record's name lengths fit (program "nfs", procedure READ/READ_PLUS, WRITE or
 		 * COMMIT, each stored with its NUL), else name the task as any other. */
-		if (!data_names_fit(&r, task->op)) {
-			op = name_op(ctx, &r);
-			if (op < 0) {
-				task->state = NASFLOW_RPC_OTHER;
-				return 0;
-			}
-			task->op = op;
-			task->dev = 0;
-		}
-		break;
-	case NASFLOW_RPC_ENDED:
-		/* Restarted (a short READ resent, a retried OPEN): a new round trip, same op. */
-		task->start_ns = bpf_ktime_get_ns();
-		break;
+		if (data_names_fit(&r, task->op))
+			break;
+		task->dev = 0;
+		/* fall through */
 	case NASFLOW_RPC_BEGUN:
 		/* The only time a task's names are read: once per RPC, for RPCs other than
-		 * READ, WRITE and COMMIT. */
+		 * READ, WRITE and COMMIT (and for one whose hint did not fit). */
 		op = name_op(ctx, &r);
 		if (op < 0) {
 			task->state = NASFLOW_RPC_OTHER;
 			return 0;
 		}
 		task->op = op;
+		break;
+	case NASFLOW_RPC_ENDED:
+		/* Restarted (a short READ resent, a retried OPEN): a new round trip, same op. */
+		task->start_ns = bpf_ktime_get_ns();
 		break;
 	default:
 		return 0;

@@ -12,8 +12,8 @@ use aya::{
 };
 use nasflow_probe_bpf::programs::{self, Features, Hook};
 
-/// The agent's feature flags (`--app-bytes on|off`, `--rtt on|off`; latency attaches no
-/// program of its own).
+/// The agent's feature flags (`--app-bytes`, `--rtt`, `--latency`, each `on|off`; latency
+/// attaches no program of its own).
 fn features() -> Result<Features, String> {
     let mut f = Features::default();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,7 +21,11 @@ fn features() -> Result<Features, String> {
         let on = match pair.get(1).map(String::as_str) {
             Some("on") => true,
             Some("off") => false,
-            _ => return Err(format!("usage: noop_attach [--app-bytes on|off] [--rtt on|off], got {args:?}")),
+            _ => {
+                return Err(format!(
+                    "usage: noop_attach [--app-bytes on|off] [--rtt on|off] [--latency on|off], got {args:?}"
+                ))
+            }
         };
         match pair[0].as_str() {
             "--app-bytes" => f.app_bytes = on,
