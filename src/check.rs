@@ -11,7 +11,8 @@ use nasflow_enrich::{
 use nasflow_probe::{
     preflight::{self, DataPath, RpcTracing},
     programs,
-    tracefs::TRACEFS_PATHS,
+    server::{ServerMode, ServerProbe},
+    tracefs::{Tracefs, TRACEFS_PATHS},
     CgroupIdentity, Probe, ProbeOptions,
 };
 use serde::Serialize;
@@ -257,6 +258,49 @@ fn check_programs(cgroup_root: &Path, btf: &Path) -> Item {
     }
 }
 
+/// The NFS server probe: nothing to say when switched off; a warning while nfsd is not
+/// loaded only when asked for (`--nfs-server on`).
+fn check_server(mode: ServerMode) -> Option<Item> {
+    const NAME: &str = "nfs server programs";
+    if mode == ServerMode::Off {
+        return None;
+    }
+    let tracefs = match Tracefs::find_or_mount() {
+        Ok(t) => t,
+        Err(e) => return Some(item(NAME, Status::Warn, format!("not loaded: {e}"), None)),
+    };
+    let mut probe = ServerProbe::new(tracefs, true, 1024);
+    Some(match probe.verify() {
+        Ok(None) if mode == ServerMode::On => item(
+            NAME,
+            Status::Warn,
+            "nfsd is not loaded: the server programs attach when it is",
+            Some("nothing to do on a node that does not serve NFS (or use --nfs-server auto)"),
+        ),
+        Ok(None) => item(NAME, Status::Ok, "nfsd is not loaded: nothing to trace (attached when it is)", None),
+        Ok(Some(results)) => {
+            let refused: Vec<String> =
+                results.iter().filter_map(|(p, r)| r.as_ref().err().map(|why| format!("{p}: {why}"))).collect();
+            if refused.is_empty() {
+                item(NAME, Status::Ok, format!("{} programs pass the verifier (nfsd is loaded)", results.len()), None)
+            } else {
+                item(
+                    NAME,
+                    Status::Warn,
+                    refused.join("; "),
+                    Some("the agent runs without the server side; report it with the kernel version"),
+                )
+            }
+        }
+        Err(e) => item(
+            NAME,
+            Status::Warn,
+            e.to_string().lines().last().unwrap_or_default().to_owned(),
+            Some("the agent runs without the server side; check capabilities and report it with the kernel version"),
+        ),
+    })
+}
+
 fn check_cgroups(root: &Path) -> Item {
     match CgroupHierarchy::detect(root) {
         Ok(h) if h.v1 => item("cgroups", Status::Ok, format!("v1 (memory controller) at {}", h.mount.display()), None),
@@ -390,6 +434,7 @@ pub async fn run(cfg: &RunConfig, btf: &Path) -> Vec<Item> {
     items.extend(check_tracepoints(caps.is_some_and(|c| c & (1 << CAP_SYS_ADMIN) != 0)));
     items.push(check_cgroups(&cfg.cgroup_root));
     items.push(check_programs(&cfg.cgroup_root, btf));
+    items.extend(check_server(cfg.nfs_server));
     items.push(match caps {
         Some(caps) => check_caps(caps, kernel),
         None => item("capabilities", Status::Warn, "cannot read CapEff from /proc/self/status", None),

@@ -3,8 +3,8 @@
 
 use std::{collections::BTreeMap, io::Write};
 
-use nasflow_enrich::{errno::errno_name, names::Names};
-use nasflow_probe::{dev_string, latency_slot_upper_bound_s, Histogram, Snapshot};
+use nasflow_enrich::{errno::errno_name, exports::ExportTable, names::Names};
+use nasflow_probe::{dev_string, latency_slot_upper_bound_s, server::ServerSnapshot, Histogram, Snapshot};
 use serde::{Serialize, Serializer};
 
 /// One latency slot with samples.
@@ -142,6 +142,70 @@ pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
     out
 }
 
+/// What the NFS server served for one (export, client, version, operation, status).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ServerLine {
+    /// Always `server`.
+    pub kind: &'static str,
+    /// Interval number.
+    pub seq: u64,
+    /// The export's path; `null` for operations that used no file handle, or an fsid the
+    /// kernel's export caches do not (yet) name.
+    pub export: Option<String>,
+    /// `type:hex` of the file handles' fsid (`null` without a handle).
+    pub fsid: Option<String>,
+    /// The client's address.
+    pub client: String,
+    /// NFS version.
+    pub vers: u8,
+    /// NFSv2/v3 procedure or NFSv4 operation.
+    pub op: String,
+    /// NFS status name of failures, `null` for successes.
+    pub status: Option<String>,
+    /// Operations.
+    pub ops: u64,
+    /// Payload bytes (READ sent, WRITE received).
+    pub bytes: u64,
+    /// `read`/`write` for operations that move file data.
+    pub direction: Option<&'static str>,
+    /// Service time.
+    #[serde(serialize_with = "histogram")]
+    pub latency: Histogram,
+}
+
+/// The server rows, named by the export table.
+#[must_use]
+pub fn server_lines(snap: &ServerSnapshot, exports: &ExportTable, seq: u64) -> Vec<ServerLine> {
+    snap.rows
+        .iter()
+        .map(|r| ServerLine {
+            kind: "server",
+            seq,
+            export: r.fsid.as_ref().and_then(|(t, h)| exports.path(*t, h)).map(str::to_owned),
+            fsid: r.fsid.as_ref().map(|(t, h)| format!("{t}:{h}")),
+            client: r.client.clone(),
+            vers: r.vers,
+            op: r.op.clone(),
+            status: r.status.clone(),
+            ops: r.ops,
+            bytes: r.bytes,
+            direction: r.direction(),
+            latency: r.latency.clone(),
+        })
+        .collect()
+}
+
+/// The server probe's state in the health line.
+#[derive(Debug, Serialize)]
+pub struct ServerHealthLine<'a> {
+    /// Attached to nfsd.
+    pub attached: bool,
+    /// Server series in use and capacity.
+    pub series: [u64; 2],
+    /// Cumulative server health counters.
+    pub counters: BTreeMap<&'a str, u64>,
+}
+
 /// The per-interval health line.
 #[derive(Debug, Serialize)]
 pub struct HealthLine<'a> {
@@ -165,6 +229,9 @@ pub struct HealthLine<'a> {
     pub inflight: Vec<InflightLine>,
     /// Fill of the bounded kernel maps: entries in use and capacity.
     pub maps: BTreeMap<&'a str, [u64; 2]>,
+    /// The NFS server probe, when tracing the server is not off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerHealthLine<'a>>,
 }
 
 /// RPCs in flight on one device.
@@ -178,9 +245,19 @@ pub struct InflightLine {
     pub oldest_s: f64,
 }
 
-/// Writes one interval: the io lines, then the health line.
-pub fn write_interval(w: &mut impl Write, snap: &Snapshot, seq: u64, io: &[IoLine]) -> std::io::Result<()> {
+/// Writes one interval: the io lines, the server lines, then the health line.
+pub fn write_interval(
+    w: &mut impl Write,
+    snap: &Snapshot,
+    seq: u64,
+    io: &[IoLine],
+    server: Option<(&ServerSnapshot, &[ServerLine])>,
+) -> std::io::Result<()> {
     for line in io {
+        serde_json::to_writer(&mut *w, line)?;
+        w.write_all(b"\n")?;
+    }
+    for line in server.map(|(_, l)| l).unwrap_or_default() {
         serde_json::to_writer(&mut *w, line)?;
         w.write_all(b"\n")?;
     }
@@ -200,6 +277,11 @@ pub fn write_interval(w: &mut impl Write, snap: &Snapshot, seq: u64, io: &[IoLin
             .map(|i| InflightLine { dev: dev_string(i.dev), count: i.count, oldest_s: i.oldest.as_secs_f64() })
             .collect(),
         maps: h.maps.iter().map(|(name, used, cap)| (*name, [*used, *cap])).collect(),
+        server: server.map(|(s, _)| ServerHealthLine {
+            attached: s.attached,
+            series: [s.series.0, s.series.1],
+            counters: s.counters.iter().copied().collect(),
+        }),
     };
     serde_json::to_writer(&mut *w, &health)?;
     w.write_all(b"\n")?;

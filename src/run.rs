@@ -8,16 +8,21 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use nasflow_enrich::exports::ExportTable;
 use nasflow_enrich::{
     cgroup::CgroupHierarchy,
     names::{EnrichConfig, Enricher},
 };
 use nasflow_otlp_out::{
     delivery::Delivery,
-    encode::{Encoder, SelfStats},
+    encode::{Encoder, SelfStats, Served},
     transport::Transport,
 };
-use nasflow_probe::{AttachEvent, CgroupIdentity, Probe, ProbeOptions, Snapshot};
+use nasflow_probe::{
+    server::{ServerEvent, ServerMode, ServerProbe, ServerSnapshot},
+    tracefs::Tracefs,
+    AttachEvent, CgroupIdentity, Probe, ProbeOptions, Snapshot,
+};
 
 use crate::{config::RunConfig, health, jsonl};
 
@@ -28,11 +33,91 @@ const ATTACH_POLL: Duration = Duration::from_secs(1);
 const INFLIGHT_MAX_AGE: Duration = Duration::from_secs(3600);
 
 type SharedProbe = Arc<Mutex<Probe>>;
+type SharedServer = Arc<Mutex<ServerProbe>>;
 
-fn with_probe<T>(probe: &SharedProbe, f: impl FnOnce(&mut Probe) -> T) -> T {
+fn with_probe<P, T>(probe: &Arc<Mutex<P>>, f: impl FnOnce(&mut P) -> T) -> T {
     match probe.lock() {
         Ok(mut p) => f(&mut p),
         Err(poisoned) => f(&mut poisoned.into_inner()),
+    }
+}
+
+/// The NFS server side of the pipe: its probe and the export names.
+struct ServerSide {
+    probe: SharedServer,
+    exports: ExportTable,
+    proc_root: std::path::PathBuf,
+}
+
+impl ServerSide {
+    /// Reads the server maps and the kernel's export caches (blocking work, off the runtime).
+    async fn read(&mut self) -> Option<ServerSnapshot> {
+        let p = Arc::clone(&self.probe);
+        let mut exports = std::mem::take(&mut self.exports);
+        let root = self.proc_root.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let snap = with_probe(&p, |p| p.snapshot());
+            // Only when there is something to name: the caches exist while nfsd is loaded.
+            if snap.as_ref().is_ok_and(|s| !s.rows.is_empty()) {
+                if let Err(e) = exports.refresh(&root) {
+                    tracing::debug!(error = %e, "reading the kernel's export caches");
+                }
+            }
+            (snap, exports)
+        })
+        .await;
+        match done {
+            Ok((snap, exports)) => {
+                self.exports = exports;
+                snap.map_err(|e| tracing::warn!(error = %e, "reading the NFS server maps")).ok()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "server snapshot task failed");
+                None
+            }
+        }
+    }
+}
+
+/// The NFS server side, unless switched off: its probe, attached by a loop of its own.
+fn start_server(cfg: &RunConfig) -> Result<Option<ServerSide>> {
+    if cfg.nfs_server == ServerMode::Off {
+        return Ok(None);
+    }
+    let tracefs = Tracefs::find_or_mount().context("starting the server probe")?;
+    let probe: SharedServer =
+        Arc::new(Mutex::new(ServerProbe::new(tracefs, cfg.features.latency, cfg.max_kernel_series)));
+    tokio::spawn(server_attach_loop(Arc::clone(&probe), cfg.nfs_server));
+    Ok(Some(ServerSide { probe, exports: ExportTable::default(), proc_root: cfg.proc_root.clone() }))
+}
+
+/// Polls for nfsd like [`attach_loop`] for the client; `on` also says while it is missing.
+async fn server_attach_loop(probe: SharedServer, mode: ServerMode) {
+    let mut last_error = String::new();
+    let mut said_missing = false;
+    loop {
+        let p = Arc::clone(&probe);
+        match tokio::task::spawn_blocking(move || with_probe(&p, |p| (p.poll(), p.nfsd_present()))).await {
+            Ok((Ok(ServerEvent::Attached), _)) => {
+                last_error.clear();
+                said_missing = false;
+            }
+            Ok((Ok(_), present)) => {
+                if !present && mode == ServerMode::On && !said_missing {
+                    tracing::warn!("--nfs-server on: the nfsd module is not loaded; attaching when it is");
+                    said_missing = true;
+                }
+            }
+            Ok((Err(e), _)) => {
+                let msg = format!("{e:#}");
+                if msg != last_error {
+                    tracing::error!(error = %msg, "cannot attach to the NFS server");
+                    last_error = msg;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "server attach task failed"),
+        }
+        tokio::time::sleep(ATTACH_POLL).await;
     }
 }
 
@@ -66,6 +151,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     })?;
     let attach_error = AttachError::default();
     let _attacher = tokio::spawn(attach_loop(Arc::clone(&probe), Arc::clone(&attach_error)));
+    let server = start_server(&cfg)?;
 
     // Waiting for a refresh when a new cgroup, container or mount shows up is bounded so an
     // interval never slips by more than half.
@@ -98,6 +184,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         interval: cfg.interval,
         degraded_before: Vec::new(),
         reads: ReadRetry::default(),
+        server,
     };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -188,6 +275,8 @@ struct Pipe {
     degraded_before: Vec<&'static str>,
     /// Map reads that failed in a row.
     reads: ReadRetry,
+    /// The NFS server side, unless switched off.
+    server: Option<ServerSide>,
 }
 
 /// The OTLP side of the pipe: the encoder owns the series, delivery the network.
@@ -296,10 +385,19 @@ impl Pipe {
         // Removed cgroups: their keys leave the kernel maps now, and the values they held at
         // deletion are the ones their series end with (increments since the read included).
         let snap = if names.gone.is_empty() { snap } else { self.finish_gone(snap, &names.gone).await };
+        let served = match &mut self.server {
+            Some(s) => s.read().await,
+            None => None,
+        };
         if self.jsonl {
             let lines = jsonl::lines(&snap, self.seq, &names);
+            let server_lines = match (&served, &self.server) {
+                (Some(s), Some(side)) => jsonl::server_lines(s, &side.exports, self.seq),
+                _ => Vec::new(),
+            };
+            let server_part = served.as_ref().map(|s| (s, server_lines.as_slice()));
             let mut stdout = io::stdout().lock();
-            if let Err(e) = jsonl::write_interval(&mut stdout, &snap, self.seq, &lines) {
+            if let Err(e) = jsonl::write_interval(&mut stdout, &snap, self.seq, &lines, server_part) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
                     anyhow::bail!("standard output closed");
                 }
@@ -330,7 +428,11 @@ impl Pipe {
                 maps: snap.health.maps.clone(),
                 attached_programs: snap.health.attached_programs,
             };
-            let interval = o.encoder.interval(&snap, &names, &stats);
+            let served = match (&served, &self.server) {
+                (Some(s), Some(side)) => Some(Served { snap: s, exports: &side.exports }),
+                _ => None,
+            };
+            let interval = o.encoder.interval_with_server(&snap, &names, &stats, served);
             o.last_seq = interval.seq();
             o.delivery.publish(interval);
         }

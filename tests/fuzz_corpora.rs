@@ -88,3 +88,16 @@ fn health_request_corpus() {
         }
     }
 }
+
+#[test]
+fn nfsd_exports_corpus() {
+    let mut named = 0;
+    for (_, data) in corpus("nfsd_exports") {
+        if let Ok(text) = std::str::from_utf8(&data) {
+            let (entries, skipped) = nasflow_enrich::exports::parse_fh_content(text);
+            assert!(entries.len() + skipped <= text.lines().count());
+            named += entries.len() + nasflow_enrich::exports::parse_export_content(text).len();
+        }
+    }
+    assert!(named > 0, "the seeds name exports");
+}

@@ -5,10 +5,14 @@ use std::{env, path::PathBuf, process::Command};
 
 use anyhow::{bail, Context, Result};
 
-/// (object, source, extra clang flags): the probe, its build for kernels before 5.12 (no
-/// fetching atomics), and the no-op baseline.
-const OBJECTS: &[(&str, &str, &[&str])] =
-    &[("nasflow", "nasflow", &[]), ("nasflow-compat", "nasflow", &["-DNASFLOW_COMPAT"]), ("noop", "noop", &[])];
+/// (object, source, extra clang flags): the client probe, its build for kernels before 5.12 (no
+/// fetching atomics), the server probe, and the no-op baseline.
+const OBJECTS: &[(&str, &str, &[&str])] = &[
+    ("nasflow", "nasflow", &[]),
+    ("nasflow-compat", "nasflow", &["-DNASFLOW_COMPAT"]),
+    ("nfsd", "nfsd", &[]),
+    ("noop", "noop", &[]),
+];
 
 /// The kernel's fixed-width types, which `nasflow.h` uses without including anything.
 const ABI_PRELUDE: &str = "typedef unsigned char __u8;\n\

@@ -91,6 +91,7 @@ pub const VARS: &[Var] = &[
     var("NASFLOW_APP_BYTES", "app_bytes", |s, v| put(&mut s.app_bytes, values::choice(v))),
     var("NASFLOW_RTT", "rtt", |s, v| put(&mut s.rtt, values::choice(v))),
     var("NASFLOW_LATENCY", "latency", |s, v| put(&mut s.latency, values::choice(v))),
+    var("NASFLOW_NFS_SERVER", "nfs_server", |s, v| put(&mut s.nfs_server, values::choice(v))),
     var("NASFLOW_KUBELET_URL", "kubelet_url", |s, v| put(&mut s.kubelet_url, values::http_url(v))),
     var("NASFLOW_KUBELET_TOKEN_FILE", "kubelet_token_file", |s, v| put(&mut s.kubelet_token_file, Ok(v.into()))),
     var("NASFLOW_KUBELET_CA_FILE", "kubelet_ca_file", |s, v| put(&mut s.kubelet_ca_file, Ok(v.into()))),

@@ -166,6 +166,8 @@ pub struct RunConfig {
     pub max_kernel_series: u32,
     /// Optional signals.
     pub features: nasflow_probe::programs::Features,
+    /// Whether the NFS server is traced.
+    pub nfs_server: nasflow_probe::server::ServerMode,
     /// Host /proc.
     pub proc_root: PathBuf,
     /// Node name, when in a cluster.

@@ -12,7 +12,7 @@ use nasflow_otlp_out::{
 
 use super::{
     settings::Settings,
-    values::{Compression, Header, Histogram, Protocol, Switch, Temporality},
+    values::{Compression, Header, Histogram, Protocol, ServerMode, Switch, Temporality},
     OtlpConfig, RunConfig,
 };
 
@@ -79,6 +79,7 @@ impl Settings {
                     latency: self.latency.map_or(d.latency, Switch::on),
                 }
             },
+            nfs_server: self.nfs_server.map_or(nasflow_probe::server::ServerMode::Auto, ServerMode::probe),
             proc_root: self.proc_root.unwrap_or_else(|| PathBuf::from(default::PROC_ROOT)),
             node_name: self.node_name,
             kubelet,

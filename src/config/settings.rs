@@ -7,7 +7,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Args;
 use serde::Deserialize;
 
-use super::values::{self, Compression, Endpoint, Header, Histogram, Output, Protocol, Switch, Temporality};
+use super::values::{
+    self, Compression, Endpoint, Header, Histogram, Output, Protocol, ServerMode, Switch, Temporality,
+};
 
 /// Every setting, unset (`None`) unless a source gives it. The doc comments are the `--help`
 /// text; each names its environment variables, which a test checks against the env layer.
@@ -62,6 +64,11 @@ pub struct Settings {
     /// [default: on] [env: NASFLOW_LATENCY]
     #[arg(long, value_enum)]
     pub latency: Option<Switch>,
+
+    /// Trace the kernel NFS server (nfsd): auto attaches whenever the nfsd module is loaded, on
+    /// also warns while it is not, off never attaches [default: auto] [env: NASFLOW_NFS_SERVER]
+    #[arg(long, value_enum)]
+    pub nfs_server: Option<ServerMode>,
 
     /// This node's name (downward API spec.nodeName); enables the kubelet at `https://<it>:10250`
     /// [env: K8S_NODE_NAME]
@@ -216,6 +223,7 @@ impl Settings {
             app_bytes,
             rtt,
             latency,
+            nfs_server,
             node_name,
             kubelet_url,
             kubelet_token_file,
@@ -251,6 +259,7 @@ impl Settings {
             app_bytes: app_bytes.or(self.app_bytes),
             rtt: rtt.or(self.rtt),
             latency: latency.or(self.latency),
+            nfs_server: nfs_server.or(self.nfs_server),
             node_name: node_name.or(self.node_name),
             kubelet_url: kubelet_url.or(self.kubelet_url),
             kubelet_token_file: kubelet_token_file.or(self.kubelet_token_file),

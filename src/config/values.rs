@@ -56,6 +56,29 @@ pub enum Compression {
     None,
 }
 
+/// Whether the kernel NFS server is traced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerMode {
+    /// Whenever the nfsd module is loaded (late loads and reloads included).
+    Auto,
+    /// As auto, and a warning while nfsd is not loaded.
+    On,
+    /// Never.
+    Off,
+}
+
+impl ServerMode {
+    /// The probe's mode.
+    #[must_use]
+    pub fn probe(self) -> nasflow_probe::server::ServerMode {
+        match self {
+            Self::Auto => nasflow_probe::server::ServerMode::Auto,
+            Self::On => nasflow_probe::server::ServerMode::On,
+            Self::Off => nasflow_probe::server::ServerMode::Off,
+        }
+    }
+}
+
 /// An optional signal switched on or off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Switch {
@@ -85,7 +108,7 @@ macro_rules! deserialize_as_value_enum {
     )*};
 }
 
-deserialize_as_value_enum!(Output, Histogram, Temporality, Protocol, Compression);
+deserialize_as_value_enum!(Output, Histogram, Temporality, Protocol, Compression, ServerMode);
 
 /// `on`/`off` in the file, also when a YAML 1.1 writer (Helm) turned them into booleans.
 impl<'de> Deserialize<'de> for Switch {

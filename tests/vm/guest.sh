@@ -524,6 +524,85 @@ phase_features() {
 	stop_agent feat
 }
 
+########## the NFS server side ##########
+nfsd_ops() { # proc3|proc4ops index: one counter of the kernel's own nfsd statistics
+	awk -v k="$1" -v i="$2" '$1 == k {print $(i + 3)}' /proc/net/rpc/nfsd
+}
+record_nfsd_ops() { # tag: the counters the server test compares, as the kernel counts them
+	local op i
+	for op in READ:6 WRITE:7 CREATE:8 REMOVE:12; do
+		expect nfsd_ops "$1" 3 "${op%:*}" "$(nfsd_ops proc3 "${op#*:}")"
+	done
+	for op in READ:25 WRITE:38 OPEN:18 CLOSE:4 READ_PLUS:68; do
+		expect nfsd_ops "$1" 4 "${op%:*}" "$(nfsd_ops proc4ops "${op#*:}")"
+	done
+}
+second_client_up() { # a client of its own address: a network namespace behind a veth pair
+	modprobe veth &&
+		ip netns add c2 &&
+		ip link add srv0 type veth peer name c2eth0 netns c2 &&
+		ip addr add 10.99.0.1/24 dev srv0 && ip link set srv0 up &&
+		ip -n c2 addr add 10.99.0.2/24 dev c2eth0 && ip -n c2 link set c2eth0 up && ip -n c2 link set lo up &&
+		exportfs -o rw,fsid=1,no_root_squash,no_subtree_check,insecure 10.99.0.0/24:/srv/v4/exa
+}
+phase_server() {
+	# What nfsd served, per export, client and operation, against what the clients moved.
+	sync
+	mkdir -p /srv/v4/tiny && mount -t tmpfs -o size=1m tmpfs /srv/v4/tiny &&
+		exportfs -o rw,fsid=9,no_root_squash,no_subtree_check,insecure 127.0.0.0/8:/srv/v4/tiny &&
+		mkdir -p /srv/nas-t && mount -t nfs -o vers=3,tcp,nolock 127.0.0.1:/srv/v4/tiny /srv/nas-t || {
+		failure "the small export for ENOSPC"
+		return 1
+	}
+	expect dev nas-t "$(mountpoint -d /srv/nas-t)"
+	start_agent srv --nfs-server on --otlp-endpoint http://127.0.0.1:4317 || return 1
+	wait_until 60 "the srv agent attached to nfsd" grep -q "attached to the NFS server" "$R/srv.log" || return 1
+	wait_until 60 "the srv agent attached to the client" grep -q "RPC tracing attached" "$R/srv.log" || return 1
+	record_nfsd_ops before
+	local m n
+	for m in a b; do
+		n=$(rnd 1 3000000)
+		run_in "/srv-w-$m" dd if=/dev/zero of=/srv/nas-$m/server-direct bs=$n count=1 oflag=direct
+		expect srv_io "nas-$m" write "$n"
+		run_in "/srv-r-$m" dd if=/srv/nas-$m/server-direct of=/dev/null bs=1M iflag=direct
+		expect srv_io "nas-$m" read "$n"
+	done
+	# ENOSPC: more than the 1 MiB export holds.
+	run_in /srv-full dd if=/dev/zero of=/srv/nas-t/full bs=1M count=2 oflag=direct
+	# ESTALE: the file goes away on the server while the client holds it open (nfsd may
+	# still serve a READ from the file it has open; the attributes then fail).
+	echo stale >/srv/nas-a/stale-file
+	expect srv_io nas-a write 6
+	python3 - >/tmp/stale-read <<'EOP'
+import os, sys
+fd = os.open("/srv/nas-a/stale-file", os.O_RDONLY | os.O_DIRECT)
+os.unlink("/srv/v4/exa/stale-file")
+n = 0
+try:
+    n = len(os.pread(fd, 4096, 0))
+    os.fstat(fd)
+except OSError as e:
+    print("stale:", e, file=sys.stderr)
+print(n)
+EOP
+	expect srv_io nas-a read "$(cat /tmp/stale-read)"
+	# A second client address: 10.99.0.2 in its own network namespace.
+	if second_client_up; then
+		n=$(rnd 1 2000000)
+		mkdir -p /srv/nas-c2
+		if ip netns exec c2 sh -c "mount -t nfs -o vers=3,tcp,nolock 10.99.0.1:/srv/v4/exa /srv/nas-c2 &&
+			dd if=/dev/zero of=/srv/nas-c2/from-c2 bs=$n count=1 oflag=direct && umount /srv/nas-c2"; then
+			expect srv_client 10.99.0.2 nas-a write "$n"
+		else
+			failure "the second client's mount or write"
+		fi
+	else
+		failure "the second client's network namespace"
+	fi
+	record_nfsd_ops after
+	stop_agent srv
+}
+
 ########## cgroup v1 phase ##########
 phase_v1() {
 	umount $CG &&
@@ -582,7 +661,7 @@ phase_collect() {
 	local name ts ok=0
 	# Each agent's last export has reached the sink: its points carry the time the agent read
 	# its maps for its last interval, the last ts_ms of its jsonl.
-	for name in v2 full v1; do
+	for name in v2 full srv v1; do
 		[ -s "$R/$name.jsonl" ] || continue
 		ts=$(tac "$R/$name.jsonl" | grep -m1 -o '"ts_ms":[0-9]*' | tr -dc 0-9)
 		wait_until 60 "$name's last export (time ${ts:-?} ms) in the sink" \
@@ -618,6 +697,8 @@ kill_left() { [ -s "/tmp/pid.agent-$1" ] && [ ! -s "/tmp/exit.agent-$1" ] && kil
 kill_left v2
 phase features 180 phase_features
 kill_left feat
+phase server 240 phase_server
+kill_left srv
 phase v1 300 phase_v1
 phase pin 180 phase_pin
 phase collect 180 phase_collect

@@ -134,7 +134,11 @@ def v1():
 def test_guest_finished_and_agents_exited_cleanly(expect):
     assert ["done"] in expect, "guest script did not reach its end"
     exits = [r[1] for r in expect if r[0] == "agent_exit"]
-    ran = [r[1] for r in expect if r[0] == "phase" and r[1] in ("full", "v2-stop", "features", "v1", "pin") and r[2] != "skipped"]
+    ran = [
+        r[1]
+        for r in expect
+        if r[0] == "phase" and r[1] in ("full", "v2-stop", "features", "server", "v1", "pin") and r[2] != "skipped"
+    ]
     assert len(exits) == len(ran) and all(e == "0" for e in exits), f"agent exit codes {exits} of {ran}"
 
 
@@ -587,6 +591,8 @@ def test_check_before_modules_warns_and_passes(expect):
     items = load_check("before-modules")
     assert items["nfs tracepoints"]["status"] == "WARN" and "not loaded yet" in items["nfs tracepoints"]["detail"]
     assert items["nfs mounts"]["status"] == "WARN"
+    # --nfs-server auto: no nfsd is nothing to warn about.
+    assert items["nfs server programs"]["status"] == "OK" and "not loaded" in items["nfs server programs"]["detail"]
     assert all(i["status"] != "FAIL" for i in items.values()), items
 
 
@@ -595,7 +601,9 @@ def test_check_with_nfs_mounted_is_all_ok(expect):
     assert ["check_exit", "mounted", "0"] in expect
     items = load_check("mounted")
     assert set(items) == {"kernel", "btf", "tracefs", "nfs tracepoints", "sunrpc tracepoints", "cgroups",
-                          "bpf programs", "capabilities", "kubelet", "collector", "nfs mounts"}
+                          "bpf programs", "nfs server programs", "capabilities", "kubelet", "collector",
+                          "nfs mounts"}
+    assert items["nfs server programs"]["detail"] == "6 programs pass the verifier (nfsd is loaded)"
     bad = {n: i for n, i in items.items() if i["status"] != "OK"}
     # The one documented gap: kernels before 5.12 have no sunrpc:xprt_retransmit.
     if kernel_version(expect) < (5, 12):
@@ -697,3 +705,110 @@ def test_no_two_series_share_an_attribute_set():
 def test_the_nfs_module_cannot_be_removed_under_an_attached_agent(expect):
     assert one(expect, "rmmod_nfs_attached")[0] != "0", "nfs.ko was removed while the agent was attached"
     assert one(expect, "rmmod_nfs_detached")[0] == "0", "nfs.ko stayed after the agent stopped"
+
+
+# ---------- the NFS server side (phase server) ----------
+
+EXPORTS = {"nas-a": "/srv/v4/exa", "nas-b": "/srv/v4/exb", "nas-t": "/srv/v4/tiny"}
+
+
+@pytest.fixture
+def served():
+    """The server lines of the srv agent's last interval (cumulative), and its io lines."""
+    path = R / "srv.jsonl"
+    assert path.exists(), f"{path} missing"
+    lines = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    server = [l for l in lines if l["kind"] == "server"]
+    assert server, "no server lines"
+    last = max(l["seq"] for l in server)
+    return [l for l in server if l["seq"] == last], Run("srv", load_devs())
+
+
+@needs("services", "nfs", "server")
+def test_server_bytes_per_export_equal_what_the_clients_moved(expect, served):
+    server, run = served
+    want = defaultdict(int)
+    for _, mount, direction, n in (r for r in expect if r[0] == "srv_io"):
+        want[(EXPORTS[mount], direction)] += int(n)
+    for (export, direction), n in want.items():
+        got = sum(l["bytes"] for l in server if l["export"] == export and l["direction"] == direction and l["client"] == "127.0.0.1")
+        assert got == n, f"{export} {direction}: server {got}, clients {n}"
+        # The same agent's client side, every cgroup on that mount.
+        mount = next(m for m, e in EXPORTS.items() if e == export)
+        op = "READ" if direction == "read" else "WRITE"
+        client = sum(l["bytes"] for l in run.io if l["dev"] == run.devs[mount] and l["op"] == op and l["seq"] == run.io[-1]["seq"])
+        assert got == client, f"{export} {direction}: server {got}, client side {client}"
+
+
+@needs("services", "nfs", "server")
+def test_server_operation_counts_equal_the_kernels_statistics(expect, served):
+    server, _ = served
+    counters = defaultdict(dict)
+    for _, tag, vers, op, n in (r for r in expect if r[0] == "nfsd_ops"):
+        counters[(int(vers), op)][tag] = int(n)
+    assert counters
+    for (vers, op), c in counters.items():
+        got = sum(l["ops"] for l in server if l["vers"] == vers and l["op"] == op)
+        assert got == c["after"] - c["before"], f"v{vers} {op}: nasflow {got}, /proc/net/rpc/nfsd {c['after'] - c['before']}"
+    assert sum(l["ops"] for l in server if l["op"] in ("READ", "READ_PLUS") and l["vers"] == 4) > 0, "v4 reads seen"
+
+
+@needs("services", "nfs", "server")
+def test_server_tells_client_addresses_apart(expect, served):
+    server, _ = served
+    (_, addr, mount, _, n), = [r for r in expect if r[0] == "srv_client"]
+    lines = [l for l in server if l["client"] == addr]
+    assert {l["export"] for l in lines if l["op"] == "WRITE"} == {EXPORTS[mount]}
+    assert sum(l["bytes"] for l in lines if l["op"] == "WRITE") == int(n)
+
+
+@needs("services", "nfs", "server")
+def test_server_failures_carry_the_nfs_status(served):
+    server, _ = served
+    nospc = [l for l in server if l["export"] == "/srv/v4/tiny" and l["status"] == "NFS3ERR_NOSPC"]
+    assert nospc and nospc[0]["op"] == "WRITE", [(l["op"], l["status"]) for l in server if l["export"] == "/srv/v4/tiny"]
+    stale = [l for l in server if l["export"] == "/srv/v4/exa" and l["status"] == "NFS3ERR_STALE"]
+    assert stale, sorted({(l["op"], l["status"]) for l in server if l["status"]})
+
+
+@needs("services", "nfs", "server")
+def test_server_latency_and_requests_without_an_export(served):
+    server, _ = served
+    for l in server:
+        assert l["latency"]["count"] == l["ops"], l
+        assert l["latency"]["sum_s"] > 0 or l["ops"] == 0, l
+    # NFSv4 operations before any file handle (SEQUENCE) are counted apart, with no export.
+    seq = [l for l in server if l["op"] == "SEQUENCE"]
+    assert seq and all(l["export"] is None and l["fsid"] is None for l in seq)
+    # Every handle that was used names its export.
+    assert all(l["export"] for l in server if l["fsid"]), [l for l in server if l["fsid"] and not l["export"]][:1]
+
+
+@needs("services", "nfs", "server", "collect")
+def test_server_metrics_through_rotel_match_the_probe(served):
+    # nfs.server.* as the collector received them: every series of the agent's last interval,
+    # value for value, with its export, client, operation, version and status.
+    server, _ = served
+    newest = newest_points(load_otlp("srv"))
+    checked = 0
+    for l in server:
+        where = {"client.address": l["client"]}
+        if l["export"]:
+            where["nfs.export.path"] = l["export"]
+        elif l["fsid"]:
+            where["nfs.export.fsid"] = l["fsid"]
+        key = lambda metric, extra: (metric, json.dumps({**where, **extra}, sort_keys=True))
+        op = {"nfs.operation.name": l["op"], "onc_rpc.version": l["vers"]}
+        count = newest.get(key("nfs.server.operation.count", {**op, **({"error.type": l["status"]} if l["status"] else {})}))
+        assert count is not None and count["value"] == l["ops"], f"{l['export']} {l['op']} {l['status']}: {count}"
+        if l["direction"]:
+            io = [
+                l2["bytes"] for l2 in server
+                if (l2["export"], l2["fsid"], l2["client"], l2["vers"], l2["op"]) == (l["export"], l["fsid"], l["client"], l["vers"], l["op"])
+            ]
+            p = newest.get(key("nfs.server.io", {"nfs.io.direction": l["direction"]}))
+            assert p is not None and p["value"] == sum(io) and p["unit"] == "By", f"{l['export']} {l['op']} bytes"
+        h = newest.get(key("nfs.server.operation.duration", op))
+        assert h is not None and h["scale"] == 0, f"{l['export']} {l['op']} duration"
+        checked += 1
+    assert checked >= 10

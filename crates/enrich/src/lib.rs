@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod container;
 pub mod errno;
+pub mod exports;
 pub mod kubelet;
 pub mod mountinfo;
 pub mod names;

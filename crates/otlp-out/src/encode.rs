@@ -3,12 +3,16 @@
 //! encoded once. Delivery frames them into requests (`parts.rs`).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use nasflow_enrich::names::Names;
-use nasflow_probe::{Histogram, Inflight, IoRow, Operation, Snapshot};
+use nasflow_enrich::{exports::ExportTable, names::Names};
+use nasflow_probe::{
+    server::{status_name, ServerSnapshot},
+    Histogram, Inflight, IoRow, Operation, Snapshot,
+};
 use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
 
 use crate::{
@@ -88,6 +92,156 @@ fn source_values(source: Source, op: Operation, group: &[IoRow]) -> Vec<(u16, Va
     }
 }
 
+/// What the NFS server served, with the table that names its exports: the server series of
+/// an interval ([`Encoder::interval_with_server`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'a> {
+    /// The server probe's cumulative rows.
+    pub snap: &'a ServerSnapshot,
+    /// fsid to export path.
+    pub exports: &'a ExportTable,
+}
+
+/// What one server series stands for: the export (its path, or its fsid when no export
+/// names it; neither for operations without a file handle), the client, version and
+/// operation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ServerSeries {
+    export: Option<String>,
+    fsid: Option<String>,
+    client: String,
+    vers: u8,
+    op: String,
+    direction: Option<&'static str>,
+}
+
+/// Server series by id ([`Origin::Server`]), and their encoded attributes.
+#[derive(Debug, Default)]
+struct ServerTable {
+    ids: HashMap<ServerSeries, u32>,
+    series: HashMap<u32, ServerSeries>,
+    next: u32,
+    /// The server probe load the ids count from: a reload restarts its counters, so its
+    /// series start anew under new ids.
+    generation: u64,
+    attrs: HashMap<(u32, u16, usize, u32), Arc<[u8]>>,
+}
+
+impl ServerTable {
+    fn intern(&mut self, s: ServerSeries) -> u32 {
+        if let Some(id) = self.ids.get(&s) {
+            return *id;
+        }
+        self.next += 1;
+        self.ids.insert(s.clone(), self.next);
+        self.series.insert(self.next, s);
+        self.next
+    }
+
+    /// Every attribute of one server series' point: export, client, and the metric's own.
+    fn attributes(&mut self, id: u32, status: u16, metric: usize, tag: u32) -> Arc<[u8]> {
+        let Some(s) = self.series.get(&id) else { return Arc::from(Vec::new()) };
+        let bytes = self.attrs.entry((id, status, metric, tag)).or_insert_with(|| {
+            let mut kvs = Vec::new();
+            if let Some(path) = &s.export {
+                kvs.push(kv(schema::ATTR_EXPORT_PATH, path.clone()));
+            } else if let Some(fsid) = &s.fsid {
+                kvs.push(kv(schema::ATTR_EXPORT_FSID, fsid.clone()));
+            }
+            kvs.push(kv(schema::ATTR_CLIENT_ADDRESS, s.client.clone()));
+            for a in METRICS[metric].attributes {
+                match *a {
+                    schema::ATTR_OPERATION => kvs.push(kv(a, s.op.clone())),
+                    schema::ATTR_RPC_VERSION => kvs.push(int_kv(a, i64::from(s.vers))),
+                    schema::ATTR_ERROR_TYPE => {
+                        if let Some(name) = status_name(s.vers, status) {
+                            kvs.push(kv(a, name));
+                        }
+                    }
+                    schema::ATTR_IO_DIRECTION => {
+                        if let Some(d) = s.direction {
+                            kvs.push(kv(a, d));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut buf = Vec::new();
+            for a in &kvs {
+                prost::encoding::message::encode(tag, a, &mut buf);
+            }
+            buf.into()
+        });
+        Arc::clone(bytes)
+    }
+
+    /// Current values of every server series, the series of one (export, client, version,
+    /// operation) next to each other.
+    fn values(&mut self, served: &Served<'_>) -> Vec<(SeriesKey, Value)> {
+        if served.snap.load_generation != self.generation {
+            self.generation = served.snap.load_generation;
+            self.ids.clear();
+        }
+        let mut out = Vec::new();
+        let rows = &served.snap.rows;
+        for group in rows.chunk_by(|a, b| (&a.fsid, &a.client, a.vers, &a.op) == (&b.fsid, &b.client, b.vers, &b.op)) {
+            let first = &group[0];
+            let export = first.fsid.as_ref().and_then(|(t, h)| served.exports.path(*t, h)).map(str::to_owned);
+            let fsid = if export.is_none() { first.fsid.as_ref().map(|(t, h)| format!("{t}:{h}")) } else { None };
+            let id = self.intern(ServerSeries {
+                export,
+                fsid,
+                client: first.client.clone(),
+                vers: first.vers,
+                op: first.op.clone(),
+                direction: first.direction(),
+            });
+            for (metric, m) in METRICS.iter().enumerate() {
+                let origin = |status| Some(Origin::Server { id, status });
+                match m.source {
+                    Source::ServerOps => {
+                        for r in group {
+                            out.push((SeriesKey { metric, origin: origin(r.status_code) }, Value::Sum(r.ops)));
+                        }
+                    }
+                    Source::ServerBytes if first.direction().is_some() => {
+                        let bytes = group.iter().map(|r| r.bytes).sum();
+                        out.push((SeriesKey { metric, origin: origin(0) }, Value::Sum(bytes)));
+                    }
+                    Source::ServerLatency => {
+                        let mut h = Histogram::default();
+                        for r in group {
+                            h.add(&r.latency);
+                        }
+                        if h.count() > 0 {
+                            out.push((SeriesKey { metric, origin: origin(0) }, Value::Hist(Box::new(h))));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets what the last interval did not use.
+    fn retain(&mut self, used: &HashSet<u32>) {
+        self.series.retain(|id, _| used.contains(id));
+        self.ids.retain(|_, id| used.contains(id));
+        self.attrs.retain(|(id, ..), _| used.contains(id));
+    }
+}
+
+/// An integer attribute.
+fn int_kv(key: &str, value: i64) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }),
+        key_strindex: 0,
+    }
+}
+
 /// Turns snapshots into intervals; one per tick.
 pub struct Encoder {
     registry: Registry,
@@ -98,6 +252,7 @@ pub struct Encoder {
     seq: u64,
     started: u64,
     attrs: AttrCache,
+    server: ServerTable,
 }
 
 impl Encoder {
@@ -131,6 +286,7 @@ impl Encoder {
             seq: 0,
             started: nanos(SystemTime::now()),
             attrs: AttrCache::default(),
+            server: ServerTable::default(),
         }
     }
 
@@ -171,7 +327,7 @@ impl Encoder {
             let (cgroup, dev, op) = (group[0].cgroup, group[0].dev, group[0].op);
             for (metric, m) in METRICS.iter().enumerate() {
                 for (err, value) in source_values(m.source, op, group) {
-                    out.push((SeriesKey { metric, origin: Some(Origin { cgroup, dev, op, err }) }, value));
+                    out.push((SeriesKey { metric, origin: Some(Origin::Client { cgroup, dev, op, err }) }, value));
                 }
             }
         }
@@ -182,6 +338,17 @@ impl Encoder {
     /// self-telemetry, at the time the snapshot was taken. Series of cgroups `names` marks gone
     /// end with the values in the snapshot (give it their final rows).
     pub fn interval(&mut self, snap: &Snapshot, names: &Names, stats: &SelfStats) -> Interval {
+        self.interval_with_server(snap, names, stats, None)
+    }
+
+    /// [`Encoder::interval`] with what the NFS server served (`nfs.server.*`).
+    pub fn interval_with_server(
+        &mut self,
+        snap: &Snapshot,
+        names: &Names,
+        stats: &SelfStats,
+        served: Option<Served<'_>>,
+    ) -> Interval {
         self.seq += 1;
         let time = snap.taken_at.map_or_else(|| nanos(SystemTime::now()), nanos);
         if snap.health.load_generation != self.load_generation {
@@ -194,23 +361,33 @@ impl Encoder {
             self.registry = Registry::new(self.max_series);
         }
         let gone = |cg: u64| names.workloads.get(&cg).is_some_and(|w| w.gone);
-        let current = self.registry.current(time, Self::values(snap), gone);
+        let mut values = Self::values(snap);
+        if let Some(s) = &served {
+            values.extend(self.server.values(s));
+        }
+        let current = self.registry.current(time, values, gone);
         let mut seen = HashSet::new();
+        let mut servers = HashSet::new();
         let mut points = Vec::with_capacity(current.len());
         for c in current {
             let tag = self.framing.attr_tag(c.key.metric);
-            let attrs = match &c.key.origin {
-                Some(o) => {
-                    seen.insert((o.cgroup, o.dev));
-                    let mut a = vec![self.attrs.base(o.cgroup, o.dev, names, tag)];
-                    a.extend(Self::own_attributes(c.key.metric, o).map(|own| self.attrs.own(tag, own)));
+            let attrs = match c.key.origin {
+                Some(Origin::Client { cgroup, dev, op, err }) => {
+                    seen.insert((cgroup, dev));
+                    let mut a = vec![self.attrs.base(cgroup, dev, names, tag)];
+                    a.extend(Self::own_attributes(c.key.metric, op, err).map(|own| self.attrs.own(tag, own)));
                     a
+                }
+                Some(Origin::Server { id, status }) => {
+                    servers.insert(id);
+                    vec![self.server.attributes(id, status, c.key.metric, tag)]
                 }
                 None => vec![self.attrs.own(tag, Own::Overflow)],
             };
             points.push(SeriesPoint { key: c.key, value: c.value, start: c.start, attrs, ended: c.ended });
         }
         self.attrs.retain(&seen);
+        self.server.retain(&servers);
         let gauges = METRICS
             .iter()
             .enumerate()
@@ -239,11 +416,11 @@ impl Encoder {
     }
 
     /// The attributes of a series' own, as its metric's descriptor lists them.
-    fn own_attributes(metric: usize, origin: &Origin) -> impl Iterator<Item = Own> + '_ {
+    fn own_attributes(metric: usize, op: Operation, err: u16) -> impl Iterator<Item = Own> {
         METRICS[metric].attributes.iter().filter_map(move |a| match *a {
-            schema::ATTR_OPERATION => Some(Own::Op(origin.op)),
-            schema::ATTR_ERROR_TYPE => (origin.err != 0).then_some(Own::Error(origin.err)),
-            schema::ATTR_IO_DIRECTION => Some(Own::Direction(origin.op)),
+            schema::ATTR_OPERATION => Some(Own::Op(op)),
+            schema::ATTR_ERROR_TYPE => (err != 0).then_some(Own::Error(err)),
+            schema::ATTR_IO_DIRECTION => Some(Own::Direction(op)),
             _ => None,
         })
     }
@@ -257,7 +434,7 @@ mod tests {
     use std::{collections::HashMap, sync::Arc};
 
     use nasflow_enrich::names::{Names, NasView, Workload};
-    use nasflow_probe::{ProbeHealth, LATENCY_SLOTS};
+    use nasflow_probe::{server::ServerRow, ProbeHealth, LATENCY_SLOTS};
     use nasflow_probe_bpf::latency_slot;
     use opentelemetry_proto::tonic::{
         collector::metrics::v1::ExportMetricsServiceRequest,
@@ -388,6 +565,110 @@ mod tests {
         }
         assert!((p.sum.expect("sum") - (1e-3 + 2.0 * f64::from(top_ns) / 1e9 + 2e-9 + 3e-3)).abs() < 1e-12);
         assert_eq!(p.zero_count, 0);
+    }
+
+    fn served_row(fsid: Option<&str>, vers: u8, op: &str, status: u16, ops: u64, bytes: u64) -> ServerRow {
+        let mut latency = Histogram::default();
+        latency.slots[20] = ops;
+        latency.sum_ns = ops * 1_000_000;
+        ServerRow {
+            fsid: fsid.map(|h| (1, h.to_owned())),
+            client: "10.0.0.7".into(),
+            vers,
+            op: op.into(),
+            status: nasflow_probe::server::status_name(vers, status),
+            status_code: status,
+            ops,
+            bytes,
+            latency,
+        }
+    }
+
+    #[test]
+    fn server_series_per_export_client_operation_and_status() {
+        let rows = vec![
+            served_row(None, 4, "SEQUENCE", 0, 9, 0),
+            served_row(Some("00000001"), 3, "WRITE", 0, 3, 300),
+            served_row(Some("00000001"), 3, "WRITE", 28, 1, 100),
+            served_row(Some("0000000c"), 3, "READ", 0, 2, 50),
+        ];
+        let first_load = ServerSnapshot { attached: true, load_generation: 1, rows, ..ServerSnapshot::default() };
+        let mut exports = ExportTable::default();
+        exports.update("* 1 0x00000001 /srv/exa\n", "");
+        let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
+        let served = Served { snap: &first_load, exports: &exports };
+        let i = e.interval_with_server(&snap(vec![]), &names(&[]), &SelfStats::default(), Some(served));
+        let parts = e.framing().parts(&i, std::iter::empty(), &Answered::new());
+        let r = decode(&parts[0]);
+
+        let Some(Data::Sum(io)) = &metric(&r, schema::SERVER_IO).data else { panic!("sum") };
+        let io: Vec<_> = io
+            .data_points
+            .iter()
+            .map(|p| {
+                let a = &p.attributes;
+                (
+                    attr(a, schema::ATTR_EXPORT_PATH).cloned(),
+                    attr(a, schema::ATTR_EXPORT_FSID).cloned(),
+                    attr(a, schema::ATTR_IO_DIRECTION).cloned(),
+                    p.value,
+                )
+            })
+            .collect();
+        let int = |v| Some(number_data_point::Value::AsInt(v));
+        assert_eq!(
+            io,
+            vec![
+                (Some(s("/srv/exa")), None, Some(s("write")), int(400)),
+                (None, Some(s("1:0000000c")), Some(s("read")), int(50)),
+            ],
+            "bytes summed over statuses; an unnamed fsid keeps its own series"
+        );
+
+        let Some(Data::Sum(ops)) = &metric(&r, schema::SERVER_OPERATION_COUNT).data else { panic!("sum") };
+        let ops: Vec<_> = ops
+            .data_points
+            .iter()
+            .map(|p| {
+                let a = &p.attributes;
+                (
+                    attr(a, schema::ATTR_OPERATION).cloned(),
+                    attr(a, schema::ATTR_RPC_VERSION).cloned(),
+                    attr(a, schema::ATTR_ERROR_TYPE).cloned(),
+                    attr(a, schema::ATTR_EXPORT_PATH).is_some(),
+                    attr(a, schema::ATTR_CLIENT_ADDRESS).cloned(),
+                    p.value,
+                )
+            })
+            .collect();
+        let v = |n| Some(any_value::Value::IntValue(n));
+        let client = Some(s("10.0.0.7"));
+        assert_eq!(
+            ops,
+            vec![
+                (Some(s("SEQUENCE")), v(4), None, false, client.clone(), int(9)),
+                (Some(s("WRITE")), v(3), None, true, client.clone(), int(3)),
+                (Some(s("WRITE")), v(3), Some(s("NFS3ERR_NOSPC")), true, client.clone(), int(1)),
+                (Some(s("READ")), v(3), None, false, client, int(2)),
+            ]
+        );
+        let Some(Data::ExponentialHistogram(h)) = &metric(&r, schema::SERVER_OPERATION_DURATION).data else {
+            panic!("exp")
+        };
+        assert_eq!(h.data_points.iter().map(|p| p.count).collect::<Vec<_>>(), vec![9, 4, 2]);
+
+        // A reload of the server probe restarts its counters: its series start anew.
+        let starts = |r: &ExportMetricsServiceRequest| match &metric(r, schema::SERVER_IO).data {
+            Some(Data::Sum(s)) => s.data_points.iter().map(|p| p.start_time_unix_nano).collect::<Vec<_>>(),
+            _ => vec![],
+        };
+        let first = starts(&r);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let reloaded = ServerSnapshot { load_generation: 2, ..first_load.clone() };
+        let again = Served { snap: &reloaded, exports: &exports };
+        let i = e.interval_with_server(&snap(vec![]), &names(&[]), &SelfStats::default(), Some(again));
+        let r = decode(&e.framing().parts(&i, std::iter::empty(), &Answered::new())[0]);
+        assert!(starts(&r).iter().zip(&first).all(|(a, b)| a > b), "{:?} after {first:?}", starts(&r));
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub enum Source {
     Retransmits,
     /// `Snapshot::inflight`: the oldest RPC in flight per mounted NAS (NAS attributes only).
     InflightMaxAge,
+    /// `ServerRow::bytes` of READ and WRITE rows, summed over statuses, by direction.
+    ServerBytes,
+    /// `ServerRow::ops`, one series per NFS status.
+    ServerOps,
+    /// `ServerRow::latency`, summed over statuses.
+    ServerLatency,
 }
 
 /// One metric.
@@ -60,6 +66,14 @@ pub const ATTR_ERROR_TYPE: &str = "error.type";
 /// `major:minor` of an NFS device no mount names (`0:0`: an RPC whose mount is not known),
 /// in place of the NAS attributes, so such series stay apart.
 pub const ATTR_DEVICE: &str = "nfs.device";
+/// The exported path of a server series (as the server's export table names it).
+pub const ATTR_EXPORT_PATH: &str = "nfs.export.path";
+/// `type:hex` of a file handle fsid no export names (yet), in place of [`ATTR_EXPORT_PATH`].
+pub const ATTR_EXPORT_FSID: &str = "nfs.export.fsid";
+/// The NFS client's address, on server series.
+pub const ATTR_CLIENT_ADDRESS: &str = "client.address";
+/// NFS version (2, 3, 4) of a server series, an integer.
+pub const ATTR_RPC_VERSION: &str = "onc_rpc.version";
 /// Marks the series that hold what exceeded the series budget.
 pub const ATTR_OVERFLOW: &str = "otel.metric.overflow";
 
@@ -129,9 +143,47 @@ pub const RPC_INFLIGHT_MAX_AGE: Metric = Metric {
     source: Source::InflightMaxAge,
 };
 
+/// Bytes the NFS server moved: READ payloads sent, WRITE payloads received, per export and
+/// client.
+pub const SERVER_IO: Metric = Metric {
+    name: "nfs.server.io",
+    unit: "By",
+    instrument: Instrument::Counter,
+    description: "Bytes the NFS server moved per export and client: READ payloads sent and WRITE payloads received.",
+    attributes: &[ATTR_IO_DIRECTION],
+    source: Source::ServerBytes,
+};
+/// Operations the NFS server served.
+pub const SERVER_OPERATION_COUNT: Metric = Metric {
+    name: "nfs.server.operation.count",
+    unit: "{operation}",
+    instrument: Instrument::Counter,
+    description: "NFS operations served per export and client, failed ones with error.type (the NFS status).",
+    attributes: &[ATTR_OPERATION, ATTR_RPC_VERSION, ATTR_ERROR_TYPE],
+    source: Source::ServerOps,
+};
+/// The server's service time per operation.
+pub const SERVER_OPERATION_DURATION: Metric = Metric {
+    name: "nfs.server.operation.duration",
+    unit: "s",
+    instrument: Instrument::Histogram,
+    description: "NFS server service time per operation, from the request's (or the previous NFSv4 operation's) start to its end.",
+    attributes: &[ATTR_OPERATION, ATTR_RPC_VERSION],
+    source: Source::ServerLatency,
+};
 /// Every NFS metric, in the order a request carries them.
-pub const METRICS: [Metric; 7] =
-    [IO, OPERATION_COUNT, OPERATION_DURATION, APP_IO, RPC_RTT, RPC_RETRANSMIT_COUNT, RPC_INFLIGHT_MAX_AGE];
+pub const METRICS: [Metric; 10] = [
+    IO,
+    OPERATION_COUNT,
+    OPERATION_DURATION,
+    APP_IO,
+    RPC_RTT,
+    RPC_RETRANSMIT_COUNT,
+    RPC_INFLIGHT_MAX_AGE,
+    SERVER_IO,
+    SERVER_OPERATION_COUNT,
+    SERVER_OPERATION_DURATION,
+];
 
 /// Scope of the NFS metrics.
 pub const SCOPE: &str = "nasflow";

@@ -17,14 +17,25 @@ pub enum Temporality {
     Delta,
 }
 
-/// Where a series' values come from: one (cgroup, device, operation) of the probe, and the
-/// outcome for series kept per errno (0 otherwise).
+/// Where a series' values come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct Origin {
-    pub(crate) cgroup: u64,
-    pub(crate) dev: u32,
-    pub(crate) op: Operation,
-    pub(crate) err: u16,
+pub(crate) enum Origin {
+    /// One (cgroup, device, operation) of the client probe, and the outcome for series kept
+    /// per errno (0 otherwise).
+    Client { cgroup: u64, dev: u32, op: Operation, err: u16 },
+    /// One (export, client address, version, operation) the NFS server served (`id` in the
+    /// encoder's server table), and the NFS status for series kept per status (0 otherwise).
+    Server { id: u32, status: u16 },
+}
+
+impl Origin {
+    /// The cgroup of a client series.
+    pub(crate) fn cgroup(&self) -> Option<u64> {
+        match self {
+            Self::Client { cgroup, .. } => Some(*cgroup),
+            Self::Server { .. } => None,
+        }
+    }
 }
 
 /// One series: a metric (its index in `schema::METRICS`) and its origin; `None` for the
@@ -101,7 +112,7 @@ impl Registry {
                 SeriesState { start: now, admitted, folded: None }
             });
             if st.admitted {
-                let ended = key.origin.is_some_and(|o| gone(o.cgroup));
+                let ended = key.origin.and_then(|o| o.cgroup()).is_some_and(&gone);
                 out.push(Current { key, value: cur, start: st.start, ended });
             } else {
                 // Fold what this series gained since it was last folded.
@@ -129,7 +140,7 @@ impl Registry {
         let before = self.series.len();
         let admitted = &mut self.admitted;
         self.series.retain(|k, st| {
-            let keep = seen.contains(k) && !k.origin.is_some_and(|o| gone(o.cgroup));
+            let keep = seen.contains(k) && !k.origin.and_then(|o| o.cgroup()).is_some_and(&gone);
             if !keep && st.admitted && k.origin.is_some() {
                 *admitted -= 1;
             }

@@ -16,6 +16,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "nasflow.h"
+#include "common.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -135,10 +136,6 @@ struct {
 	__type(value, __u64);
 } read_args SEC(".maps");
 
-struct rec {
-	__u64 words[NASFLOW_RECORD_BYTES / 8];
-};
-
 /* Initial histogram value: too large for the 512-byte BPF stack, so it lives in .bss. */
 struct nasflow_io_hist zero_hist = {};
 
@@ -148,44 +145,6 @@ static __always_inline void health_add(__u32 idx, __u64 n)
 
 	if (v)
 		*v += n;
-}
-
-/* Reads a naturally aligned unsigned field of 1, 2, 4 or 8 bytes; 0 when absent. */
-static __always_inline __u64 field_u(const struct rec *r, __u16 off, __u16 size)
-{
-	const __u8 *base = (const __u8 *)r->words;
-
-	if (off > NASFLOW_RECORD_BYTES - 8)
-		return 0;
-	switch (size) {
-	case 8:
-		return *(const __u64 *)(base + off);
-	case 4:
-		return *(const __u32 *)(base + off);
-	case 2:
-		return *(const __u16 *)(base + off);
-	case 1:
-		return *(const __u8 *)(base + off);
-	default:
-		return 0;
-	}
-}
-
-/* Reads a signed field (the done events' error), sign-extended. */
-static __always_inline __s64 field_s(const struct rec *r, __u16 off, __u16 size)
-{
-	__u64 v = field_u(r, off, size);
-
-	switch (size) {
-	case 4:
-		return (__s32)v;
-	case 2:
-		return (__s16)v;
-	case 1:
-		return (__s8)v;
-	default:
-		return (__s64)v;
-	}
 }
 
 static __always_inline int read_rec(void *ctx, struct rec *r)
@@ -224,45 +183,6 @@ static __always_inline bool current_is_kthread(void)
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
 	return BPF_CORE_READ(task, flags) & PF_KTHREAD;
-}
-
-static __always_inline __u32 log2_u64(__u64 v)
-{
-	__u32 r = 0, shift;
-
-	shift = (v > 0xFFFFFFFFULL) << 5;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xFFFF) << 4;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xFF) << 3;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xF) << 2;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0x3) << 1;
-	v >>= shift;
-	r |= shift;
-	r |= (v >> 1);
-	return r;
-}
-
-/* The histogram slot of a latency: units of 2^-30 s, bucket (2^(s-1), 2^s] units. */
-static __always_inline __u32 latency_slot(__u64 ns)
-{
-	__u64 units;
-	__u32 slot;
-
-	/* ns * 2^30 / 10^9 without overflow for latencies up to 2^37 ns (137 s). */
-	if (ns > (1ULL << 37))
-		ns = 1ULL << 37;
-	units = ns + ns * 73741824ULL / 1000000000ULL;
-	if (units <= 1)
-		return 0;
-	slot = log2_u64(units - 1) + 1;
-	return slot < NASFLOW_HIST_SLOTS ? slot : NASFLOW_HIST_SLOTS - 1;
 }
 
 /* Adds a latency sample to one key's histogram. */
@@ -809,7 +729,6 @@ int BPF_KRETPROBE(nfs_fread_ret, long ret)
 	app_bytes(current_cgroup(), BPF_CORE_READ(inode, i_sb, s_dev), NASFLOW_OP_APP_READ, (__u64)ret);
 	return 0;
 }
-
 
 /*
  * Operation id of a procedure name. User space loads every NFS procedure name the kernel

@@ -216,4 +216,80 @@ _Static_assert(sizeof(struct nasflow_rpc_task_key) == 8, "nasflow_rpc_task_key A
 _Static_assert(sizeof(struct nasflow_rpc_task) == 32, "nasflow_rpc_task ABI");
 _Static_assert(sizeof(struct nasflow_rpc_layout) == 80, "nasflow_rpc_layout ABI");
 
+/* ---- NFS server (nfsd) ---- */
+
+/* File handle fsid bytes kept (FSID_UUID16_INUM, the longest, has 24). */
+#define NASFLOW_FSID_BYTES 24
+/* Client address as sunrpc prints it ("%pISpc"), port cut off; INET6_ADDRSTRLEN plus
+ * brackets fits. */
+#define NASFLOW_SVC_ADDR 48
+/* NFSv4 operation names as nfsd_compound_status gives them ("OP_READ"). */
+#define NASFLOW_SVC_OP_NAME 24
+/* fsid_type of an operation that touched no file handle (NULL, SEQUENCE, EXCHANGE_ID). */
+#define NASFLOW_FSID_NONE 0xff
+/* op of an NFSv4 operation name the table does not hold. */
+#define NASFLOW_SVC_OP_UNKNOWN 0xffff
+/* op flag: a procedure of the NFS ACL program (nfsacl, served by nfsd beside NFSv2/v3). */
+#define NASFLOW_SVC_OP_ACL 0x4000
+/* status flag: the RPC layer refused the call (accept_stat in the low bits). */
+#define NASFLOW_SVC_RPC_ERROR 0x8000
+
+/* Server counter and histogram key: which export (its file handles' fsid, as mountd keys
+ * exports), which client, which operation (v2/v3 procedure number, v4 operation number),
+ * how it ended (nfsstat3/nfsstat4, 0 for success). */
+struct nasflow_svc_key {
+	__u8 fsid_type;
+	__u8 vers;
+	__u16 op;
+	__u16 status;
+	__u16 pad;
+	__u8 fsid[NASFLOW_FSID_BYTES];
+	__u8 addr[NASFLOW_SVC_ADDR];
+};
+
+/* Per-CPU cumulative counters of one server key: operations and their payload bytes
+ * (READ: sent to the client, WRITE: received). */
+struct nasflow_svc_counters {
+	__u64 ops;
+	__u64 bytes;
+};
+
+/* A v4 operation name, the key of the name to number table user space fills. */
+struct nasflow_svc_op_name {
+	__u8 name[NASFLOW_SVC_OP_NAME];
+};
+
+/* Server health counters, a per-CPU array indexed by this enum. */
+enum nasflow_svc_health {
+	/* The server counters map was full: operations lost. */
+	NASFLOW_SH_COUNTERS_FULL = 0,
+	/* The server histogram map was full: latency samples lost. */
+	NASFLOW_SH_HIST_FULL = 1,
+	/* The per-thread request map was full: that thread's requests are not counted. */
+	NASFLOW_SH_THREADS_FULL = 2,
+	/* A tracepoint record or file handle could not be read. */
+	NASFLOW_SH_READ_FAILED = 3,
+	/* A reply's status could not be found (not the reply to the request's xid). */
+	NASFLOW_SH_NO_STATUS = 4,
+	NASFLOW_SH__COUNT = 5,
+};
+
+/* Field layouts of the server's events, read by user space before load. */
+struct nasflow_svc_layout {
+	struct nasflow_field proc_xid;
+	struct nasflow_field proc_vers;
+	struct nasflow_field proc_proc;
+	struct nasflow_field proc_service;
+	struct nasflow_field proc_addr;
+	struct nasflow_field read_len;
+	struct nasflow_field write_len;
+	struct nasflow_field op_status;
+	struct nasflow_field op_name;
+	struct nasflow_field send_xid;
+	struct nasflow_field send_head;
+};
+
+_Static_assert(sizeof(struct nasflow_svc_key) == 80, "nasflow_svc_key ABI");
+_Static_assert(sizeof(struct nasflow_svc_layout) == 44, "nasflow_svc_layout ABI");
+
 #endif /* NASFLOW_H */

@@ -65,3 +65,24 @@ int noop_fr_exit(void *ctx)
 {
 	return 0;
 }
+
+/* The server probe's hooks (nfsd.bpf.c). */
+NOOP_RPC(noop_svc_proc, svc_process)
+NOOP_RPC(noop_svc_send, svc_xdr_sendto)
+
+#define NOOP_NFSD(name, event)                 \
+	SEC("tracepoint/nfsd/" #event)         \
+	int name(void *ctx)                     \
+	{                                       \
+		return 0;                       \
+	}
+
+NOOP_NFSD(noop_svc_read, nfsd_read_io_done)
+NOOP_NFSD(noop_svc_write, nfsd_write_io_done)
+NOOP_NFSD(noop_svc_op, nfsd_compound_status)
+
+SEC("kprobe/fh_verify")
+int noop_svc_fh(void *ctx)
+{
+	return 0;
+}

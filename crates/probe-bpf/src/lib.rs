@@ -7,6 +7,7 @@ struct Aligned<B: ?Sized>(B);
 
 static PROBE_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nasflow.bpf.o")));
 static NOOP_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/noop.bpf.o")));
+static SERVER_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nfsd.bpf.o")));
 static COMPAT_OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/nasflow-compat.bpf.o")));
 
 /// The NFS client probe: counters, histograms and attribution (`bpf/nasflow.bpf.c`).
@@ -20,6 +21,13 @@ pub fn probe_object() -> &'static [u8] {
 #[must_use]
 pub fn compat_object() -> &'static [u8] {
     &COMPAT_OBJECT.0
+}
+
+/// The NFS server probe (`bpf/nfsd.bpf.c`): what nfsd serves per export and client. It uses
+/// no fetching atomics, so one build serves every kernel.
+#[must_use]
+pub fn server_object() -> &'static [u8] {
+    &SERVER_OBJECT.0
 }
 
 /// The first kernel with fetching atomics in BPF (`BPF_FETCH`, `BPF_CMPXCHG`).
@@ -113,6 +121,28 @@ pub mod maps {
     pub const PROC_IDS: &str = "proc_ids";
     /// sunrpc client id to NFS super block device.
     pub const RPC_CLIENTS: &str = "rpc_clients";
+}
+
+/// Map names of the server probe (`nfsd.bpf.o`).
+pub mod server_maps {
+    /// `svc_counters`: per-CPU operations and bytes per server key.
+    pub const COUNTERS: &str = "svc_counters";
+    /// `svc_hist`: latency histograms per server key.
+    pub const HIST: &str = "svc_hist";
+    /// `svc_health`: the server health counters.
+    pub const HEALTH: &str = "svc_health";
+    /// `svc_op_ids`: NFSv4 operation names to numbers.
+    pub const OP_IDS: &str = "svc_op_ids";
+    /// `svc_threads`: the request each nfsd thread serves.
+    pub const THREADS: &str = "svc_threads";
+}
+
+/// Names of the server probe's `const volatile` globals.
+pub mod server_globals {
+    /// `svc_layout`: the server events' field layouts.
+    pub const LAYOUT: &str = "svc_layout";
+    /// `want_latency`: whether histograms are updated.
+    pub const WANT_LATENCY: &str = "want_latency";
 }
 
 /// `const volatile` globals set before load.
@@ -356,6 +386,31 @@ pub type RpcTask = abi::nasflow_rpc_task;
 /// `struct nasflow_rpc_layout`: fields of the sunrpc events and of the hint events.
 pub type RpcLayout = abi::nasflow_rpc_layout;
 
+/// `struct nasflow_svc_key`: export (fsid), client address, version, operation, status.
+pub type SvcKey = abi::nasflow_svc_key;
+/// `struct nasflow_svc_counters`: one CPU's served operations and payload bytes.
+pub type SvcCounters = abi::nasflow_svc_counters;
+/// `struct nasflow_svc_op_name`: an NFSv4 operation name as nfsd's events spell it.
+pub type SvcOpName = abi::nasflow_svc_op_name;
+/// `struct nasflow_svc_layout`: the server events' field layouts.
+pub type SvcLayout = abi::nasflow_svc_layout;
+/// `fsid_type` of operations that used no file handle.
+pub const FSID_NONE: u8 = 0xff;
+/// `op` of an NFSv4 operation name the table lacks.
+pub const SVC_OP_UNKNOWN: u16 = u16_of(abi::NASFLOW_SVC_OP_UNKNOWN);
+/// Flag in `op`: a procedure of the NFS ACL program (nfsacl).
+pub const SVC_OP_ACL: u16 = u16_of(abi::NASFLOW_SVC_OP_ACL);
+/// Flag in `status`: the RPC layer refused the call (`accept_stat` below it).
+pub const SVC_RPC_ERROR: u16 = u16_of(abi::NASFLOW_SVC_RPC_ERROR);
+/// Server health counter names, in `enum nasflow_svc_health` order.
+pub const SVC_HEALTH: [&str; abi::NASFLOW_SH__COUNT as usize] = [
+    "server_counters_map_full",
+    "server_histogram_map_full",
+    "server_threads_map_full",
+    "server_read_failed",
+    "server_reply_status_unknown",
+];
+
 /// `enum nasflow_rpc_state`: an NFS RPC on the wire or queued.
 pub const RPC_RUNNING: u32 = abi::NASFLOW_RPC_RUNNING;
 
@@ -448,6 +503,14 @@ unsafe impl aya::Pod for RpcTaskKey {}
 unsafe impl aya::Pod for RpcTask {}
 // SAFETY: as above.
 unsafe impl aya::Pod for RpcLayout {}
+// SAFETY: as above: `#[repr(C)]` integers and byte arrays, padding spelled out in the header.
+unsafe impl aya::Pod for SvcKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for SvcCounters {}
+// SAFETY: as above.
+unsafe impl aya::Pod for SvcOpName {}
+// SAFETY: as above.
+unsafe impl aya::Pod for SvcLayout {}
 
 #[cfg(test)]
 mod tests {

@@ -122,6 +122,21 @@ pub const HINTS: [Program; crate::HINT_EVENT_COUNT] = [
     nfs("hint_open", "noop_h_open", "nfs_atomic_open_enter"),
 ];
 
+const fn nfsd(name: &'static str, noop: &'static str, event: &'static str) -> Program {
+    Program { name, noop, hook: Hook::Tracepoint { category: "nfsd", event } }
+}
+
+/// The NFS server (`nfsd.bpf.o`), attached while the nfsd module is loaded; in the order the
+/// events of a request pass. All are needed together.
+pub const SERVER: [Program; 6] = [
+    sunrpc("svc_process", "noop_svc_proc", "svc_process"),
+    Program { name: "svc_fh_verify", noop: "noop_svc_fh", hook: Hook::Kprobe("fh_verify") },
+    nfsd("svc_read_done", "noop_svc_read", "nfsd_read_io_done"),
+    nfsd("svc_write_done", "noop_svc_write", "nfsd_write_io_done"),
+    nfsd("svc_op_done", "noop_svc_op", "nfsd_compound_status"),
+    sunrpc("svc_sendto", "noop_svc_send", "svc_xdr_sendto"),
+];
+
 /// The optional signals, each of which costs kernel work on every event it watches. A signal
 /// switched off attaches no program of its own and its work is skipped in shared ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +226,13 @@ mod tests {
         let listed: Vec<&str> = all().map(|p| p.name).collect();
         let unlisted: Vec<&String> = probe.keys().filter(|n| !listed.contains(&n.as_str())).collect();
         assert!(unlisted.is_empty(), "programs missing from the table: {unlisted:?}");
-        assert_eq!(noop.len(), listed.len(), "one no-op per program");
+        let server = programs_of(crate::server_object());
+        for p in &SERVER {
+            assert_eq!(server.get(p.name), Some(&p.hook.section()), "{} in nfsd.bpf.o", p.name);
+            assert_eq!(noop.get(p.noop), Some(&p.hook.section()), "{} in noop.bpf.o", p.noop);
+        }
+        assert_eq!(server.len(), SERVER.len(), "every server program is in the table");
+        assert_eq!(noop.len(), listed.len() + SERVER.len(), "one no-op per program");
     }
 
     /// Atomic instructions that fetch (`BPF_FETCH`, `BPF_XCHG`, `BPF_CMPXCHG`): kernels before

@@ -7,6 +7,7 @@ pub use nasflow_probe_bpf::programs;
 
 mod attach;
 pub mod preflight;
+pub mod server;
 pub mod snapshot;
 mod sys;
 pub mod tracefs;
