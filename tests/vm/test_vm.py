@@ -709,7 +709,7 @@ def test_the_nfs_module_cannot_be_removed_under_an_attached_agent(expect):
 
 # ---------- the NFS server side (phase server) ----------
 
-EXPORTS = {"nas-a": "/srv/v4/exa", "nas-b": "/srv/v4/exb", "nas-t": "/srv/v4/tiny"}
+EXPORTS = {"nas-a": "/srv/v4/exa", "nas-b": "/srv/v4/exb", "nas-t": "/srv/v4/tiny", "nas-e": "/srv/v4/ext"}
 
 
 @pytest.fixture
@@ -812,3 +812,28 @@ def test_server_metrics_through_rotel_match_the_probe(served):
         assert h is not None and h["scale"] == 0, f"{l['export']} {l['op']} duration"
         checked += 1
     assert checked >= 10
+
+
+@needs("services", "nfs", "server")
+def test_server_names_an_export_by_its_uuid(expect, served):
+    # ext4 exported without fsid=: its handles carry the file system's UUID (and the export
+    # root's inode), which the kernel's export cache maps back to the path.
+    server, _ = served
+    (_, uuid), = [r for r in expect if r[0] == "ext_uuid"]
+    lines = [l for l in server if l["export"] == "/srv/v4/ext"]
+    types = {l["fsid"].split(":")[0] for l in lines}
+    assert lines and types <= {"6", "7"} and len(types) == 1, types
+    # FSID_UUID16: the 16 UUID bytes (the export is the file system's root); FSID_UUID16_INUM:
+    # the export root's 8-byte inode number first. Each 32-bit word is printed in host order.
+    fsid_type, fsid = lines[0]["fsid"].split(":")
+    raw = b"".join(bytes.fromhex(fsid[i:i + 8])[::-1] for i in range(0, len(fsid), 8))
+    assert raw[-16:].hex() == uuid.replace("-", ""), (fsid, uuid)
+    assert len(raw) == (16 if fsid_type == "6" else 24)
+
+
+@needs(*V2)
+def test_server_probe_attaches_when_nfsd_loads_late(v2):
+    # The v2 agent starts before any NFS module (--nfs-server auto): it attaches to nfsd once
+    # the nfs phase loads it.
+    assert v2.health[0]["server"]["attached"] is False
+    assert v2.health[-1]["server"]["attached"] is True
