@@ -50,12 +50,15 @@ start_agent() { # mode
 	case $1 in
 	default) "$BIN" run --output jsonl --interval 5s >/dev/null 2>"$R/agent.cur" & ;;
 	app-bytes) "$BIN" run --output jsonl --interval 5s --app-bytes on >/dev/null 2>"$R/agent.cur" & ;;
+	client-only) "$BIN" run --output jsonl --interval 5s --nfs-server off >/dev/null 2>"$R/agent.cur" & ;;
 	noop) "$NOOP" >"$R/agent.cur" 2>&1 & ;;
 	esac
 	AGENT=$!
 	case $1 in
 	noop) wait_until 120 "no-op programs attached" grep -q attached "$R/agent.cur" ;;
-	*) wait_until 120 "agent attached" grep -q "RPC tracing attached" "$R/agent.cur" ;;
+	client-only) wait_until 120 "agent attached" grep -q "RPC tracing attached" "$R/agent.cur" ;;
+	*) wait_until 120 "agent attached" grep -q "RPC tracing attached" "$R/agent.cur" &&
+		wait_until 120 "server programs attached" grep -q "attached to the NFS server" "$R/agent.cur" ;;
 	esac
 }
 stop_agent() {
