@@ -406,6 +406,12 @@ impl Pipe {
             let _ = stdout.flush();
         }
         let e = self.enricher.stats();
+        // The server's counter map fills like the client's: it joins the fill gauges and the
+        // maps-near-full check.
+        let mut maps = snap.health.maps.clone();
+        if let Some(s) = &served {
+            maps.push(s.map_fill());
+        }
         let conditions = health::Conditions {
             attached: snap.health.attached,
             attach_error: self.attach_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
@@ -413,7 +419,7 @@ impl Pipe {
             last_export: self.otlp.as_ref().and_then(|o| o.delivery.last_success()),
             export_failures: self.otlp.as_ref().map_or(0, |o| o.delivery.stats().failures),
             kubelet_down: e.kubelet_down,
-            maps: snap.health.maps.clone(),
+            maps: maps.clone(),
             failed_programs: snap.health.failed_programs.clone(),
         };
         let degraded = health::degraded(&conditions, self.interval, Instant::now());
@@ -421,11 +427,18 @@ impl Pipe {
         if let Some(o) = &mut self.otlp {
             let stats = SelfStats {
                 delivery: o.delivery.stats(),
-                probe_drops: snap.health.counters.clone(),
+                // The server probe's losses count beside the client's (`server_*` reasons).
+                probe_drops: snap
+                    .health
+                    .counters
+                    .iter()
+                    .chain(served.iter().flat_map(|s| s.counters.iter()))
+                    .copied()
+                    .collect(),
                 enrich_misses: e.misses,
                 kubelet_refreshes: e.kubelet_refreshes,
                 degraded: DEGRADED_STATES.iter().map(|s| (*s, degraded.iter().any(|(d, _)| d == s))).collect(),
-                maps: snap.health.maps.clone(),
+                maps,
                 attached_programs: snap.health.attached_programs,
             };
             let served = match (&served, &self.server) {

@@ -90,6 +90,14 @@ pub struct ServerSnapshot {
     pub series: (u64, u64),
 }
 
+impl ServerSnapshot {
+    /// (map, keys used, capacity) of the server's counter map, as the client's maps report it.
+    #[must_use]
+    pub fn map_fill(&self) -> (&'static str, u64, u64) {
+        (server_maps::COUNTERS, self.series.0, self.series.1)
+    }
+}
+
 /// The server probe.
 pub struct ServerProbe {
     tracefs: Tracefs,
