@@ -241,6 +241,10 @@ phase_v2_ready() {
 	local ok=0
 	wait_until 60 "/readyz answering 200 once attached" readyz_ok || ok=1
 	expect readyz_attached "$READYZ"
+	# The server programs load once nfsd is there (--nfs-server auto): their verification
+	# takes seconds of the emulated CPUs, which the workloads' first intervals should not
+	# share.
+	wait_until 120 "the v2 agent attached to nfsd" has_line "$R/v2.log" 'attached to the NFS server' || ok=1
 	return $ok
 }
 
@@ -554,7 +558,7 @@ phase_server() {
 		failure "the small export for ENOSPC"
 		return 1
 	}
-	expect dev nas-t "$(mountpoint -d /srv/nas-t)"
+	expect srv_dev nas-t "$(mountpoint -d /srv/nas-t)"
 	# An export without fsid=: mountd keys it by the file system's UUID (fsid type 7).
 	# (The image lives on a tmpfs: the guest's /tmp is an overlay a loop device cannot use.)
 	local img=/srv/img/ext.img loopdev
@@ -566,7 +570,7 @@ phase_server() {
 		failure "the ext4 (UUID) export"
 		return 1
 	}
-	expect dev nas-e "$(mountpoint -d /srv/nas-e)"
+	expect srv_dev nas-e "$(mountpoint -d /srv/nas-e)"
 	expect ext_uuid "$(blkid -s UUID -o value $img)"
 	start_agent srv --nfs-server on --otlp-endpoint http://127.0.0.1:4317 || return 1
 	wait_until 60 "the srv agent attached to nfsd" grep -q "attached to the NFS server" "$R/srv.log" || return 1

@@ -721,7 +721,9 @@ def served():
     server = [l for l in lines if l["kind"] == "server"]
     assert server, "no server lines"
     last = max(l["seq"] for l in server)
-    return [l for l in server if l["seq"] == last], Run("srv", load_devs())
+    # The server phase's own mounts (a small export, a UUID export) beside the suite's.
+    devs = {**load_devs(), **{r[1]: r[2] for r in load_expect() if r[0] == "srv_dev"}}
+    return [l for l in server if l["seq"] == last], Run("srv", devs)
 
 
 @needs("services", "nfs", "server")
