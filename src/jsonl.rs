@@ -74,6 +74,9 @@ pub struct IoLine {
     pub dev: String,
     /// Operation name (`READ`, `WRITE`, `COMMIT`, `APP_READ`, `APP_WRITE`, or an RPC procedure).
     pub op: String,
+    /// The watched directory the operations' files are in (`--directories`), as configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
     /// Completed operations, failed ones included.
     pub ops: u64,
     /// Bytes (READ received, WRITE sent).
@@ -96,8 +99,8 @@ pub struct IoLine {
 pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
     let ts_ms = snap.taken_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis());
     let mut out: Vec<IoLine> = Vec::new();
-    // Rows come sorted by (cgroup, dev, op, err), so a group is a run of rows.
-    for group in snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op) == (b.cgroup, b.dev, b.op)) {
+    // Rows come sorted by (cgroup, dev, op, dir, err), so a group is a run of rows.
+    for group in snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op, a.dir) == (b.cgroup, b.dev, b.op, b.dir)) {
         let first = &group[0];
         let w = names.workloads.get(&first.cgroup);
         let mut line = IoLine {
@@ -114,6 +117,7 @@ pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
             cgroup_gone: w.is_some_and(|w| w.gone),
             dev: first.dev_string(),
             op: first.op.name().to_owned(),
+            directory: names.directory(first.dir).map(str::to_owned),
             ops: 0,
             bytes: 0,
             errors: 0,

@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use nasflow_enrich::directories::{self, DirSpec};
 use nasflow_enrich::exports::ExportTable;
 use nasflow_enrich::{
     cgroup::CgroupHierarchy,
@@ -21,7 +22,7 @@ use nasflow_otlp_out::{
 use nasflow_probe::{
     server::{ServerEvent, ServerMode, ServerProbe, ServerSnapshot},
     tracefs::Tracefs,
-    AttachEvent, CgroupIdentity, Probe, ProbeOptions, Snapshot,
+    AttachEvent, CgroupIdentity, Probe, ProbeOptions, Snapshot, WatchedDir,
 };
 
 use crate::{config::RunConfig, health, jsonl};
@@ -132,8 +133,14 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     let mut opts = ProbeOptions::new(CgroupIdentity { v1: hierarchy.v1, root_id: hierarchy.root_id });
     opts.max_series = cfg.max_kernel_series;
     opts.features = cfg.features;
+    opts.operations.clone_from(&cfg.operations);
     opts.proc_root.clone_from(&cfg.proc_root);
     let probe: SharedProbe = Arc::new(Mutex::new(Probe::new(opts).context("starting the probe")?));
+    let directories: Arc<[String]> = cfg.directories.iter().map(DirSpec::label).collect();
+    if !cfg.directories.is_empty() {
+        tracing::info!(directories = %directories.join(","), "watching NAS directories");
+        tokio::spawn(directory_loop(Arc::clone(&probe), cfg.clone()));
+    }
     match &cfg.kubelet {
         Some(k) => {
             tracing::info!(url = %k.url, node = cfg.node_name.as_deref().unwrap_or("-"), "pods from the kubelet");
@@ -185,6 +192,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         degraded_before: Vec::new(),
         reads: ReadRetry::default(),
         server,
+        directories,
     };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -254,6 +262,53 @@ async fn attach_loop(probe: SharedProbe, error: AttachError) {
     }
 }
 
+/// How often the watched directories are looked for on the mounts: new pod mounts and
+/// directories created later are watched within this.
+const DIRECTORY_POLL: Duration = Duration::from_secs(5);
+
+/// Keeps the probe's watched directories in step with the mounts and the directories on them.
+async fn directory_loop(probe: SharedProbe, cfg: RunConfig) {
+    let specs = Arc::new(cfg.directories);
+    let mut watched_before: std::collections::BTreeSet<u16> = std::collections::BTreeSet::new();
+    let mut first = true;
+    loop {
+        let (p, specs_now) = (Arc::clone(&probe), Arc::clone(&specs));
+        let (proc_root, host_root) = (cfg.proc_root.clone(), cfg.host_root.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let path = nasflow_enrich::mountinfo::host_mountinfo(&proc_root);
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let (mounts, _) = nasflow_enrich::mountinfo::parse_mountinfo(&text);
+            let res = directories::resolve(&specs_now, &mounts, &host_root);
+            let dirs = res.watched.iter().map(|(&(dev, ino), &id)| WatchedDir { dev, ino, id }).collect();
+            let left_out = with_probe(&p, |p| p.set_watched(dirs))?;
+            anyhow::Ok((res, left_out))
+        })
+        .await;
+        match found {
+            Ok(Ok((res, left_out))) => {
+                let now: std::collections::BTreeSet<u16> = res.watched.values().copied().collect();
+                for id in now.difference(&watched_before) {
+                    let inodes = res.watched.values().filter(|i| *i == id).count();
+                    let label = specs.get(usize::from(*id) - 1).map(DirSpec::label).unwrap_or_default();
+                    tracing::info!(directory = %label, inodes, "watching directory");
+                }
+                for id in watched_before.difference(&now).chain(if first { res.missing.iter() } else { [].iter() }) {
+                    let label = specs.get(usize::from(*id) - 1).map(DirSpec::label).unwrap_or_default();
+                    tracing::info!(directory = %label, "directory not on any NFS mount (yet): watched once it appears");
+                }
+                if left_out > 0 {
+                    tracing::warn!(left_out, "more watched directory inodes than the kernel map holds: some mounts' traffic carries no directory");
+                }
+                watched_before = now;
+                first = false;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "looking for the watched directories"),
+            Err(e) => tracing::warn!(error = %e, "directory task failed"),
+        }
+        tokio::time::sleep(DIRECTORY_POLL).await;
+    }
+}
+
 /// Map reads failing this many intervals in a row end the agent.
 const MAX_READ_FAILURES: u32 = 10;
 
@@ -277,6 +332,8 @@ struct Pipe {
     reads: ReadRetry,
     /// The NFS server side, unless switched off.
     server: Option<ServerSide>,
+    /// The watched directories as configured, by id - 1.
+    directories: Arc<[String]>,
 }
 
 /// The OTLP side of the pipe: the encoder owns the series, delivery the network.
@@ -350,7 +407,7 @@ impl Pipe {
                 tracing::debug!(cgroups = gone.len(), keys = finals.len(), "removed cgroups' keys deleted");
                 snap.rows.retain(|r| !gone.contains(&r.cgroup));
                 snap.rows.extend(finals);
-                snap.rows.sort_by_key(|r| (r.cgroup, r.dev, r.op, r.err));
+                snap.rows.sort_by_key(|r| (r.cgroup, r.dev, r.op, r.dir, r.err));
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "deleting the keys of removed cgroups"),
             Err(e) => tracing::warn!(error = %e, "forget task failed"),
@@ -381,7 +438,8 @@ impl Pipe {
         let seen_at = Instant::now();
         let mut pairs: Vec<(u64, u32)> = snap.rows.iter().map(|r| (r.cgroup, r.dev)).collect();
         pairs.dedup();
-        let names = self.enricher.resolve(&pairs, seen_at, self.budget).await;
+        let mut names = self.enricher.resolve(&pairs, seen_at, self.budget).await;
+        names.directories = Arc::clone(&self.directories);
         // Removed cgroups: their keys leave the kernel maps now, and the values they held at
         // deletion are the ones their series end with (increments since the read included).
         let snap = if names.gone.is_empty() { snap } else { self.finish_gone(snap, &names.gone).await };

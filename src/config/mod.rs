@@ -168,6 +168,12 @@ pub struct RunConfig {
     pub features: nasflow_probe::programs::Features,
     /// Whether the NFS server is traced.
     pub nfs_server: nasflow_probe::server::ServerMode,
+    /// Watched directories, in order (a directory's id is its place, from 1).
+    pub directories: Vec<nasflow_enrich::directories::DirSpec>,
+    /// Operations counted; `None` for all.
+    pub operations: Option<std::collections::BTreeSet<String>>,
+    /// The node's `/` as this process sees it.
+    pub host_root: PathBuf,
     /// Host /proc.
     pub proc_root: PathBuf,
     /// Node name, when in a cluster.

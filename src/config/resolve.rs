@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use nasflow_enrich::kubelet::KubeletConfig;
 use nasflow_otlp_out::{
     encode::{self, EncodeOptions, HistogramKind},
@@ -25,6 +25,7 @@ mod default {
     pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
     pub const PROC_ROOT: &str = "/proc";
     pub const MAX_KERNEL_SERIES: u32 = 10_240;
+    pub const MAX_DIRECTORIES: usize = 64;
     pub const KUBELET_REFRESH: Duration = Duration::from_secs(10);
     pub const OTLP_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_SERIES: usize = 20_000;
@@ -63,6 +64,14 @@ impl Settings {
                 Some(k)
             }
         };
+        let max_directories = self.max_directories.unwrap_or(default::MAX_DIRECTORIES);
+        if max_directories > usize::from(nasflow_probe::MAX_DIRS) {
+            bail!("--max-directories {max_directories}: at most {}", nasflow_probe::MAX_DIRS);
+        }
+        let directories = nasflow_enrich::directories::parse(self.directories.as_deref().unwrap_or_default(), max_directories)
+            .context("--directories")?;
+        let operations = self.operations.as_deref().map(operations).transpose()?;
+        let counts = |name: &str| operations.as_ref().is_none_or(|set| set.contains(name));
         Ok(RunConfig {
             output: self.output,
             otlp,
@@ -77,8 +86,18 @@ impl Settings {
                     app_bytes: self.app_bytes.map_or(d.app_bytes, Switch::on),
                     rtt: self.rtt.map_or(d.rtt, Switch::on),
                     latency: self.latency.map_or(d.latency, Switch::on),
+                    directories: !directories.is_empty(),
+                    reads: counts("READ"),
+                    writes: counts("WRITE"),
+                    commits: counts("COMMIT"),
+                    metadata: operations
+                        .as_ref()
+                        .is_none_or(|set| set.iter().any(|n| !["READ", "WRITE", "COMMIT"].contains(&n.as_str()))),
                 }
             },
+            directories,
+            operations,
+            host_root: self.host_root.unwrap_or_else(|| PathBuf::from("/")),
             nfs_server: self.nfs_server.map_or(nasflow_probe::server::ServerMode::Auto, ServerMode::probe),
             proc_root: self.proc_root.unwrap_or_else(|| PathBuf::from(default::PROC_ROOT)),
             node_name: self.node_name,
@@ -201,4 +220,26 @@ mod tests {
         assert_eq!(cfg.kubelet_refresh, Duration::from_secs(10));
         assert!(cfg.otlp.is_none() && cfg.kubelet.is_none() && cfg.task_labels.is_empty());
     }
+}
+
+/// `--operations`: procedure names as the kernel spells them (any case), each one it sends.
+fn operations(list: &[String]) -> Result<std::collections::BTreeSet<String>> {
+    let known = |n: &str| {
+        nasflow_probe::KNOWN_PROCS.contains(&n) || nasflow_probe::PRELOADED_PROCS.iter().any(|(p, _)| *p == n)
+    };
+    let mut set = std::collections::BTreeSet::new();
+    for raw in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let name = raw.to_ascii_uppercase();
+        if name == "READ_PLUS" || !known(&name) {
+            bail!(
+                "--operations: `{raw}` is not an NFS operation the kernel client sends (READ, WRITE, COMMIT, \
+                 GETATTR, LOOKUP, ACCESS, CREATE, REMOVE, OPEN, CLOSE, ...; READ covers READ_PLUS)"
+            );
+        }
+        set.insert(name);
+    }
+    if set.is_empty() {
+        bail!("--operations: name at least one operation (READ,WRITE,COMMIT,...), or leave it unset to count all");
+    }
+    Ok(set)
 }

@@ -65,6 +65,29 @@ pub struct Settings {
     #[arg(long, value_enum)]
     pub latency: Option<Switch>,
 
+    /// NAS directories to watch, comma-separated: a path on the node (/mnt/nas/team-a) or
+    /// server:/export/dir (every mount of it); traffic below one carries nfs.directory, the
+    /// deepest winning [env: NASFLOW_DIRECTORIES]
+    #[arg(long, value_delimiter = ',')]
+    pub directories: Option<Vec<String>>,
+
+    /// Most directories --directories may list [default: 64] [env: NASFLOW_MAX_DIRECTORIES]
+    #[arg(long, value_parser = values::count::<usize>)]
+    #[serde(deserialize_with = "values::file::count")]
+    pub max_directories: Option<usize>,
+
+    /// NFS operations counted, comma-separated as the kernel names them (READ,WRITE,COMMIT,
+    /// LOOKUP, ...); what is left out attaches nothing of its own [default: all]
+    /// [env: NASFLOW_OPERATIONS]
+    #[arg(long, value_delimiter = ',')]
+    pub operations: Option<Vec<String>>,
+
+    /// The node's / as this process sees it, for --directories given as node paths (/host/root
+    /// in a container, a read-only hostPath of / with HostToContainer propagation)
+    /// [default: /] [env: NASFLOW_HOST_ROOT]
+    #[arg(long)]
+    pub host_root: Option<PathBuf>,
+
     /// Trace the kernel NFS server (nfsd): auto attaches whenever the nfsd module is loaded, on
     /// also warns while it is not, off never attaches [default: auto] [env: NASFLOW_NFS_SERVER]
     #[arg(long, value_enum)]
@@ -224,6 +247,10 @@ impl Settings {
             rtt,
             latency,
             nfs_server,
+            directories,
+            max_directories,
+            operations,
+            host_root,
             node_name,
             kubelet_url,
             kubelet_token_file,
@@ -260,6 +287,10 @@ impl Settings {
             rtt: rtt.or(self.rtt),
             latency: latency.or(self.latency),
             nfs_server: nfs_server.or(self.nfs_server),
+            directories: directories.or(self.directories),
+            max_directories: max_directories.or(self.max_directories),
+            operations: operations.or(self.operations),
+            host_root: host_root.or(self.host_root),
             node_name: node_name.or(self.node_name),
             kubelet_url: kubelet_url.or(self.kubelet_url),
             kubelet_token_file: kubelet_token_file.or(self.kubelet_token_file),

@@ -205,6 +205,11 @@ pub fn request_bytes(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+/// A comma-separated list (`a, b,c`), blanks dropped.
+pub fn list(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect()
+}
+
 /// A count or size of at least one: a map or budget of zero series would hold nothing.
 pub fn count<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
     let s = s.trim();

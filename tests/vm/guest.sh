@@ -615,6 +615,74 @@ EOP
 	stop_agent srv
 }
 
+########## directories ##########
+agent_progs() { # name: the BPF programs the agent's process holds open (its fds' prog_id)
+	local pid
+	pid=$(cat "/tmp/pid.agent-$1")
+	bpftool -j prog show | /usr/bin/python3 -c '
+import json, sys
+ids = {int(i) for i in sys.argv[1:]}
+print(json.dumps([p for p in json.load(sys.stdin) if p["id"] in ids]))' \
+		$(awk '/^prog_id:/ {print $2}' /proc/"$pid"/fdinfo/* 2>/dev/null | sort -un) >"$R/$1-progs.json"
+}
+phase_dirs() {
+	# Traffic per watched directory: nested ones, one named server:/export/... and reached
+	# through a second mount (its own super block), a buffered write flushed by another
+	# cgroup, metadata below a directory, a directory made after start, unwatched traffic.
+	local a=/srv/nas-a/proj m2=/srv/dirs-m2 n b
+	mkdir -p $a/team-a/sub/deeper $a/team-b $a/other && mkdir -p $m2 &&
+		mount -t nfs -o vers=3,tcp,nolock,nosharecache 127.0.0.1:/srv/v4/exa/proj $m2 || {
+		failure "the directories or the second mount"
+		return 1
+	}
+	expect dir_dev m2 "$(mountpoint -d $m2)"
+	b=127.0.0.1:/srv/v4/exa/proj/team-b
+	start_agent dirs --directories "$a/team-a,$a/team-a/sub,$b,$a/later" --otlp-endpoint http://127.0.0.1:4317 || return 1
+	start_agent ops --operations WRITE,COMMIT --latency off || return 1
+	wait_until 60 "the dirs agent watching team-b" grep -q "watching directory.*team-b" "$R/dirs.log" || return 1
+	wait_until 120 "the dirs agent's RPC programs" grep -q "RPC tracing attached" "$R/dirs.log" || return 1
+	wait_until 120 "the ops agent's RPC programs" grep -q "RPC tracing attached" "$R/ops.log" || return 1
+	n=$(rnd 1 3000000)
+	run_in /dirs-a dd if=/dev/zero of=$a/team-a/f bs=$n count=1 oflag=direct
+	run_in /dirs-a dd if=$a/team-a/f of=/dev/null bs=1M iflag=direct
+	expect dir_io /dirs-a nas-a $a/team-a "$n" "$n"
+	n=$(rnd 1 3000000)
+	run_in /dirs-sub dd if=/dev/zero of=$a/team-a/sub/deeper/f bs=$n count=1 oflag=direct
+	run_in /dirs-sub dd if=$a/team-a/sub/deeper/f of=/dev/null bs=1M iflag=direct
+	expect dir_io /dirs-sub nas-a $a/team-a/sub "$n" "$n"
+	n=$(rnd 1 3000000)
+	run_in /dirs-b dd if=/dev/zero of=$m2/team-b/f bs=$n count=1 oflag=direct
+	run_in /dirs-b-read dd if=$a/team-b/f of=/dev/null bs=1M iflag=direct
+	expect dir_io /dirs-b m2 $b "$n" 0
+	expect dir_io /dirs-b-read nas-a $b 0 "$n"
+	n=$(rnd 1 3000000)
+	run_in /dirs-o dd if=/dev/zero of=$a/other/f bs=$n count=1 oflag=direct
+	expect dir_io /dirs-o nas-a - "$n" 0
+	n=$(rnd 1 3000000)
+	hold_write /dirs-bw $a/team-a/sub/buffered 0 "$n" dbw
+	run_in /dirs-syncer sync
+	release dbw
+	expect dir_io /dirs-bw nas-a $a/team-a/sub "$n" 0
+	run_in /dirs-meta-b stat $a/team-b/missing-1
+	run_in /dirs-meta-b stat $a/team-b/missing-2
+	run_in /dirs-meta-b touch $a/team-b/made
+	run_in /dirs-meta-b rm $a/team-b/made
+	run_in /dirs-meta-o stat $a/other/missing-3
+	expect dir_meta $b
+	mkdir $a/later
+	wait_until 60 "the dirs agent watching a directory made after start" grep -q "watching directory.*later" "$R/dirs.log" || return 1
+	n=$(rnd 1 3000000)
+	run_in /dirs-later dd if=/dev/zero of=$a/later/f bs=$n count=1 oflag=direct
+	expect dir_io /dirs-later nas-a $a/later "$n" 0
+	agent_progs dirs
+	agent_progs ops
+	local ok=0
+	stop_agent dirs || ok=1
+	stop_agent ops || ok=1
+	umount $m2
+	return $ok
+}
+
 ########## cgroup v1 phase ##########
 phase_v1() {
 	umount $CG &&
@@ -673,7 +741,7 @@ phase_collect() {
 	local name ts ok=0
 	# Each agent's last export has reached the sink: its points carry the time the agent read
 	# its maps for its last interval, the last ts_ms of its jsonl.
-	for name in v2 full srv v1; do
+	for name in v2 full srv dirs v1; do
 		[ -s "$R/$name.jsonl" ] || continue
 		ts=$(tac "$R/$name.jsonl" | grep -m1 -o '"ts_ms":[0-9]*' | tr -dc 0-9)
 		wait_until 60 "$name's last export (time ${ts:-?} ms) in the sink" \
@@ -711,6 +779,9 @@ phase features 180 phase_features
 kill_left feat
 phase server 240 phase_server
 kill_left srv
+phase dirs 300 phase_dirs
+kill_left dirs
+kill_left ops
 phase v1 300 phase_v1
 phase pin 180 phase_pin
 phase collect 180 phase_collect

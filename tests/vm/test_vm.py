@@ -87,11 +87,11 @@ class Run:
         self.devs = devs
         self.last = {}
         for l in self.io:
-            self.last[(l["cgroup_id"], l["dev"], l["op"])] = l
+            self.last[(l["cgroup_id"], l["dev"], l["op"], l.get("directory"))] = l
 
     def series(self, cgroup, dev_name, op):
         dev = self.devs[dev_name]
-        found = [l for (_, d, o), l in self.last.items() if l["cgroup"] == cgroup and d == dev and o == op]
+        found = [l for (_, d, o, _), l in self.last.items() if l["cgroup"] == cgroup and d == dev and o == op]
         return found
 
     def bytes(self, cgroup, dev_name, op):
@@ -137,8 +137,10 @@ def test_guest_finished_and_agents_exited_cleanly(expect):
     ran = [
         r[1]
         for r in expect
-        if r[0] == "phase" and r[1] in ("full", "v2-stop", "features", "server", "v1", "pin") and r[2] != "skipped"
+        if r[0] == "phase" and r[1] in ("full", "v2-stop", "features", "server", "dirs", "v1", "pin") and r[2] != "skipped"
     ]
+    # The dirs phase runs two agents.
+    ran += [r for r in ran if r == "dirs"]
     assert len(exits) == len(ran) and all(e == "0" for e in exits), f"agent exit codes {exits} of {ran}"
 
 
@@ -347,6 +349,8 @@ def check_otlp_against_jsonl(phase, run, explicit, at_least):
     checked = 0
     for l in run.last.values():
         base = {**l["workload"], **(l["nas"] or {"nfs.device": l["dev"]})}
+        if l.get("directory"):
+            base["nfs.directory"] = l["directory"]
         key = lambda metric, extra: (metric, json.dumps({**base, **extra}, sort_keys=True))
         if l["op"].startswith("APP_"):
             direction = "read" if l["op"] == "APP_READ" else "write"
@@ -477,7 +481,7 @@ ABOVE_31MS = 26
 
 def rpc_lines(run, cgroup, dev_name):
     dev = run.devs[dev_name]
-    return [l for (_, d, _), l in run.last.items() if l["cgroup"] == cgroup and d == dev]
+    return [l for (_, d, _, _), l in run.last.items() if l["cgroup"] == cgroup and d == dev]
 
 
 @needs(*V2)
@@ -839,3 +843,89 @@ def test_server_probe_attaches_when_nfsd_loads_late(v2):
     # the nfs phase loads it.
     assert v2.health[0]["server"]["attached"] is False
     assert v2.health[-1]["server"]["attached"] is True
+
+
+# ---- directories (--directories, --operations) ----
+
+
+def dir_devs():
+    return {**load_devs(), **{r[1]: r[2] for r in load_expect() if r[0] == "dir_dev"}}
+
+
+@pytest.fixture
+def dirs():
+    return Run("dirs", dir_devs())
+
+
+@pytest.fixture
+def ops_run():
+    return Run("ops", dir_devs())
+
+
+def dir_bytes(run, cgroup, dev_name, op, directory):
+    """Bytes of one cgroup's operation on one device below `directory` (None: below none)."""
+    return sum(l["bytes"] for l in run.series(cgroup, dev_name, op) if l.get("directory") == directory)
+
+
+@needs("services", "nfs", "dirs")
+def test_each_watched_directory_gets_exactly_its_bytes(expect, dirs):
+    # Nested directories (the deepest wins), one reached through a second mount of the same
+    # export, buffered writes flushed by another cgroup, a directory created after start, and
+    # unwatched traffic without nfs.directory.
+    cases = [r for r in expect if r[0] == "dir_io"]
+    assert len(cases) == 7, cases
+    for _, cgroup, dev, directory, wrote, read in cases:
+        directory = None if directory == "-" else directory
+        for op, n in (("WRITE", int(wrote)), ("READ", int(read))):
+            got = dir_bytes(dirs, cgroup, dev, op, directory)
+            assert got == n, f"{op} bytes of {cgroup} on {dev} below {directory}: got {got}, moved {n}"
+            elsewhere = sum(l["bytes"] for l in dirs.series(cgroup, dev, op)) - got
+            assert elsewhere == 0, f"{cgroup} {op}: {elsewhere} bytes charged below another directory"
+            ops = [l for l in dirs.series(cgroup, dev, op) if l.get("directory") == directory]
+            if n:
+                assert sum(l["ops"] for l in ops) >= 1 and sum(l["latency"]["count"] for l in ops) >= 1
+    # The COMMIT of the buffered write follows its directory.
+    (bw,) = [r for r in cases if r[1] == "/dirs-bw"]
+    commits = [l for l in dirs.series("/dirs-bw", "nas-a", "COMMIT")]
+    assert commits and all(l.get("directory") == bw[3] for l in commits), commits
+    assert not [l for l in dirs.io if l["cgroup"] == "/dirs-syncer"], "the flusher is charged nothing"
+
+
+@needs("services", "nfs", "dirs")
+def test_metadata_below_a_watched_directory_carries_it(expect, dirs):
+    (team_b,) = [r[1] for r in expect if r[0] == "dir_meta"]
+    by_op = defaultdict(lambda: defaultdict(int))
+    for l in dirs.last.values():
+        if l["cgroup"] == "/dirs-meta-b":
+            by_op[l["op"]][l.get("directory")] += l["ops"]
+    # Two stats of missing names and the touch's own lookup; the touch's CREATE and SETATTR
+    # (its times); the rm.
+    assert by_op["LOOKUP"][team_b] >= 3, dict(by_op["LOOKUP"])
+    assert by_op["CREATE"] == {team_b: 1}, dict(by_op["CREATE"])
+    assert by_op["REMOVE"] == {team_b: 1}, dict(by_op["REMOVE"])
+    assert by_op["SETATTR"] == {team_b: 1}, dict(by_op["SETATTR"])
+    other = [l for l in dirs.last.values() if l["cgroup"] == "/dirs-meta-o" and l["op"] == "LOOKUP"]
+    assert other and all(l.get("directory") is None for l in other), other
+
+
+@needs("services", "nfs", "dirs")
+def test_operations_and_latency_switches_change_what_is_exported_and_attached(expect, ops_run):
+    # --operations WRITE,COMMIT --latency off: only those operations, no latency samples,
+    # and none of the READ, hint or directory programs loaded by that agent.
+    assert {l["op"] for l in ops_run.io} <= {"WRITE", "COMMIT"}, {l["op"] for l in ops_run.io}
+    (a,) = [r for r in expect if r[0] == "dir_io" and r[1] == "/dirs-a"]
+    assert dir_bytes(ops_run, "/dirs-a", "nas-a", "WRITE", None) == int(a[4])
+    assert all(l["latency"]["count"] == 0 for l in ops_run.io)
+    assert all(l.get("directory") is None for l in ops_run.io)
+    progs = {p["name"] for p in json.loads((R / "ops-progs.json").read_text())}
+    assert {"nfs_initiate_write", "nfs_writeback_done", "nfs_commit_done", "rpc_task_end"} <= progs, progs
+    assert not progs & {"nfs_initiate_read", "nfs_readpage_done", "hint_lookup", "dir_read", "dir_write"}, progs
+    dir_progs = {p["name"] for p in json.loads((R / "dirs-progs.json").read_text())}
+    assert {"dir_read", "dir_write", "dir_lookup", "dir_create", "dir_unlink"} <= dir_progs, dir_progs
+
+
+@needs("services", "nfs", "dirs", "collect")
+def test_otlp_carries_the_directory(dirs):
+    check_otlp_against_jsonl("dirs", dirs, explicit=False, at_least=8)
+    labelled = {p["attrs"].get("nfs.directory") for p in load_otlp("dirs") if p["metric"] == "nfs.client.io"}
+    assert {"/srv/nas-a/proj/team-a", "/srv/nas-a/proj/team-a/sub", "127.0.0.1:/srv/v4/exa/proj/team-b"} <= labelled

@@ -152,9 +152,17 @@ pub struct Names {
     /// Resolution misses this time: cgroups without a path, containers the kubelet does
     /// not know, devices without a mount.
     pub misses: u64,
+    /// The watched directories as configured (`nfs.directory`), by id - 1.
+    pub directories: Arc<[String]>,
 }
 
 impl Names {
+    /// The watched directory `id` (1-based) as configured; `None` for 0 or an unknown id.
+    #[must_use]
+    pub fn directory(&self, id: u16) -> Option<&str> {
+        self.directories.get(usize::from(id).checked_sub(1)?).map(String::as_str)
+    }
+
     /// The NAS of a row: device `dev` as seen from the cgroup's pod.
     #[must_use]
     pub fn nas_of(&self, dev: u32, cgroup: u64) -> Option<&Arc<NasView>> {

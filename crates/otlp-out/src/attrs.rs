@@ -28,6 +28,8 @@ pub(crate) fn kv(key: &str, value: impl Into<String>) -> KeyValue {
 pub(crate) struct AttrCache {
     base: HashMap<(u64, u32), CachedBase>,
     own: HashMap<(u32, Own), Arc<[u8]>>,
+    /// `nfs.directory` by (tag, directory id).
+    dirs: HashMap<(u32, u16), Arc<[u8]>>,
 }
 
 #[derive(Debug)]
@@ -100,6 +102,16 @@ impl AttrCache {
     }
 
     /// One attribute of a series' own, encoded as field `tag` of a data point.
+    /// `nfs.directory` of watched directory `id`, named `name` (fixed for the process).
+    pub(crate) fn directory(&mut self, tag: u32, id: u16, name: &str) -> Arc<[u8]> {
+        let bytes = self.dirs.entry((tag, id)).or_insert_with(|| {
+            let mut buf = Vec::new();
+            prost::encoding::message::encode(tag, &kv(schema::ATTR_DIRECTORY, name), &mut buf);
+            buf.into()
+        });
+        Arc::clone(bytes)
+    }
+
     pub(crate) fn own(&mut self, tag: u32, own: Own) -> Arc<[u8]> {
         let bytes = self.own.entry((tag, own)).or_insert_with(|| {
             let a = match own {

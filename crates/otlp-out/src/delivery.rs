@@ -329,7 +329,7 @@ mod tests {
         let point = |cgroup: u64| SeriesPoint {
             key: SeriesKey {
                 metric: 1,
-                origin: Some(Origin::Client { cgroup, dev: 1, op: nasflow_probe::Operation::Read, err: 0 }),
+                origin: Some(Origin::Client { cgroup, dev: 1, op: nasflow_probe::Operation::Read, err: 0, dir: 0 }),
             },
             value: Value::Sum(cgroup),
             start: 0,

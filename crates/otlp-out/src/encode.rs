@@ -322,12 +322,15 @@ impl Encoder {
     /// together.
     fn values(snap: &Snapshot) -> Vec<(SeriesKey, Value)> {
         let mut out: Vec<(SeriesKey, Value)> = Vec::with_capacity(snap.rows.len() * 3);
-        // Rows are sorted by (cgroup, dev, op, err): a group is a run.
-        for group in snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op) == (b.cgroup, b.dev, b.op)) {
-            let (cgroup, dev, op) = (group[0].cgroup, group[0].dev, group[0].op);
+        // Rows are sorted by (cgroup, dev, op, dir, err): a group is a run.
+        for group in
+            snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op, a.dir) == (b.cgroup, b.dev, b.op, b.dir))
+        {
+            let (cgroup, dev, op, dir) = (group[0].cgroup, group[0].dev, group[0].op, group[0].dir);
             for (metric, m) in METRICS.iter().enumerate() {
                 for (err, value) in source_values(m.source, op, group) {
-                    out.push((SeriesKey { metric, origin: Some(Origin::Client { cgroup, dev, op, err }) }, value));
+                    let origin = Origin::Client { cgroup, dev, op, err, dir };
+                    out.push((SeriesKey { metric, origin: Some(origin) }, value));
                 }
             }
         }
@@ -372,9 +375,12 @@ impl Encoder {
         for c in current {
             let tag = self.framing.attr_tag(c.key.metric);
             let attrs = match c.key.origin {
-                Some(Origin::Client { cgroup, dev, op, err }) => {
+                Some(Origin::Client { cgroup, dev, op, err, dir }) => {
                     seen.insert((cgroup, dev));
                     let mut a = vec![self.attrs.base(cgroup, dev, names, tag)];
+                    if let Some(d) = names.directory(dir) {
+                        a.push(self.attrs.directory(tag, dir, d));
+                    }
                     a.extend(Self::own_attributes(c.key.metric, op, err).map(|own| self.attrs.own(tag, own)));
                     a
                 }

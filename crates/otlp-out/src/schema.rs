@@ -66,6 +66,8 @@ pub const ATTR_ERROR_TYPE: &str = "error.type";
 /// `major:minor` of an NFS device no mount names (`0:0`: an RPC whose mount is not known),
 /// in place of the NAS attributes, so such series stay apart.
 pub const ATTR_DEVICE: &str = "nfs.device";
+/// The watched directory (`--directories`, as configured) a client operation's file is in.
+pub const ATTR_DIRECTORY: &str = "nfs.directory";
 /// The exported path of a server series (as the server's export table names it).
 pub const ATTR_EXPORT_PATH: &str = "nfs.export.path";
 /// `type:hex` of a file handle fsid no export names (yet), in place of [`ATTR_EXPORT_PATH`].

@@ -22,7 +22,8 @@ pub enum Temporality {
 pub(crate) enum Origin {
     /// One (cgroup, device, operation) of the client probe, and the outcome for series kept
     /// per errno (0 otherwise).
-    Client { cgroup: u64, dev: u32, op: Operation, err: u16 },
+    /// `dir` is the watched directory (0 for none).
+    Client { cgroup: u64, dev: u32, op: Operation, err: u16, dir: u16 },
     /// One (export, client address, version, operation) the NFS server served (`id` in the
     /// encoder's server table), and the NFS status for series kept per status (0 otherwise).
     Server { id: u32, status: u16 },

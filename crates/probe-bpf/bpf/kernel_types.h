@@ -71,10 +71,27 @@ struct super_block {
 	__u32 s_dev;
 };
 
+struct hlist_node {
+	struct hlist_node *next;
+};
+
+struct hlist_head {
+	struct hlist_node *first;
+};
+
 struct inode {
 	struct super_block *i_sb;
 	unsigned long i_ino;
 	__s64 i_size;
+	struct hlist_head i_dentry;
+};
+
+struct dentry {
+	struct dentry *d_parent;
+	struct inode *d_inode;
+	union {
+		struct hlist_node d_alias;
+	} d_u;
 };
 
 struct file {

@@ -57,6 +57,13 @@ const volatile __u32 o_direct_flag = 040000;
  * page-cache hits included). */
 const volatile __u8 want_latency = 1;
 const volatile __u8 want_app_bytes = 0;
+/* Non-zero with --directories: operations carry the watched directory of their file. */
+const volatile __u8 want_dirs = 0;
+/* Zero with --operations: a procedure name user space did not load is not counted. */
+const volatile __u8 count_new_procs = 1;
+/* Which argument of nfs_create and nfs_mkdir is the dentry (1-based): 3 since 5.12 (an
+ * idmap or user namespace comes first), 2 before. */
+const volatile __u8 create_dentry_arg = 3;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -109,6 +116,9 @@ struct dirty_val {
 	struct dirty_slot slot[NASFLOW_DIRTY_SLOTS];
 	/* The cgroup charged with the last flushed WRITE: COMMITs follow it. */
 	__u64 last_cgroup;
+	/* The watched directory of the file's last WRITE: its COMMITs carry it too. */
+	__u32 dir;
+	__u32 pad;
 };
 
 struct {
@@ -135,6 +145,40 @@ struct {
 	__type(key, __u64);
 	__type(value, __u64);
 } read_args SEC(".maps");
+
+/* Watched directories, (dev, inode) to id, and the devices that have any (a walk is only
+ * made on those). Filled by user space, which keeps them current as mounts and directories
+ * come and go. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct nasflow_dir_key);
+	__type(value, __u16);
+} watched_dirs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u32);
+} watched_devs SEC(".maps");
+
+/* The directory of the operation a thread is about to send, from the kprobe that knew its
+ * file (nfs_initiate_read/_write, nfs_lookup, ...), for the event that starts the RPC. One
+ * per CPU, as rpc_hints: the kprobe and the event run back to back in one thread. */
+struct dir_hint {
+	__u64 pid_tgid;
+	__u64 ts;
+	__u32 dir;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dir_hint);
+} dir_hints SEC(".maps");
 
 /* Initial histogram value: too large for the 512-byte BPF stack, so it lives in .bss. */
 struct nasflow_io_hist zero_hist = {};
@@ -231,9 +275,9 @@ static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes
 	return 0;
 }
 
-static __always_inline void charge_bytes(__u64 cgroup, __u32 dev, __u16 op, __u64 bytes)
+static __always_inline void charge_bytes(__u64 cgroup, __u32 dev, __u16 op, __u64 bytes, __u16 dir)
 {
-	struct nasflow_io_key key = { .cgroup = cgroup, .dev = dev, .op = op };
+	struct nasflow_io_key key = { .cgroup = cgroup, .dev = dev, .op = op, .dir = dir };
 
 	account(&key, 0, bytes, 0, 0);
 }
@@ -247,10 +291,10 @@ static __always_inline void app_bytes(__u64 cgroup, __u32 dev, __u16 op, __u64 b
 }
 
 static __always_inline void start_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 offset,
-				      __u64 cgroup, __u64 start_ns)
+				      __u64 cgroup, __u64 start_ns, __u16 dir)
 {
 	struct nasflow_inflight_key key = { .dev = dev, .op = op, .fileid = fileid, .offset = offset };
-	struct nasflow_inflight_val val = { .cgroup = cgroup, .start_ns = start_ns, .pending = 1 };
+	struct nasflow_inflight_val val = { .cgroup = cgroup, .start_ns = start_ns, .pending = 1, .dir = dir };
 	struct nasflow_inflight_val *cur;
 
 	if (!bpf_map_update_elem(&inflight, &key, &val, BPF_NOEXIST))
@@ -296,16 +340,18 @@ static __always_inline void finish_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 
 	if ((__s32)READ_ONCE(start->pending) <= 0)
 		bpf_map_delete_elem(&inflight, &ikey);
 	key.cgroup = started.cgroup;
+	key.dir = started.dir;
 	account(&key, 1, bytes, now - started.start_ns, 1);
 	if (resend_at)
-		start_rpc(dev, op, fileid, offset + resend_at, started.cgroup, now);
+		start_rpc(dev, op, fileid, offset + resend_at, started.cgroup, now, started.dir);
 }
 
 /*
  * Charges a WRITE RPC's payload to the cgroups that dirtied the file, in proportion to what
  * each has pending, and returns the cgroup that carries the op (the largest share).
  */
-static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, __u64 current)
+static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, __u64 current,
+					  __u16 dir)
 {
 	struct dirty_key dkey = { .dev = dev, .ino = fileid };
 	__u64 pending[NASFLOW_DIRTY_SLOTS] = {};
@@ -320,9 +366,9 @@ static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, 
 	if (!dv) {
 		/* O_DIRECT or flush in the writer's context. Remember the writer: the COMMIT of
 		 * a direct write is sent from a workqueue. */
-		struct dirty_val first = { .last_cgroup = current };
+		struct dirty_val first = { .last_cgroup = current, .dir = dir };
 
-		charge_bytes(current, dev, NASFLOW_OP_WRITE, count);
+		charge_bytes(current, dev, NASFLOW_OP_WRITE, count, dir);
 		bpf_map_update_elem(&dirty, &dkey, &first, BPF_NOEXIST);
 		return current;
 	}
@@ -335,8 +381,9 @@ static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, 
 			total += p;
 		}
 	}
+	dv->dir = dir;
 	if (total == 0) {
-		charge_bytes(current, dev, NASFLOW_OP_WRITE, count);
+		charge_bytes(current, dev, NASFLOW_OP_WRITE, count, dir);
 		if (current_is_kthread())
 			health_add(NASFLOW_H_WRITE_BYTES_UNOWNED, count);
 		else
@@ -375,7 +422,7 @@ static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, 
 	for (i = 0; i < NASFLOW_DIRTY_SLOTS; i++) {
 		if (!share[i])
 			continue;
-		charge_bytes(dv->slot[i].cgroup, dev, NASFLOW_OP_WRITE, share[i]);
+		charge_bytes(dv->slot[i].cgroup, dev, NASFLOW_OP_WRITE, share[i], dir);
 		__sync_fetch_and_add(&dv->slot[i].pending, -(__s64)share[i]);
 		dv->slot[i].credit += (__s64)(share[i] * OP_CREDIT / count);
 		if (!found || dv->slot[i].credit > best_credit) {
@@ -389,7 +436,7 @@ static __always_inline __u64 charge_write(__u32 dev, __u64 fileid, __u64 count, 
 		primary = dv->slot[chosen].cgroup;
 	}
 	if (charged < count) {
-		charge_bytes(current, dev, NASFLOW_OP_WRITE, count - charged);
+		charge_bytes(current, dev, NASFLOW_OP_WRITE, count - charged, dir);
 		if (current_is_kthread())
 			health_add(NASFLOW_H_WRITE_BYTES_UNOWNED, count - charged);
 	}
@@ -495,7 +542,9 @@ struct rpc_hint {
 	__u64 cgroup;
 	__u64 ts;
 	__u32 dev;
-	__u32 exact;
+	__u16 exact;
+	/* The watched directory of an exact hint's operation. */
+	__u16 dir;
 };
 
 /*
@@ -517,7 +566,7 @@ struct {
 
 const volatile struct nasflow_rpc_layout rpc_layout = {};
 
-static __always_inline void set_hint(__u32 dev, __u64 cgroup, __u64 now, __u32 exact)
+static __always_inline void set_hint(__u32 dev, __u64 cgroup, __u64 now, __u16 exact, __u16 dir)
 {
 	__u32 zero = 0;
 	struct rpc_hint *h = bpf_map_lookup_elem(&rpc_hints, &zero);
@@ -529,6 +578,94 @@ static __always_inline void set_hint(__u32 dev, __u64 cgroup, __u64 now, __u32 e
 	h->ts = now;
 	h->dev = dev;
 	h->exact = exact;
+	h->dir = dir;
+}
+
+/* The directory a kprobe found for the thread's next operation; 0 if none. Taken (used up)
+ * when `take`; an RPC task only takes it once it is known to be NFS (an NFS ACL call made on
+ * the way, as GETACL before a CREATE, leaves it to the operation). */
+static __always_inline __u16 dir_hint(__u64 now, int take)
+{
+	__u32 zero = 0;
+	struct dir_hint *h;
+
+	if (!want_dirs)
+		return 0;
+	h = bpf_map_lookup_elem(&dir_hints, &zero);
+	if (!h || h->pid_tgid != bpf_get_current_pid_tgid() || now - h->ts > HINT_NS)
+		return 0;
+	if (take)
+		h->ts = 0;
+	return h->dir;
+}
+
+static __always_inline void set_dir_hint(__u16 dir)
+{
+	__u32 zero = 0;
+	struct dir_hint *h = bpf_map_lookup_elem(&dir_hints, &zero);
+
+	if (!h)
+		return;
+	h->pid_tgid = bpf_get_current_pid_tgid();
+	h->ts = bpf_ktime_get_ns();
+	h->dir = dir;
+}
+
+/*
+ * The watched directory a dentry is in: the deepest watched one among the dentry itself and
+ * its ancestors, up to the root of its super block's tree (a mount's root that lies inside a
+ * watched directory is in the map with that directory's id). Devices without watched
+ * directories cost one lookup.
+ */
+static __always_inline __u16 dir_of(struct dentry *d, __u32 dev)
+{
+	struct nasflow_dir_key key = { .dev = dev };
+	struct dentry *parent;
+	__u16 *id;
+	int i;
+
+	if (!d || !bpf_map_lookup_elem(&watched_devs, &dev))
+		return 0;
+#pragma clang loop unroll(disable)
+	for (i = 0; i < NASFLOW_DIR_DEPTH; i++) {
+		key.ino = BPF_CORE_READ(d, d_inode, i_ino);
+		id = bpf_map_lookup_elem(&watched_dirs, &key);
+		if (id)
+			return *id;
+		parent = BPF_CORE_READ(d, d_parent);
+		if (!parent || parent == d)
+			return 0;
+		d = parent;
+	}
+	health_add(NASFLOW_H_DIR_TOO_DEEP, 1);
+	return 0;
+}
+
+/* The directory an entry is in: its parent's (the entry may have no inode yet). */
+static __always_inline void dir_hint_entry(struct dentry *entry)
+{
+	struct dentry *parent = BPF_CORE_READ(entry, d_parent);
+
+	set_dir_hint(dir_of(parent, BPF_CORE_READ(parent, d_inode, i_sb, s_dev)));
+}
+
+/*
+ * The watched directory an inode is in, through one of its names (hard links: any of them),
+ * the inode itself included: a watched directory's own attributes count below it (and a
+ * GETATTR of the directory made while creating in it, inside nfs_create, keeps the
+ * directory of the create).
+ */
+static __always_inline void dir_hint_inode(struct inode *inode)
+{
+	struct hlist_node *alias = BPF_CORE_READ(inode, i_dentry.first);
+	struct dentry *d;
+
+	if (!alias) {
+		set_dir_hint(0);
+		return;
+	}
+	d = (struct dentry *)((char *)alias - bpf_core_field_offset(struct dentry, d_u.d_alias));
+	set_dir_hint(dir_of(d, BPF_CORE_READ(inode, i_sb, s_dev)));
 }
 
 #define FIELD(tp, name) layout.tp.name.offset, layout.tp.name.size
@@ -539,6 +676,7 @@ int nfs_initiate_read(void *ctx)
 {
 	struct rec r;
 	__u32 dev;
+	__u16 dir;
 	__u64 cgroup, now;
 
 	if (read_rec(ctx, &r))
@@ -546,9 +684,10 @@ int nfs_initiate_read(void *ctx)
 	dev = field_u(&r, FIELD(read_init, dev));
 	cgroup = current_cgroup();
 	now = bpf_ktime_get_ns();
+	dir = dir_hint(now, 1);
 	start_rpc(dev, NASFLOW_OP_READ, field_u(&r, FIELD(read_init, fileid)),
-		  field_s(&r, FIELD(read_init, offset)), cgroup, now);
-	set_hint(dev, cgroup, now, NASFLOW_OP_READ + 1);
+		  field_s(&r, FIELD(read_init, offset)), cgroup, now, dir);
+	set_hint(dev, cgroup, now, NASFLOW_OP_READ + 1, dir);
 	return 0;
 }
 
@@ -580,17 +719,19 @@ int nfs_initiate_write(void *ctx)
 {
 	struct rec r;
 	__u32 dev;
+	__u16 dir;
 	__u64 fileid, primary, now;
 
 	if (read_rec(ctx, &r))
 		return 0;
 	dev = field_u(&r, FIELD(write_init, dev));
 	fileid = field_u(&r, FIELD(write_init, fileid));
-	primary = charge_write(dev, fileid, field_u(&r, FIELD(write_init, count)),
-			       current_cgroup());
 	now = bpf_ktime_get_ns();
-	start_rpc(dev, NASFLOW_OP_WRITE, fileid, field_s(&r, FIELD(write_init, offset)), primary, now);
-	set_hint(dev, primary, now, NASFLOW_OP_WRITE + 1);
+	dir = dir_hint(now, 1);
+	primary = charge_write(dev, fileid, field_u(&r, FIELD(write_init, count)),
+			       current_cgroup(), dir);
+	start_rpc(dev, NASFLOW_OP_WRITE, fileid, field_s(&r, FIELD(write_init, offset)), primary, now, dir);
+	set_hint(dev, primary, now, NASFLOW_OP_WRITE + 1, dir);
 	return 0;
 }
 
@@ -622,6 +763,7 @@ int nfs_initiate_commit(void *ctx)
 	struct dirty_val *dv;
 	struct rec r;
 	__u64 cgroup = current_cgroup(), now;
+	__u16 dir = 0;
 
 	if (read_rec(ctx, &r))
 		return 0;
@@ -631,10 +773,12 @@ int nfs_initiate_commit(void *ctx)
 	dv = bpf_map_lookup_elem(&dirty, &dkey);
 	if (dv && dv->last_cgroup)
 		cgroup = dv->last_cgroup;
+	if (dv)
+		dir = dv->dir;
 	now = bpf_ktime_get_ns();
 	start_rpc(dkey.dev, NASFLOW_OP_COMMIT, dkey.ino, field_s(&r, FIELD(commit_init, offset)),
-		  cgroup, now);
-	set_hint(dkey.dev, cgroup, now, NASFLOW_OP_COMMIT + 1);
+		  cgroup, now, dir);
+	set_hint(dkey.dev, cgroup, now, NASFLOW_OP_COMMIT + 1, dir);
 	return 0;
 }
 
@@ -741,6 +885,8 @@ static __always_inline __u16 proc_id(const struct nasflow_proc_name *name)
 
 	if (id)
 		return *id;
+	if (!count_new_procs)
+		return NASFLOW_OP_SKIP;
 #ifdef NASFLOW_COMPAT
 	health_add(NASFLOW_H_PROC_NAMES_FULL, 1);
 	return NASFLOW_OP_RPC_UNNAMED;
@@ -748,7 +894,7 @@ static __always_inline __u16 proc_id(const struct nasflow_proc_name *name)
 	__u32 n = __sync_fetch_and_add(&next_proc_id, 1);
 	__u16 fresh;
 
-	if (n >= NASFLOW_OP_RETRANS - first_dynamic_proc) {
+	if (n >= NASFLOW_OP_SKIP - first_dynamic_proc) {
 		health_add(NASFLOW_H_PROC_NAMES_FULL, 1);
 		return NASFLOW_OP_RPC_UNNAMED;
 	}
@@ -784,6 +930,7 @@ static __always_inline struct nasflow_io_key task_io_key(const struct nasflow_rp
 		.dev = task->dev,
 		.op = task->op | flag,
 		.err = err,
+		.dir = task->dir,
 	};
 
 	return io;
@@ -822,11 +969,14 @@ int rpc_task_begin(void *ctx)
 			/* A READ, WRITE or COMMIT the nfs events count: nothing to name. */
 			task.cgroup = hint.cgroup;
 			task.op = hint.exact - 1;
+			task.dir = hint.dir;
 			task.state = NASFLOW_RPC_BEGUN_DATA;
 		}
 	}
-	if (task.state != NASFLOW_RPC_BEGUN_DATA)
+	if (task.state != NASFLOW_RPC_BEGUN_DATA) {
 		task.cgroup = current_cgroup();
+		task.dir = dir_hint(task.start_ns, 0);
+	}
 	bpf_map_update_elem(&rpc_tasks, &key, &task, BPF_ANY);
 	return 0;
 }
@@ -939,11 +1089,14 @@ int rpc_request(void *ctx)
 		/* The only time a task's names are read: once per RPC, for RPCs other than
 		 * READ, WRITE and COMMIT (and for one whose hint did not fit). */
 		op = name_op(ctx, &r);
-		if (op < 0) {
+		if (op < 0 || op == NASFLOW_OP_SKIP) {
 			task->state = NASFLOW_RPC_OTHER;
 			return 0;
 		}
 		task->op = op;
+		/* An NFS operation: the directory it carries is used up. */
+		if (task->dir)
+			dir_hint(bpf_ktime_get_ns(), 1);
 		break;
 	case NASFLOW_RPC_ENDED:
 		/* Restarted (a short READ resent, a retried OPEN): a new round trip, same op. */
@@ -1039,7 +1192,7 @@ static __always_inline int hint_from(void *ctx, __u32 idx)
 		return 0;
 	dev = field_u(&r, rpc_layout.hint_dev[idx].offset, rpc_layout.hint_dev[idx].size);
 	if (dev)
-		set_hint(dev, 0, bpf_ktime_get_ns(), 0);
+		set_hint(dev, 0, bpf_ktime_get_ns(), 0, 0);
 	return 0;
 }
 
@@ -1060,3 +1213,107 @@ int hint_revalidate(void *ctx) { return hint_from(ctx, 4); }
 
 SEC("tracepoint/nfs/nfs_atomic_open_enter")
 int hint_open(void *ctx) { return hint_from(ctx, 5); }
+
+/*
+ * Directories (--directories): kprobes on the functions that know the file or the parent
+ * of an operation find its watched directory just before the operation's RPC starts in the
+ * same thread. nfs_pgio_header starts with its inode (5.10 to 6.12), so no module BTF is
+ * needed.
+ */
+SEC("kprobe/nfs_initiate_read")
+int BPF_KPROBE(dir_read, void *hdr)
+{
+	struct inode *inode = NULL;
+
+	bpf_probe_read_kernel(&inode, sizeof(inode), hdr);
+	dir_hint_inode(inode);
+	return 0;
+}
+
+SEC("kprobe/nfs_initiate_write")
+int BPF_KPROBE(dir_write, void *hdr)
+{
+	struct inode *inode = NULL;
+
+	bpf_probe_read_kernel(&inode, sizeof(inode), hdr);
+	dir_hint_inode(inode);
+	return 0;
+}
+
+/* GETATTR of a file whose cached attributes expired. */
+SEC("kprobe/__nfs_revalidate_inode")
+int BPF_KPROBE(dir_getattr, void *server, struct inode *inode)
+{
+	dir_hint_inode(inode);
+	return 0;
+}
+
+SEC("kprobe/nfs_lookup")
+int BPF_KPROBE(dir_lookup, struct inode *dir, struct dentry *dentry)
+{
+	dir_hint_entry(dentry);
+	return 0;
+}
+
+SEC("kprobe/nfs_atomic_open")
+int BPF_KPROBE(dir_open, struct inode *dir, struct dentry *dentry)
+{
+	dir_hint_entry(dentry);
+	return 0;
+}
+
+/* NFSv3 opens that create, since 6.0 (O_TRUNC handling); before, they go through nfs_create. */
+SEC("kprobe/nfs_atomic_open_v23")
+int BPF_KPROBE(dir_open3, struct inode *dir, struct dentry *dentry)
+{
+	dir_hint_entry(dentry);
+	return 0;
+}
+
+SEC("kprobe/nfs_unlink")
+int BPF_KPROBE(dir_unlink, struct inode *dir, struct dentry *dentry)
+{
+	dir_hint_entry(dentry);
+	return 0;
+}
+
+SEC("kprobe/nfs_rmdir")
+int BPF_KPROBE(dir_rmdir, struct inode *dir, struct dentry *dentry)
+{
+	dir_hint_entry(dentry);
+	return 0;
+}
+
+/* nfs_create and nfs_mkdir: the dentry is the second argument before 5.12, the third after. */
+static __always_inline struct dentry *create_dentry(struct pt_regs *ctx)
+{
+	/* Both registers are read at fixed context offsets (volatile keeps the compiler from
+	 * turning the choice into a variable offset, which the verifier refuses). */
+	volatile unsigned long second = PT_REGS_PARM2(ctx), third = PT_REGS_PARM3(ctx);
+
+	return (struct dentry *)(create_dentry_arg == 2 ? second : third);
+}
+
+SEC("kprobe/nfs_create")
+int BPF_KPROBE(dir_create)
+{
+	dir_hint_entry(create_dentry(ctx));
+	return 0;
+}
+
+SEC("kprobe/nfs_mkdir")
+int BPF_KPROBE(dir_mkdir)
+{
+	dir_hint_entry(create_dentry(ctx));
+	return 0;
+}
+
+/* nfs_setattr: the dentry is the first argument before 5.12, the second after. */
+SEC("kprobe/nfs_setattr")
+int BPF_KPROBE(dir_setattr)
+{
+	volatile unsigned long first = PT_REGS_PARM1(ctx), second = PT_REGS_PARM2(ctx);
+
+	dir_hint_entry((struct dentry *)(create_dentry_arg == 2 ? first : second));
+	return 0;
+}

@@ -8,6 +8,18 @@
 #ifndef NASFLOW_H
 #define NASFLOW_H
 
+/* Watched directories (--directories): ids 1..NASFLOW_MAX_DIRS name them; 0 is none. */
+#define NASFLOW_MAX_DIRS 1024
+/* Directory levels walked up from a file towards its mount's root. */
+#define NASFLOW_DIR_DEPTH 32
+
+/* Key of the watched-directory map: an NFS directory as (super block dev, inode number). */
+struct nasflow_dir_key {
+	__u32 dev;
+	__u32 pad;
+	__u64 ino;
+};
+
 /* Log2 latency slots. Slot 0 holds samples of at most 1 unit (2^-30 s); slot s >= 1 holds
  * samples in (2^(s-1), 2^s] units, i.e. (2^(s-31), 2^(s-30)] seconds: OTLP exponential
  * bucket index s-31 at scale 0. 40 slots reach 2^9 s. */
@@ -33,6 +45,8 @@ enum nasflow_op {
 	/* Every other NFS RPC: ids from here on are handed out per procedure name as the
 	 * kernel spells it (GETATTR, LOOKUP, SEQUENCE, ...) and listed in the proc_ids map. */
 	NASFLOW_OP_RPC_BASE = 16,
+	/* A procedure --operations leaves out: its RPCs are not counted. */
+	NASFLOW_OP_SKIP = 0x3fff,
 };
 
 /* Flags on nasflow_io_key.op, beside the operation (op & NASFLOW_OP_MASK):
@@ -76,16 +90,19 @@ struct nasflow_rpc_task {
 	__u16 op;
 	__u16 err;
 	__u32 state;
-	__u32 pad;
+	__u16 dir;
+	__u16 pad;
 };
 
 /* Counter and histogram key: who (cgroup), where (NFS super block dev), what (op), how it
- * ended (positive errno, 0 for success). */
+ * ended (positive errno, 0 for success), below which watched directory (dir, 0 for none). */
 struct nasflow_io_key {
 	__u64 cgroup;
 	__u32 dev;
 	__u16 op;
 	__u16 err;
+	__u16 dir;
+	__u16 pad[3];
 };
 
 /* Per-CPU cumulative counters for one key. */
@@ -118,7 +135,8 @@ struct nasflow_inflight_val {
 	__u64 cgroup;
 	__u64 start_ns;
 	__u32 pending;
-	__u32 pad;
+	__u16 dir;
+	__u16 pad;
 };
 
 /* Probe health counters, a per-CPU array indexed by this enum. */
@@ -148,7 +166,10 @@ enum nasflow_health {
 	NASFLOW_H_RPC_UNMATCHED = 9,
 	/* An RPC procedure name found the name table full: counted as RPC_UNNAMED. */
 	NASFLOW_H_PROC_NAMES_FULL = 10,
-	NASFLOW_H__COUNT = 11,
+	/* A file was more than NASFLOW_DIR_DEPTH directories below its mount's root: its
+	 * operation carries no directory. */
+	NASFLOW_H_DIR_TOO_DEEP = 11,
+	NASFLOW_H__COUNT = 12,
 };
 
 /* Where one tracepoint field is in the raw record, from the tracefs format file. */
@@ -203,7 +224,7 @@ struct nasflow_rpc_layout {
 	struct nasflow_field hint_dev[NASFLOW_HINT_EVENTS];
 };
 
-_Static_assert(sizeof(struct nasflow_io_key) == 16, "nasflow_io_key ABI");
+_Static_assert(sizeof(struct nasflow_io_key) == 24, "nasflow_io_key ABI");
 _Static_assert(sizeof(struct nasflow_io_counters) == 16, "nasflow_io_counters ABI");
 _Static_assert(sizeof(struct nasflow_io_hist) == 8 * NASFLOW_HIST_SLOTS + 8, "nasflow_io_hist ABI");
 _Static_assert(sizeof(struct nasflow_inflight_key) == 24, "nasflow_inflight_key ABI");
@@ -211,6 +232,7 @@ _Static_assert(sizeof(struct nasflow_inflight_val) == 24, "nasflow_inflight_val 
 _Static_assert(sizeof(struct nasflow_tp_fields) == 28, "nasflow_tp_fields ABI");
 _Static_assert(sizeof(struct nasflow_layout) == 168, "nasflow_layout ABI");
 
+_Static_assert(sizeof(struct nasflow_dir_key) == 16, "nasflow_dir_key ABI");
 _Static_assert(sizeof(struct nasflow_proc_name) == NASFLOW_PROC_NAME, "nasflow_proc_name ABI");
 _Static_assert(sizeof(struct nasflow_rpc_task_key) == 8, "nasflow_rpc_task_key ABI");
 _Static_assert(sizeof(struct nasflow_rpc_task) == 32, "nasflow_rpc_task ABI");

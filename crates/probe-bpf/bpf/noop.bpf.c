@@ -86,3 +86,22 @@ int noop_svc_fh(void *ctx)
 {
 	return 0;
 }
+
+#define NOOP_KPROBE(name, function)            \
+	SEC("kprobe/" #function)               \
+	int name(void *ctx)                    \
+	{                                      \
+		return 0;                      \
+	}
+
+NOOP_KPROBE(noop_dir_read, nfs_initiate_read)
+NOOP_KPROBE(noop_dir_write, nfs_initiate_write)
+NOOP_KPROBE(noop_dir_getattr, __nfs_revalidate_inode)
+NOOP_KPROBE(noop_dir_lookup, nfs_lookup)
+NOOP_KPROBE(noop_dir_open, nfs_atomic_open)
+NOOP_KPROBE(noop_dir_open3, nfs_atomic_open_v23)
+NOOP_KPROBE(noop_dir_unlink, nfs_unlink)
+NOOP_KPROBE(noop_dir_rmdir, nfs_rmdir)
+NOOP_KPROBE(noop_dir_create, nfs_create)
+NOOP_KPROBE(noop_dir_mkdir, nfs_mkdir)
+NOOP_KPROBE(noop_dir_setattr, nfs_setattr)

@@ -67,12 +67,13 @@ fn the_objects_and_the_rust_types_agree_on_every_offset() {
         let rust = layouts! {
             nasflow_proc_name { name }
             nasflow_rpc_task_key { client_id, task_id }
-            nasflow_rpc_task { cgroup, start_ns, dev, op, err, state, pad }
-            nasflow_io_key { cgroup, dev, op, err }
+            nasflow_rpc_task { cgroup, start_ns, dev, op, err, state, dir, pad }
+            nasflow_io_key { cgroup, dev, op, err, dir, pad }
+            nasflow_dir_key { dev, pad, ino }
             nasflow_io_counters { ops, bytes }
             nasflow_io_hist { slots, sum_ns }
             nasflow_inflight_key { dev, op, pad, fileid, offset }
-            nasflow_inflight_val { cgroup, start_ns, pending, pad }
+            nasflow_inflight_val { cgroup, start_ns, pending, dir, pad }
             nasflow_field { offset, size }
             nasflow_tp_fields { dev, fileid, offset, count, arg_count, eof, error }
             nasflow_layout { read_init, read_done, write_init, write_done, commit_init, commit_done }

@@ -121,6 +121,10 @@ pub mod maps {
     pub const PROC_IDS: &str = "proc_ids";
     /// sunrpc client id to NFS super block device.
     pub const RPC_CLIENTS: &str = "rpc_clients";
+    /// Watched directories: [`DirKey`](super::DirKey) to directory id.
+    pub const WATCHED_DIRS: &str = "watched_dirs";
+    /// Devices with watched directories (device to their count).
+    pub const WATCHED_DEVS: &str = "watched_devs";
 }
 
 /// Map names of the server probe (`nfsd.bpf.o`).
@@ -163,6 +167,12 @@ pub mod globals {
     pub const WANT_LATENCY: &str = "want_latency";
     /// `u8`: non-zero to count application bytes.
     pub const WANT_APP_BYTES: &str = "want_app_bytes";
+    /// `u8`: non-zero to find each operation's watched directory.
+    pub const WANT_DIRS: &str = "want_dirs";
+    /// `u8`: zero to leave procedure names not loaded uncounted (`--operations`).
+    pub const COUNT_NEW_PROCS: &str = "count_new_procs";
+    /// `u8`: which argument of `nfs_create`/`nfs_mkdir` is the dentry (2 before 5.12, else 3).
+    pub const CREATE_DENTRY_ARG: &str = "create_dentry_arg";
 }
 
 /// `NASFLOW_PROC_NAME`: room for a procedure name, NUL included.
@@ -234,6 +244,8 @@ pub const OP_RTT: u16 = u16_of(abi::NASFLOW_OP_RTT);
 pub const OP_RETRANS: u16 = u16_of(abi::NASFLOW_OP_RETRANS);
 /// `NASFLOW_OP_MASK`: the operation without its flags.
 pub const OP_MASK: u16 = u16_of(abi::NASFLOW_OP_MASK);
+/// `NASFLOW_OP_SKIP`: the id of a procedure `--operations` leaves out.
+pub const OP_SKIP: u16 = u16_of(abi::NASFLOW_OP_SKIP);
 
 /// Procedure names user space gives fixed ids before attaching: the data RPCs the nfs
 /// tracepoints count with their bytes (`READ_PLUS` is NFSv4.2's READ).
@@ -373,6 +385,13 @@ pub type IoHist = abi::nasflow_io_hist;
 pub type InflightKey = abi::nasflow_inflight_key;
 /// `struct nasflow_inflight_val`: who started the RPC, when, and how many share the entry.
 pub type InflightVal = abi::nasflow_inflight_val;
+/// `struct nasflow_dir_key`: a watched directory as (NFS super block dev, inode number).
+pub type DirKey = abi::nasflow_dir_key;
+
+/// Watched directory ids run from 1 to this (`NASFLOW_MAX_DIRS`); 0 is none.
+pub const MAX_DIRS: u16 = u16_of(abi::NASFLOW_MAX_DIRS);
+/// Directory levels a walk goes up from a file (`NASFLOW_DIR_DEPTH`).
+pub const DIR_DEPTH: u16 = u16_of(abi::NASFLOW_DIR_DEPTH);
 /// `struct nasflow_field`: a tracepoint field's place in the raw record (size 0: unused).
 pub type Field = abi::nasflow_field;
 /// `struct nasflow_tp_fields`: the fields read from one tracepoint.
@@ -440,6 +459,8 @@ pub enum Health {
     RpcUnmatched = abi::NASFLOW_H_RPC_UNMATCHED,
     /// RPCs whose procedure name found the name table full (counted as `UNNAMED`).
     ProcNamesFull = abi::NASFLOW_H_PROC_NAMES_FULL,
+    /// Operations on files deeper below their mount's root than a walk goes: no directory.
+    DirTooDeep = abi::NASFLOW_H_DIR_TOO_DEEP,
 }
 
 /// Number of health counters (`NASFLOW_H__COUNT`).
@@ -460,6 +481,7 @@ impl Health {
         Self::WriteArgsFull,
         Self::RpcUnmatched,
         Self::ProcNamesFull,
+        Self::DirTooDeep,
     ];
 
     /// A stable `snake_case` name for logs and telemetry.
@@ -477,6 +499,7 @@ impl Health {
             Self::WriteArgsFull => "call_args_map_full",
             Self::RpcUnmatched => "rpc_unmatched_ends",
             Self::ProcNamesFull => "procedure_names_full",
+            Self::DirTooDeep => "directory_walk_too_deep",
         }
     }
 }
@@ -485,6 +508,8 @@ impl Health {
 // and integer arrays with explicit padding fields (bindgen's layout asserts check that no
 // implicit padding exists: every size equals the sum of its fields).
 unsafe impl aya::Pod for IoKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for DirKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for IoCounters {}
 // SAFETY: as above.

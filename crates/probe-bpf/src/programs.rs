@@ -137,6 +137,31 @@ pub const SERVER: [Program; 6] = [
     sunrpc("svc_sendto", "noop_svc_send", "svc_xdr_sendto"),
 ];
 
+const fn kprobe(name: &'static str, noop: &'static str, function: &'static str) -> Program {
+    Program { name, noop, hook: Hook::Kprobe(function) }
+}
+
+/// Directories (`--directories`): functions that hold the file, or the parent directory, of
+/// the operation they are about to send; each finds its watched directory. The data pair
+/// first (READ, WRITE), then the metadata ones. Attached only when directories are watched.
+pub const DIRECTORIES: [Program; 11] = [
+    kprobe("dir_read", "noop_dir_read", "nfs_initiate_read"),
+    kprobe("dir_write", "noop_dir_write", "nfs_initiate_write"),
+    kprobe("dir_getattr", "noop_dir_getattr", "__nfs_revalidate_inode"),
+    kprobe("dir_lookup", "noop_dir_lookup", "nfs_lookup"),
+    kprobe("dir_open", "noop_dir_open", "nfs_atomic_open"),
+    kprobe("dir_open3", "noop_dir_open3", "nfs_atomic_open_v23"),
+    kprobe("dir_unlink", "noop_dir_unlink", "nfs_unlink"),
+    kprobe("dir_rmdir", "noop_dir_rmdir", "nfs_rmdir"),
+    kprobe("dir_create", "noop_dir_create", "nfs_create"),
+    kprobe("dir_mkdir", "noop_dir_mkdir", "nfs_mkdir"),
+    kprobe("dir_setattr", "noop_dir_setattr", "nfs_setattr"),
+];
+
+/// Which of [`DIRECTORIES`] hook functions only some kernels have (`nfs_atomic_open_v23`:
+/// 6.0 on); where the function is missing, the program is left out without a warning.
+pub const DIRECTORIES_OPTIONAL: [&str; 1] = ["dir_open3"];
+
 /// The optional signals, each of which costs kernel work on every event it watches. A signal
 /// switched off attaches no program of its own and its work is skipped in shared ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,11 +173,32 @@ pub struct Features {
     pub rtt: bool,
     /// Operation latency histograms.
     pub latency: bool,
+    /// Watched directories: the [`DIRECTORIES`] kprobes and a walk up the file's directories
+    /// per operation. Off unless directories are configured.
+    pub directories: bool,
+    /// Which data operations are counted (`--operations`); a data operation left out
+    /// attaches none of its programs.
+    pub reads: bool,
+    /// WRITE (with writeback attribution).
+    pub writes: bool,
+    /// COMMIT.
+    pub commits: bool,
+    /// Whether any other procedure is counted: without one, the hint events are not attached.
+    pub metadata: bool,
 }
 
 impl Default for Features {
     fn default() -> Self {
-        Self { app_bytes: false, rtt: true, latency: true }
+        Self {
+            app_bytes: false,
+            rtt: true,
+            latency: true,
+            directories: false,
+            reads: true,
+            writes: true,
+            commits: true,
+            metadata: true,
+        }
     }
 }
 
@@ -166,10 +212,25 @@ impl Features {
     /// Whether `p` is attached with these features.
     #[must_use]
     pub fn wants(&self, p: &Program) -> bool {
+        let is = |group: &[Program], i: usize| group.get(i).is_some_and(|q| q.name == p.name);
         if APP_READ.contains(&p.name) {
-            self.app_bytes
+            self.app_bytes && self.reads
         } else if p.name == RTT {
             self.rtt
+        } else if is(&DATA_PATH, 0) || is(&DATA_PATH, 1) {
+            self.reads
+        } else if is(&DATA_PATH, 2) || is(&DATA_PATH, 3) || WRITE_ATTRIBUTION.contains(&p.name) {
+            self.writes
+        } else if is(&DATA_PATH, 4) || is(&DATA_PATH, 5) {
+            self.commits
+        } else if HINTS.iter().any(|h| h.name == p.name) {
+            self.metadata
+        } else if is(&DIRECTORIES, 0) {
+            self.directories && self.reads
+        } else if is(&DIRECTORIES, 1) {
+            self.directories && self.writes
+        } else if DIRECTORIES.iter().any(|d| d.name == p.name) {
+            self.directories && self.metadata
         } else {
             true
         }
@@ -178,7 +239,7 @@ impl Features {
 
 /// Every program, data path first.
 pub fn all() -> impl Iterator<Item = &'static Program> {
-    DATA_PATH.iter().chain(&FILE_CALLS).chain(&RPC).chain(&HINTS)
+    DATA_PATH.iter().chain(&FILE_CALLS).chain(&RPC).chain(&HINTS).chain(&DIRECTORIES)
 }
 
 #[cfg(test)]
@@ -186,13 +247,42 @@ mod tests {
     #[test]
     fn the_default_features_leave_the_page_cache_path_alone() {
         let f = Features::default();
+        let dirs: Vec<&str> = DIRECTORIES.iter().map(|p| p.name).collect();
         let off: Vec<&str> = all().filter(|p| !f.wants(p)).map(|p| p.name).collect();
-        assert_eq!(off, ["nfs_fread_ent", "nfs_fread_ret"]);
-        let lean = Features { app_bytes: false, rtt: false, latency: false };
+        assert_eq!(off, [&["nfs_fread_ent", "nfs_fread_ret"][..], &dirs].concat());
+        let lean = Features { app_bytes: false, rtt: false, latency: false, ..f };
         let off: Vec<&str> = all().filter(|p| !lean.wants(p)).map(|p| p.name).collect();
-        assert_eq!(off, ["nfs_fread_ent", "nfs_fread_ret", "rpc_stats_lat"]);
-        let full = Features { app_bytes: true, rtt: true, latency: true };
+        assert_eq!(off, [&["nfs_fread_ent", "nfs_fread_ret", "rpc_stats_lat"][..], &dirs].concat());
+        let full = Features { app_bytes: true, rtt: true, latency: true, directories: true, ..f };
         assert!(all().all(|p| full.wants(p)));
+    }
+
+    #[test]
+    fn an_operation_left_out_attaches_none_of_its_programs() {
+        let only_writes = Features {
+            directories: true,
+            reads: false,
+            commits: false,
+            metadata: false,
+            app_bytes: true,
+            ..Features::default()
+        };
+        let on: Vec<&str> = all().filter(|p| only_writes.wants(p)).map(|p| p.name).collect();
+        assert_eq!(
+            on,
+            [
+                "nfs_initiate_write",
+                "nfs_writeback_done",
+                "nfs_fwrite_ent",
+                "nfs_fwrite_ret",
+                "rpc_task_begin",
+                "rpc_request",
+                "rpc_task_end",
+                "rpc_stats_lat",
+                "xprt_retransmit",
+                "dir_write",
+            ]
+        );
     }
 
     use std::collections::BTreeMap;

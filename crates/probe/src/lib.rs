@@ -20,10 +20,13 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use nasflow_probe_bpf::{
-    globals, known_proc_id, maps, programs::Hook, Layout, RpcLayout, FETCH_ATOMICS_SINCE, KNOWN_PROCS, PRELOADED_PROCS,
+    globals, known_proc_id, maps, programs::Hook, Layout, RpcLayout, FETCH_ATOMICS_SINCE,
 };
 
-pub use nasflow_probe_bpf::{latency_slot_upper_bound_s, Op as Operation, ProcName, HIST_SLOTS as LATENCY_SLOTS};
+pub use nasflow_probe_bpf::{
+    latency_slot_upper_bound_s, Op as Operation, ProcName, HIST_SLOTS as LATENCY_SLOTS, KNOWN_PROCS, MAX_DIRS,
+    PRELOADED_PROCS,
+};
 pub use snapshot::{dev_string, Completed, Histogram, Inflight, IoRow, ProbeHealth, Snapshot};
 
 use crate::{
@@ -142,6 +145,9 @@ pub struct ProbeOptions {
     pub proc_root: PathBuf,
     /// Optional signals; what is off attaches nothing.
     pub features: programs::Features,
+    /// `--operations`: the procedure names counted (as the kernel spells them); `None` for
+    /// all. Names outside it, and names nasflow does not know, are not counted.
+    pub operations: Option<std::collections::BTreeSet<String>>,
 }
 
 impl ProbeOptions {
@@ -164,6 +170,7 @@ impl ProbeOptions {
             btf_path: PathBuf::from(VMLINUX_BTF),
             proc_root: PathBuf::from("/proc"),
             features: programs::Features::default(),
+            operations: None,
         }
     }
 }
@@ -196,7 +203,29 @@ pub struct Probe {
     deleter: snapshot::Deleter,
     /// Loads of the BPF object so far.
     load_generation: u64,
+    /// Watched directories as the kernel keys them, reapplied to every load.
+    watched: Vec<WatchedDir>,
 }
+
+/// One watched directory as the kernel sees it: an NFS directory inode and the id its
+/// operations carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchedDir {
+    /// NFS super block device (`MAJOR << 20 | MINOR`).
+    pub dev: u32,
+    /// The directory's inode number (the NFS fileid).
+    pub ino: u64,
+    /// 1-based place of the configured directory.
+    pub id: u16,
+}
+
+/// The most watched directory inodes the kernel map holds (each configured directory once
+/// per mount it is reached through).
+pub const MAX_WATCHED_INODES: usize = 4096;
+
+/// The first kernel whose `nfs_create`/`nfs_mkdir` take a user namespace (later an idmap)
+/// before the directory.
+const IDMAPPED_SINCE: (u32, u32) = (5, 12);
 
 fn nfs_module_instance() -> ModuleInstance {
     ModuleInstance(preflight::nfs_module_inode())
@@ -219,6 +248,7 @@ impl Probe {
             failed_for: None,
             deleter: snapshot::Deleter::default(),
             load_generation: 0,
+            watched: Vec::new(),
         })
     }
 
@@ -274,7 +304,11 @@ impl Probe {
         let first_dynamic = known_proc_id(KNOWN_PROCS.len());
         let want_latency = u8::from(o.features.latency);
         let want_app_bytes = u8::from(o.features.app_bytes);
-        let (object, compat) = match preflight::kernel_version() {
+        let want_dirs = u8::from(o.features.directories);
+        let count_new_procs = u8::from(o.operations.is_none());
+        let version = preflight::kernel_version();
+        let create_dentry_arg: u8 = if version.is_some_and(|v| v < IDMAPPED_SINCE) { 2 } else { 3 };
+        let (object, compat) = match version {
             Some(v) if v < FETCH_ATOMICS_SINCE => (nasflow_probe_bpf::compat_object(), true),
             _ => (nasflow_probe_bpf::probe_object(), false),
         };
@@ -292,6 +326,9 @@ impl Probe {
             .override_global(globals::RPC_LAYOUT, &rpc, true)
             .override_global(globals::WANT_LATENCY, &want_latency, true)
             .override_global(globals::WANT_APP_BYTES, &want_app_bytes, true)
+            .override_global(globals::WANT_DIRS, &want_dirs, true)
+            .override_global(globals::COUNT_NEW_PROCS, &count_new_procs, true)
+            .override_global(globals::CREATE_DENTRY_ARG, &create_dentry_arg, true)
             .map_max_entries(maps::RPC_TASKS, o.max_inflight)
             .map_max_entries(maps::IO_COUNTERS, o.max_series)
             .map_max_entries(maps::IO_HIST, o.hist_entries())
@@ -307,10 +344,13 @@ impl Probe {
         if rpc_layout.is_some() {
             let mut ids: BpfHashMap<&mut MapData, ProcName, u16> = open_map_mut(&mut ebpf, maps::PROC_IDS)?;
             let known = KNOWN_PROCS.iter().enumerate().map(|(i, n)| (*n, known_proc_id(i)));
+            let counted = |name: &str| o.operations.as_ref().is_none_or(|set| set.contains(counted_as(name)));
             for (name, id) in PRELOADED_PROCS.into_iter().chain(known) {
+                let id = if counted(name) { id } else { nasflow_probe_bpf::OP_SKIP };
                 ids.insert(ProcName::new(name), id, 0).map_err(|e| map_err(maps::PROC_IDS, e))?;
             }
         }
+        apply_watched(&mut ebpf, &[], &self.watched)?;
         self.ebpf = Some(ebpf);
         self.load_generation += 1;
         self.layout = Some(layout);
@@ -347,8 +387,23 @@ impl Probe {
             return Ok(false);
         };
         let mut att = Attachment::new(module);
-        for p in &programs::DATA_PATH {
+        let features = self.opts.features;
+        for p in programs::DATA_PATH.iter().filter(|p| features.wants(p)) {
             att.attach(ebpf, p)?;
+        }
+        let kallsyms = if features.directories { std::fs::read_to_string("/proc/kallsyms").unwrap_or_default() } else { String::new() };
+        for p in programs::DIRECTORIES.iter().filter(|p| features.wants(p)) {
+            if programs::DIRECTORIES_OPTIONAL.contains(&p.name) && !kallsyms.is_empty() {
+                let Hook::Kprobe(function) = p.hook else { continue };
+                if !has_function(&kallsyms, function) {
+                    tracing::debug!("{function} is not in this kernel: {} left out", p.name);
+                    continue;
+                }
+            }
+            if let Err(e) = att.attach(ebpf, p) {
+                tracing::warn!(error = %e, "cannot probe {}: its operations carry no directory", p.hook.section());
+                att.failed.push((p.name, reason(&e)));
+            }
         }
         for p in programs::FILE_CALLS.iter().filter(|p| self.opts.features.wants(p)) {
             if let Err(e) = att.attach(ebpf, p) {
@@ -424,8 +479,8 @@ impl Probe {
             return Ok(None);
         };
         let mut out = Vec::new();
-        let groups: [&[programs::Program]; 4] =
-            [&programs::DATA_PATH, &programs::FILE_CALLS, &programs::RPC, &programs::HINTS];
+        let groups: [&[programs::Program]; 5] =
+            [&programs::DATA_PATH, &programs::FILE_CALLS, &programs::RPC, &programs::HINTS, &programs::DIRECTORIES];
         for p in groups.into_iter().flatten() {
             if p.hook.event().is_some_and(|e| !self.tracefs.has_event(p.hook_category(), e)) {
                 continue;
@@ -474,6 +529,24 @@ impl Probe {
         Ok(snap)
     }
 
+    /// Sets the watched directories (the whole set; what is not in it is no longer watched).
+    /// Kept for later loads. At most [`MAX_WATCHED_INODES`] are kept; returns how many were
+    /// left out.
+    pub fn set_watched(&mut self, mut dirs: Vec<WatchedDir>) -> Result<usize, ProbeError> {
+        dirs.sort_unstable();
+        dirs.dedup_by_key(|d| (d.dev, d.ino));
+        let dropped = dirs.len().saturating_sub(MAX_WATCHED_INODES);
+        dirs.truncate(MAX_WATCHED_INODES);
+        if dirs == self.watched {
+            return Ok(dropped);
+        }
+        if let Some(ebpf) = self.ebpf.as_mut() {
+            apply_watched(ebpf, &self.watched, &dirs)?;
+        }
+        self.watched = dirs;
+        Ok(dropped)
+    }
+
     /// Operation ids of named RPCs, from the kernel's name table.
     fn proc_names(&self, ebpf: &Ebpf) -> Result<std::collections::HashMap<u16, ProcName>, ProbeError> {
         if self.rpc_layout.is_none() {
@@ -508,6 +581,53 @@ impl Probe {
         let settled = now.saturating_sub(SETTLED_RPC_AGE.as_secs() * 1_000_000_000);
         Ok(snapshot::sweep_inflight(ebpf, cutoff, settled)? + snapshot::sweep_call_args(ebpf, &self.opts.proc_root)?)
     }
+}
+
+/// Whether `/proc/kallsyms` text lists a function (`addr t name` or `... [module]`).
+fn has_function(kallsyms: &str, name: &str) -> bool {
+    kallsyms.lines().any(|l| l.split_whitespace().nth(2) == Some(name))
+}
+
+/// The `--operations` name a procedure is selected by: `READ_PLUS` is a READ.
+fn counted_as(name: &str) -> &str {
+    if name == "READ_PLUS" {
+        "READ"
+    } else {
+        name
+    }
+}
+
+/// Moves the kernel's watched-directory maps from `old` to `new`: deletes what left, adds
+/// what came (a key is never missing while it stays watched).
+fn apply_watched(ebpf: &mut Ebpf, old: &[WatchedDir], new: &[WatchedDir]) -> Result<(), ProbeError> {
+    let key = |d: &WatchedDir| nasflow_probe_bpf::DirKey { dev: d.dev, pad: 0, ino: d.ino };
+    let devs = |set: &[WatchedDir]| {
+        let mut n: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+        for d in set {
+            *n.entry(d.dev).or_default() += 1;
+        }
+        n
+    };
+    {
+        let mut dirs: BpfHashMap<&mut MapData, nasflow_probe_bpf::DirKey, u16> =
+            open_map_mut(ebpf, maps::WATCHED_DIRS)?;
+        for d in new {
+            dirs.insert(key(d), d.id, 0).map_err(|e| map_err(maps::WATCHED_DIRS, e))?;
+        }
+        for d in old.iter().filter(|o| !new.iter().any(|n| (n.dev, n.ino) == (o.dev, o.ino))) {
+            // Already gone (a reload started from empty maps) is fine.
+            let _ = dirs.remove(&key(d));
+        }
+    }
+    let (old_devs, new_devs) = (devs(old), devs(new));
+    let mut map: BpfHashMap<&mut MapData, u32, u32> = open_map_mut(ebpf, maps::WATCHED_DEVS)?;
+    for (dev, n) in &new_devs {
+        map.insert(dev, n, 0).map_err(|e| map_err(maps::WATCHED_DEVS, e))?;
+    }
+    for dev in old_devs.keys().filter(|d| !new_devs.contains_key(d)) {
+        let _ = map.remove(dev);
+    }
+    Ok(())
 }
 
 /// Why a program failed, in a line or three: the error, and the end of a verifier log (where

@@ -90,6 +90,9 @@ pub struct IoRow {
     pub op: Op,
     /// Positive errno for failed operations, 0 for successes.
     pub err: u16,
+    /// The watched directory the operation's file is in (`--directories`: its 1-based
+    /// place in the list), 0 for none.
+    pub dir: u16,
     /// Operations that completed with this outcome; `None` while the kernel only has wire
     /// samples for the key (an rtt or a retransmission of an operation not completed yet).
     pub completed: Option<Completed>,
@@ -105,7 +108,14 @@ impl IoRow {
     /// An empty row of one key: nothing completed, no wire samples.
     #[must_use]
     pub fn new(cgroup: u64, dev: u32, op: Op, err: u16) -> Self {
-        Self { cgroup, dev, op, err, completed: None, retransmits: 0, rtt: None }
+        Self { cgroup, dev, op, err, dir: 0, completed: None, retransmits: 0, rtt: None }
+    }
+
+    /// The row below watched directory `dir`.
+    #[must_use]
+    pub fn with_dir(mut self, dir: u16) -> Self {
+        self.dir = dir;
+        self
     }
 
     /// The row with `ops` operations that moved `bytes` completed in it.
@@ -198,7 +208,7 @@ pub struct Inflight {
 pub struct Snapshot {
     /// When the maps were read.
     pub taken_at: Option<SystemTime>,
-    /// Rows, sorted by (cgroup, dev, op, err).
+    /// Rows, sorted by (cgroup, dev, op, dir, err).
     pub rows: Vec<IoRow>,
     /// RPCs in flight per device, sorted by device.
     pub inflight: Vec<Inflight>,
@@ -214,11 +224,12 @@ pub(crate) fn monotonic_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-type RowKey = (u64, u32, Op, u16);
+type RowKey = (u64, u32, Op, u16, u16);
 
 /// The row of one key, made empty on first use.
-fn entry(rows: &mut BTreeMap<RowKey, IoRow>, cgroup: u64, dev: u32, op: Op, err: u16) -> &mut IoRow {
-    rows.entry((cgroup, dev, op, err)).or_insert_with(|| IoRow::new(cgroup, dev, op, err))
+fn entry<'a>(rows: &'a mut BTreeMap<RowKey, IoRow>, key: &IoKey, op: Op, err: u16) -> &'a mut IoRow {
+    rows.entry((key.cgroup, key.dev, op, key.dir, err))
+        .or_insert_with(|| IoRow::new(key.cgroup, key.dev, op, err).with_dir(key.dir))
 }
 
 /// Rows from histogram and counter entries: the map layout (flags, per-CPU shares, named
@@ -234,7 +245,7 @@ fn rows_from(
         let Some(op) = op_of(key.op) else {
             continue;
         };
-        let r = entry(&mut rows, key.cgroup, key.dev, op, key.err);
+        let r = entry(&mut rows, &key, op, key.err);
         if key.op & OP_RTT != 0 {
             r.rtt = Some(h);
         } else {
@@ -246,10 +257,10 @@ fn rows_from(
             continue;
         };
         if key.op & OP_RETRANS != 0 {
-            entry(&mut rows, key.cgroup, key.dev, op, 0).retransmits += sum.ops;
+            entry(&mut rows, &key, op, 0).retransmits += sum.ops;
             continue;
         }
-        let c = entry(&mut rows, key.cgroup, key.dev, op, key.err).completed_mut();
+        let c = entry(&mut rows, &key, op, key.err).completed_mut();
         c.ops += sum.ops;
         c.bytes += sum.bytes;
     }
