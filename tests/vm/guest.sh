@@ -616,14 +616,11 @@ EOP
 }
 
 ########## directories ##########
-agent_progs() { # name: the BPF programs the agent's process holds open (its fds' prog_id)
-	local pid
-	pid=$(cat "/tmp/pid.agent-$1")
-	bpftool -j prog show | /usr/bin/python3 -c '
+progs_new() { # before.json after.json: the BPF programs loaded between two listings
+	/usr/bin/python3 -c '
 import json, sys
-ids = {int(i) for i in sys.argv[1:]}
-print(json.dumps([p for p in json.load(sys.stdin) if p["id"] in ids]))' \
-		$(awk '/^prog_id:/ {print $2}' /proc/"$pid"/fdinfo/* 2>/dev/null | sort -un) >"$R/$1-progs.json"
+before = {p["id"] for p in json.load(open(sys.argv[1]))}
+print(json.dumps([p for p in json.load(open(sys.argv[2])) if p["id"] not in before]))' "$1" "$2"
 }
 phase_dirs() {
 	# Traffic per watched directory: nested ones, one named server:/export/... and reached
@@ -637,11 +634,17 @@ phase_dirs() {
 	}
 	expect dir_dev m2 "$(mountpoint -d $m2)"
 	b=127.0.0.1:/srv/v4/exa/proj/team-b
+	# What each agent loads: the programs that appear while it starts.
+	bpftool -j prog show >/tmp/progs-0.json
 	start_agent dirs --directories "$a/team-a,$a/team-a/sub,$b,$a/later" --otlp-endpoint http://127.0.0.1:4317 || return 1
-	start_agent ops --operations WRITE,COMMIT --latency off || return 1
 	wait_until 60 "the dirs agent watching team-b" grep -q "watching directory.*team-b" "$R/dirs.log" || return 1
 	wait_until 120 "the dirs agent's RPC programs" grep -q "RPC tracing attached" "$R/dirs.log" || return 1
+	bpftool -j prog show >/tmp/progs-1.json
+	start_agent ops --operations WRITE,COMMIT --latency off || return 1
 	wait_until 120 "the ops agent's RPC programs" grep -q "RPC tracing attached" "$R/ops.log" || return 1
+	bpftool -j prog show >/tmp/progs-2.json
+	progs_new /tmp/progs-0.json /tmp/progs-1.json >"$R/dirs-progs.json"
+	progs_new /tmp/progs-1.json /tmp/progs-2.json >"$R/ops-progs.json"
 	n=$(rnd 1 3000000)
 	run_in /dirs-a dd if=/dev/zero of=$a/team-a/f bs=$n count=1 oflag=direct
 	run_in /dirs-a dd if=$a/team-a/f of=/dev/null bs=1M iflag=direct
@@ -674,8 +677,6 @@ phase_dirs() {
 	n=$(rnd 1 3000000)
 	run_in /dirs-later dd if=/dev/zero of=$a/later/f bs=$n count=1 oflag=direct
 	expect dir_io /dirs-later nas-a $a/later "$n" 0
-	agent_progs dirs
-	agent_progs ops
 	local ok=0
 	stop_agent dirs || ok=1
 	stop_agent ops || ok=1

@@ -165,7 +165,9 @@ struct {
 
 /* The directory of the operation a thread is about to send, from the kprobe that knew its
  * file (nfs_initiate_read/_write, nfs_lookup, ...), for the event that starts the RPC. One
- * per CPU, as rpc_hints: the kprobe and the event run back to back in one thread. */
+ * set per CPU, as rpc_hints (the kprobe and the RPC run back to back in one thread), with a
+ * slot per operation (enum nasflow_dir_slot): a call nested in another (the GETATTR of a
+ * directory inside a create in it) does not take the outer one's hint. */
 struct dir_hint {
 	__u64 pid_tgid;
 	__u64 ts;
@@ -173,12 +175,32 @@ struct dir_hint {
 	__u32 pad;
 };
 
+struct dir_hint_set {
+	struct dir_hint slot[NASFLOW_DS__COUNT];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct dir_hint);
+	__type(value, struct dir_hint_set);
 } dir_hints SEC(".maps");
+
+/* The metadata slots live per thread: between a call and its RPC the thread may sleep on
+ * another RPC (the GETACL inside a create) and wake on another CPU. An LRU: the entries of
+ * threads that ended age out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct dir_hint_set);
+} thread_dir_hints SEC(".maps");
+
+/* Initial value of a thread's hint set (too large for the stack). */
+struct dir_hint_set zero_dir_hints = {};
+
+/* The operation ids of the metadata slots (GETATTR, LOOKUP, ... as named in proc_ids). */
+const volatile __u16 dir_slot_ops[NASFLOW_DIR_META_SLOTS] = {};
 
 /* Initial histogram value: too large for the 512-byte BPF stack, so it lives in .bss. */
 struct nasflow_io_hist zero_hist = {};
@@ -581,34 +603,78 @@ static __always_inline void set_hint(__u32 dev, __u64 cgroup, __u64 now, __u16 e
 	h->dir = dir;
 }
 
-/* The directory a kprobe found for the thread's next operation; 0 if none. Taken (used up)
- * when `take`; an RPC task only takes it once it is known to be NFS (an NFS ACL call made on
- * the way, as GETACL before a CREATE, leaves it to the operation). */
-static __always_inline __u16 dir_hint(__u64 now, int take)
+/* A metadata hint older than this is not used: its call sent no RPC (a cache hit). Data
+ * hints are taken by the event in the same call, so they need no age. */
+#define DIR_HINT_NS (50 * 1000 * 1000ULL)
+
+/* The directory a kprobe found for the thread's next operation of one slot, taken (used up);
+ * 0 if none. */
+static __always_inline __u16 take_dir_hint(__u32 slot, __u64 now)
 {
 	__u32 zero = 0;
+	struct dir_hint_set *set;
 	struct dir_hint *h;
 
-	if (!want_dirs)
+	if (!want_dirs || slot >= NASFLOW_DS__COUNT)
 		return 0;
-	h = bpf_map_lookup_elem(&dir_hints, &zero);
-	if (!h || h->pid_tgid != bpf_get_current_pid_tgid() || now - h->ts > HINT_NS)
+	if (slot < NASFLOW_DIR_META_SLOTS) {
+		__u64 pid = bpf_get_current_pid_tgid();
+
+		set = bpf_map_lookup_elem(&thread_dir_hints, &pid);
+	} else {
+		set = bpf_map_lookup_elem(&dir_hints, &zero);
+	}
+	if (!set)
 		return 0;
-	if (take)
-		h->ts = 0;
+	h = &set->slot[slot];
+	if (h->pid_tgid != bpf_get_current_pid_tgid() || !h->ts)
+		return 0;
+	if (slot < NASFLOW_DIR_META_SLOTS && now - h->ts > DIR_HINT_NS)
+		return 0;
+	h->ts = 0;
 	return h->dir;
 }
 
-static __always_inline void set_dir_hint(__u16 dir)
+/* Sets the hint of every slot in `slots` (a bit per enum nasflow_dir_slot). */
+static __always_inline void set_dir_hint(__u32 slots, __u16 dir)
 {
 	__u32 zero = 0;
-	struct dir_hint *h = bpf_map_lookup_elem(&dir_hints, &zero);
+	struct dir_hint_set *set;
+	__u64 pid = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
+	int i;
 
-	if (!h)
+	if (slots & ((1U << NASFLOW_DIR_META_SLOTS) - 1)) {
+		set = bpf_map_lookup_elem(&thread_dir_hints, &pid);
+		if (!set) {
+			bpf_map_update_elem(&thread_dir_hints, &pid, &zero_dir_hints, BPF_NOEXIST);
+			set = bpf_map_lookup_elem(&thread_dir_hints, &pid);
+		}
+	} else {
+		set = bpf_map_lookup_elem(&dir_hints, &zero);
+	}
+	if (!set)
 		return;
-	h->pid_tgid = bpf_get_current_pid_tgid();
-	h->ts = bpf_ktime_get_ns();
-	h->dir = dir;
+#pragma unroll
+	for (i = 0; i < NASFLOW_DS__COUNT; i++) {
+		if (!(slots & (1U << i)))
+			continue;
+		set->slot[i].pid_tgid = pid;
+		set->slot[i].ts = now;
+		set->slot[i].dir = dir;
+	}
+}
+
+/* The metadata slot of an operation id, NASFLOW_DS__COUNT if it has none. */
+static __always_inline __u32 dir_slot_of(__u16 op)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < NASFLOW_DIR_META_SLOTS; i++) {
+		if (dir_slot_ops[i] && dir_slot_ops[i] == op)
+			return i;
+	}
+	return NASFLOW_DS__COUNT;
 }
 
 /*
@@ -642,11 +708,11 @@ static __always_inline __u16 dir_of(struct dentry *d, __u32 dev)
 }
 
 /* The directory an entry is in: its parent's (the entry may have no inode yet). */
-static __always_inline void dir_hint_entry(struct dentry *entry)
+static __always_inline void dir_hint_entry(__u32 slots, struct dentry *entry)
 {
 	struct dentry *parent = BPF_CORE_READ(entry, d_parent);
 
-	set_dir_hint(dir_of(parent, BPF_CORE_READ(parent, d_inode, i_sb, s_dev)));
+	set_dir_hint(slots, dir_of(parent, BPF_CORE_READ(parent, d_inode, i_sb, s_dev)));
 }
 
 /*
@@ -655,17 +721,17 @@ static __always_inline void dir_hint_entry(struct dentry *entry)
  * GETATTR of the directory made while creating in it, inside nfs_create, keeps the
  * directory of the create).
  */
-static __always_inline void dir_hint_inode(struct inode *inode)
+static __always_inline void dir_hint_inode(__u32 slots, struct inode *inode)
 {
 	struct hlist_node *alias = BPF_CORE_READ(inode, i_dentry.first);
 	struct dentry *d;
 
 	if (!alias) {
-		set_dir_hint(0);
+		set_dir_hint(slots, 0);
 		return;
 	}
 	d = (struct dentry *)((char *)alias - bpf_core_field_offset(struct dentry, d_u.d_alias));
-	set_dir_hint(dir_of(d, BPF_CORE_READ(inode, i_sb, s_dev)));
+	set_dir_hint(slots, dir_of(d, BPF_CORE_READ(inode, i_sb, s_dev)));
 }
 
 #define FIELD(tp, name) layout.tp.name.offset, layout.tp.name.size
@@ -684,7 +750,7 @@ int nfs_initiate_read(void *ctx)
 	dev = field_u(&r, FIELD(read_init, dev));
 	cgroup = current_cgroup();
 	now = bpf_ktime_get_ns();
-	dir = dir_hint(now, 1);
+	dir = take_dir_hint(NASFLOW_DS_READ, now);
 	start_rpc(dev, NASFLOW_OP_READ, field_u(&r, FIELD(read_init, fileid)),
 		  field_s(&r, FIELD(read_init, offset)), cgroup, now, dir);
 	set_hint(dev, cgroup, now, NASFLOW_OP_READ + 1, dir);
@@ -727,7 +793,7 @@ int nfs_initiate_write(void *ctx)
 	dev = field_u(&r, FIELD(write_init, dev));
 	fileid = field_u(&r, FIELD(write_init, fileid));
 	now = bpf_ktime_get_ns();
-	dir = dir_hint(now, 1);
+	dir = take_dir_hint(NASFLOW_DS_WRITE, now);
 	primary = charge_write(dev, fileid, field_u(&r, FIELD(write_init, count)),
 			       current_cgroup(), dir);
 	start_rpc(dev, NASFLOW_OP_WRITE, fileid, field_s(&r, FIELD(write_init, offset)), primary, now, dir);
@@ -973,10 +1039,8 @@ int rpc_task_begin(void *ctx)
 			task.state = NASFLOW_RPC_BEGUN_DATA;
 		}
 	}
-	if (task.state != NASFLOW_RPC_BEGUN_DATA) {
+	if (task.state != NASFLOW_RPC_BEGUN_DATA)
 		task.cgroup = current_cgroup();
-		task.dir = dir_hint(task.start_ns, 0);
-	}
 	bpf_map_update_elem(&rpc_tasks, &key, &task, BPF_ANY);
 	return 0;
 }
@@ -1094,9 +1158,8 @@ int rpc_request(void *ctx)
 			return 0;
 		}
 		task->op = op;
-		/* An NFS operation: the directory it carries is used up. */
-		if (task->dir)
-			dir_hint(bpf_ktime_get_ns(), 1);
+		/* Named now: the directory a kprobe found for an operation of its kind. */
+		task->dir = take_dir_hint(dir_slot_of(op), bpf_ktime_get_ns());
 		break;
 	case NASFLOW_RPC_ENDED:
 		/* Restarted (a short READ resent, a retried OPEN): a new round trip, same op. */
@@ -1226,7 +1289,7 @@ int BPF_KPROBE(dir_read, void *hdr)
 	struct inode *inode = NULL;
 
 	bpf_probe_read_kernel(&inode, sizeof(inode), hdr);
-	dir_hint_inode(inode);
+	dir_hint_inode(1U << NASFLOW_DS_READ, inode);
 	return 0;
 }
 
@@ -1236,7 +1299,7 @@ int BPF_KPROBE(dir_write, void *hdr)
 	struct inode *inode = NULL;
 
 	bpf_probe_read_kernel(&inode, sizeof(inode), hdr);
-	dir_hint_inode(inode);
+	dir_hint_inode(1U << NASFLOW_DS_WRITE, inode);
 	return 0;
 }
 
@@ -1244,43 +1307,44 @@ int BPF_KPROBE(dir_write, void *hdr)
 SEC("kprobe/__nfs_revalidate_inode")
 int BPF_KPROBE(dir_getattr, void *server, struct inode *inode)
 {
-	dir_hint_inode(inode);
+	dir_hint_inode(1U << NASFLOW_DS_GETATTR, inode);
 	return 0;
 }
 
 SEC("kprobe/nfs_lookup")
 int BPF_KPROBE(dir_lookup, struct inode *dir, struct dentry *dentry)
 {
-	dir_hint_entry(dentry);
+	dir_hint_entry(1U << NASFLOW_DS_LOOKUP, dentry);
 	return 0;
 }
 
 SEC("kprobe/nfs_atomic_open")
 int BPF_KPROBE(dir_open, struct inode *dir, struct dentry *dentry)
 {
-	dir_hint_entry(dentry);
+	dir_hint_entry(1U << NASFLOW_DS_OPEN | 1U << NASFLOW_DS_CREATE, dentry);
 	return 0;
 }
 
-/* NFSv3 opens that create, since 6.0 (O_TRUNC handling); before, they go through nfs_create. */
-SEC("kprobe/nfs_atomic_open_v23")
-int BPF_KPROBE(dir_open3, struct inode *dir, struct dentry *dentry)
+/* The CREATE of an NFSv3 file, since 6.0 also made by opens (nfs_atomic_open_v23); before,
+ * it is only reached through nfs_create. */
+SEC("kprobe/nfs_do_create")
+int BPF_KPROBE(dir_docreate, struct inode *dir, struct dentry *dentry)
 {
-	dir_hint_entry(dentry);
+	dir_hint_entry(1U << NASFLOW_DS_CREATE, dentry);
 	return 0;
 }
 
 SEC("kprobe/nfs_unlink")
 int BPF_KPROBE(dir_unlink, struct inode *dir, struct dentry *dentry)
 {
-	dir_hint_entry(dentry);
+	dir_hint_entry(1U << NASFLOW_DS_REMOVE, dentry);
 	return 0;
 }
 
 SEC("kprobe/nfs_rmdir")
 int BPF_KPROBE(dir_rmdir, struct inode *dir, struct dentry *dentry)
 {
-	dir_hint_entry(dentry);
+	dir_hint_entry(1U << NASFLOW_DS_RMDIR | 1U << NASFLOW_DS_REMOVE, dentry);
 	return 0;
 }
 
@@ -1297,14 +1361,14 @@ static __always_inline struct dentry *create_dentry(struct pt_regs *ctx)
 SEC("kprobe/nfs_create")
 int BPF_KPROBE(dir_create)
 {
-	dir_hint_entry(create_dentry(ctx));
+	dir_hint_entry(1U << NASFLOW_DS_CREATE, create_dentry(ctx));
 	return 0;
 }
 
 SEC("kprobe/nfs_mkdir")
 int BPF_KPROBE(dir_mkdir)
 {
-	dir_hint_entry(create_dentry(ctx));
+	dir_hint_entry(1U << NASFLOW_DS_MKDIR | 1U << NASFLOW_DS_CREATE, create_dentry(ctx));
 	return 0;
 }
 
@@ -1314,6 +1378,6 @@ int BPF_KPROBE(dir_setattr)
 {
 	volatile unsigned long first = PT_REGS_PARM1(ctx), second = PT_REGS_PARM2(ctx);
 
-	dir_hint_entry((struct dentry *)(create_dentry_arg == 2 ? first : second));
+	dir_hint_entry(1U << NASFLOW_DS_SETATTR, (struct dentry *)(create_dentry_arg == 2 ? first : second));
 	return 0;
 }

@@ -13,6 +13,25 @@
 /* Directory levels walked up from a file towards its mount's root. */
 #define NASFLOW_DIR_DEPTH 32
 
+/* The operations a directory kprobe names the directory of, each with a hint slot of its
+ * own (a GETATTR made inside a create does not take the create's directory). */
+enum nasflow_dir_slot {
+	NASFLOW_DS_GETATTR = 0,
+	NASFLOW_DS_LOOKUP = 1,
+	NASFLOW_DS_OPEN = 2,
+	NASFLOW_DS_CREATE = 3,
+	NASFLOW_DS_REMOVE = 4,
+	NASFLOW_DS_MKDIR = 5,
+	NASFLOW_DS_RMDIR = 6,
+	NASFLOW_DS_SETATTR = 7,
+	/* The data RPCs, taken by their nfs events right after the kprobe. */
+	NASFLOW_DS_READ = 8,
+	NASFLOW_DS_WRITE = 9,
+	NASFLOW_DS__COUNT = 10,
+};
+/* The metadata slots, whose operation ids user space gives (dir_slot_ops). */
+#define NASFLOW_DIR_META_SLOTS 8
+
 /* Key of the watched-directory map: an NFS directory as (super block dev, inode number). */
 struct nasflow_dir_key {
 	__u32 dev;

@@ -173,7 +173,17 @@ pub mod globals {
     pub const COUNT_NEW_PROCS: &str = "count_new_procs";
     /// `u8`: which argument of `nfs_create`/`nfs_mkdir` is the dentry (2 before 5.12, else 3).
     pub const CREATE_DENTRY_ARG: &str = "create_dentry_arg";
+    /// `[u16; DIR_META_SLOTS]`: the operation ids of the directory hint slots
+    /// ([`DIR_SLOT_NAMES`](super::DIR_SLOT_NAMES)).
+    pub const DIR_SLOT_OPS: &str = "dir_slot_ops";
 }
+
+/// The procedures of the directory hint slots, in `enum nasflow_dir_slot` order.
+pub const DIR_SLOT_NAMES: [&str; DIR_META_SLOTS] =
+    ["GETATTR", "LOOKUP", "OPEN", "CREATE", "REMOVE", "MKDIR", "RMDIR", "SETATTR"];
+
+/// `NASFLOW_DIR_META_SLOTS`.
+pub const DIR_META_SLOTS: usize = abi::NASFLOW_DIR_META_SLOTS as usize;
 
 /// `NASFLOW_PROC_NAME`: room for a procedure name, NUL included.
 pub const PROC_NAME_LEN: usize = abi::NASFLOW_PROC_NAME as usize;
@@ -602,6 +612,12 @@ mod tests {
         assert_eq!(ids.len(), KNOWN_PROCS.len());
         assert!(ids.iter().all(|id| *id >= OP_RPC_BASE && *id < OP_RETRANS));
         assert!(KNOWN_PROCS.iter().all(|n| !PRELOADED_PROCS.iter().any(|(p, _)| p == n) && n.len() < PROC_NAME_LEN));
+    }
+
+    #[test]
+    fn every_directory_slot_names_a_known_procedure() {
+        assert!(DIR_SLOT_NAMES.iter().all(|n| KNOWN_PROCS.contains(n)), "{DIR_SLOT_NAMES:?}");
+        assert_eq!(abi::NASFLOW_DS_READ as usize, DIR_META_SLOTS, "data slots follow the metadata ones");
     }
 
     #[test]

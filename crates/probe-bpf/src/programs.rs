@@ -150,7 +150,7 @@ pub const DIRECTORIES: [Program; 11] = [
     kprobe("dir_getattr", "noop_dir_getattr", "__nfs_revalidate_inode"),
     kprobe("dir_lookup", "noop_dir_lookup", "nfs_lookup"),
     kprobe("dir_open", "noop_dir_open", "nfs_atomic_open"),
-    kprobe("dir_open3", "noop_dir_open3", "nfs_atomic_open_v23"),
+    kprobe("dir_docreate", "noop_dir_create2", "nfs_do_create"),
     kprobe("dir_unlink", "noop_dir_unlink", "nfs_unlink"),
     kprobe("dir_rmdir", "noop_dir_rmdir", "nfs_rmdir"),
     kprobe("dir_create", "noop_dir_create", "nfs_create"),
@@ -158,9 +158,9 @@ pub const DIRECTORIES: [Program; 11] = [
     kprobe("dir_setattr", "noop_dir_setattr", "nfs_setattr"),
 ];
 
-/// Which of [`DIRECTORIES`] hook functions only some kernels have (`nfs_atomic_open_v23`:
-/// 6.0 on); where the function is missing, the program is left out without a warning.
-pub const DIRECTORIES_OPTIONAL: [&str; 1] = ["dir_open3"];
+/// Which of [`DIRECTORIES`] hook functions only some kernels have (`nfs_do_create`, the CREATE of
+/// NFSv3 opens since 6.0); where the function is missing, the program is left out without a warning.
+pub const DIRECTORIES_OPTIONAL: [&str; 1] = ["dir_docreate"];
 
 /// The optional signals, each of which costs kernel work on every event it watches. A signal
 /// switched off attaches no program of its own and its work is skipped in shared ones.

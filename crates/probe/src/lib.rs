@@ -308,6 +308,8 @@ impl Probe {
         let count_new_procs = u8::from(o.operations.is_none());
         let version = preflight::kernel_version();
         let create_dentry_arg: u8 = if version.is_some_and(|v| v < IDMAPPED_SINCE) { 2 } else { 3 };
+        let dir_slot_ops: [u16; nasflow_probe_bpf::DIR_META_SLOTS] = nasflow_probe_bpf::DIR_SLOT_NAMES
+            .map(|n| KNOWN_PROCS.iter().position(|k| *k == n).map_or(0, known_proc_id));
         let (object, compat) = match version {
             Some(v) if v < FETCH_ATOMICS_SINCE => (nasflow_probe_bpf::compat_object(), true),
             _ => (nasflow_probe_bpf::probe_object(), false),
@@ -329,6 +331,7 @@ impl Probe {
             .override_global(globals::WANT_DIRS, &want_dirs, true)
             .override_global(globals::COUNT_NEW_PROCS, &count_new_procs, true)
             .override_global(globals::CREATE_DENTRY_ARG, &create_dentry_arg, true)
+            .override_global(globals::DIR_SLOT_OPS, &dir_slot_ops, true)
             .map_max_entries(maps::RPC_TASKS, o.max_inflight)
             .map_max_entries(maps::IO_COUNTERS, o.max_series)
             .map_max_entries(maps::IO_HIST, o.hist_entries())
