@@ -24,6 +24,10 @@ fio --name=prep --directory=$M --rw=write --bs=1m --size=64m --direct=1 --filena
 fio --name=prep --directory=$M --rw=write --bs=1m --size=16m --direct=1 --filename=wdata \
 	--output-format=terse >/dev/null
 cat $M/data >/dev/null # the page-cache workload reads this file from memory
+# The dirs64 mode watches 64 directories: the mount's root, which holds every workload file
+# (a walk finds it one or two levels up), and 63 siblings below it.
+DIRS64=$M
+for i in $(seq 63); do mkdir -p "$M/dir$i"; DIRS64="$DIRS64,$M/dir$i"; done
 
 # A second of ramp before each measured run; none in the bpf_stats runs, whose program
 # time is divided by every I/O of the run.
@@ -51,12 +55,17 @@ start_agent() { # mode
 	default) "$BIN" run --output jsonl --interval 5s >/dev/null 2>"$R/agent.cur" & ;;
 	app-bytes) "$BIN" run --output jsonl --interval 5s --app-bytes on >/dev/null 2>"$R/agent.cur" & ;;
 	client-only) "$BIN" run --output jsonl --interval 5s --nfs-server off >/dev/null 2>"$R/agent.cur" & ;;
+	dirs64) "$BIN" run --output jsonl --interval 5s --directories "$DIRS64" >/dev/null 2>"$R/agent.cur" & ;;
+	lean) "$BIN" run --output jsonl --interval 5s --operations READ,WRITE,COMMIT --latency off >/dev/null 2>"$R/agent.cur" & ;;
 	noop) "$NOOP" >"$R/agent.cur" 2>&1 & ;;
 	esac
 	AGENT=$!
 	case $1 in
 	noop) wait_until 120 "no-op programs attached" grep -q attached "$R/agent.cur" ;;
 	client-only) wait_until 120 "agent attached" grep -q "RPC tracing attached" "$R/agent.cur" ;;
+	dirs64) wait_until 120 "agent attached" grep -q "RPC tracing attached" "$R/agent.cur" &&
+		wait_until 120 "server programs attached" grep -q "attached to the NFS server" "$R/agent.cur" &&
+		wait_until 120 "directories watched" grep -q "watching directory" "$R/agent.cur" ;;
 	*) wait_until 120 "agent attached" grep -q "RPC tracing attached" "$R/agent.cur" &&
 		wait_until 120 "server programs attached" grep -q "attached to the NFS server" "$R/agent.cur" ;;
 	esac
@@ -90,17 +99,20 @@ for w in $WORKLOADS; do
 	done
 done
 
-# Kernel time of the default agent's programs per workload I/O.
+# Kernel time of the programs of each of STATS_MODES' agents (default: the default agent's)
+# per workload I/O.
 sysctl -w kernel.bpf_stats_enabled=1
 RAMP=0
-for w in $WORKLOADS; do
-	warm "$w"
-	start_agent default || { echo "fatal: agent did not attach" >"$R/fatal"; exit 1; }
-	bpftool -j prog show >"$R/before.json"
-	workload "$w" "$R/out.json"
-	bpftool -j prog show >"$R/after.json"
-	stop_agent
-	python3 "$HERE/overhead-record.py" "$w" default stats "$R/out.json" "$R/before.json" "$R/after.json" >>"$R/stats.jsonl"
+for mode in $STATS_MODES; do
+	for w in $WORKLOADS; do
+		warm "$w"
+		start_agent "$mode" || { echo "fatal: agent did not attach" >"$R/fatal"; exit 1; }
+		bpftool -j prog show >"$R/before.json"
+		workload "$w" "$R/out.json"
+		bpftool -j prog show >"$R/after.json"
+		stop_agent
+		python3 "$HERE/overhead-record.py" "$w" "$mode" stats "$R/out.json" "$R/before.json" "$R/after.json" >>"$R/stats.jsonl"
+	done
 done
 sysctl -w kernel.bpf_stats_enabled=0
 echo done >"$R/done"

@@ -41,18 +41,21 @@ for w in order:
     off = statistics.median(iops[(w, "off")])
     print(f"| {w} | {off:.0f} | " + " | ".join(cells) + " |")
 print()
-print("| workload | I/Os | mean time per I/O | nasflow programs per I/O | share | of it, server (svc_*) | programs (runs per I/O) |")
-print("|---|---:|---:|---:|---:|---:|---|")
+print("| workload | agent | I/Os | mean time per I/O | nasflow programs per I/O | share | of it, server (svc_*) | of it, directories (dir_*) | programs (runs per I/O) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---|")
 for s in stats:
     per_io = s["prog_ns"] / s["ios"] if s["ios"] else float("nan")
     share = per_io / s["ns_per_io"]
     server_ns = sum(v["ns"] for n, v in s["programs"].items() if n.startswith("svc_"))
     server_per_io = server_ns / s["ios"] if s["ios"] else float("nan")
-    summary["stats"][s["workload"]] = {
+    dir_ns = sum(v["ns"] for n, v in s["programs"].items() if n.startswith("dir_"))
+    dir_per_io = dir_ns / s["ios"] if s["ios"] else float("nan")
+    summary["stats"][s["workload"] + ("" if s.get("mode", "default") == "default" else "/" + s["mode"])] = {
         "prog_ns_per_io": per_io, "io_ns": s["ns_per_io"], "share": share,
         "server_ns_per_io": server_per_io, "server_share": server_per_io / s["ns_per_io"],
     }
     progs = ", ".join(f"{n} {v['runs'] / s['ios']:.2f}" for n, v in sorted(s["programs"].items(), key=lambda kv: -kv[1]["ns"]))
-    print(f"| {s['workload']} | {s['ios']} | {s['ns_per_io'] / 1000:.0f} us | {per_io / 1000:.2f} us | {share * 100:.2f}% "
-          f"| {server_per_io / 1000:.2f} us ({server_per_io / s['ns_per_io'] * 100:.2f}%) | {progs} |")
+    print(f"| {s['workload']} | {s.get('mode', 'default')} | {s['ios']} | {s['ns_per_io'] / 1000:.0f} us | {per_io / 1000:.2f} us | {share * 100:.2f}% "
+          f"| {server_per_io / 1000:.2f} us ({server_per_io / s['ns_per_io'] * 100:.2f}%) "
+          f"| {dir_per_io / 1000:.2f} us ({dir_per_io / s['ns_per_io'] * 100:.2f}%) | {progs} |")
 json.dump(summary, open(f"{r}/summary.json", "w"), indent=1)

@@ -3,7 +3,10 @@
 # no-op agent (empty programs on the same hooks) as the noise reference, plus the programs'
 # kernel time per I/O from bpf_stats. Prints the tables BENCHMARKS.md records.
 #   bash bench/overhead.sh            # build, run (about 25 min under TCG), print
-# NASFLOW_OVERHEAD_PAIRS (5), _SECONDS (5 per run), _MODES, _WORKLOADS narrow a run;
+# NASFLOW_OVERHEAD_PAIRS (5), _SECONDS (5 per run), _MODES, _WORKLOADS narrow a run, and
+# _STATS_MODES (default) picks the agents whose kernel time per I/O is measured. Modes:
+# default, client-only, noop, app-bytes, dirs64 (64 watched directories), lean (--operations
+# READ,WRITE,COMMIT --latency off);
 # NASFLOW_BIN and NASFLOW_NOOP take prebuilt binaries (to measure an older build).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +26,7 @@ PAIRS=${NASFLOW_OVERHEAD_PAIRS:-5}
 SECS=${NASFLOW_OVERHEAD_SECONDS:-5}
 MODES="${NASFLOW_OVERHEAD_MODES:-default client-only noop app-bytes}"
 WORKLOADS="${NASFLOW_OVERHEAD_WORKLOADS:-cached-read direct-read fsync-write metadata}"
+STATS_MODES="${NASFLOW_OVERHEAD_STATS_MODES:-default}"
 SET
 timeout 5400 vng -r "$KERNEL" --user root --disable-kvm --cpus "${NASFLOW_OVERHEAD_CPUS:-2}" --memory 2G --rwdir "$R" \
 	--exec "$ROOT/bench/overhead-guest.sh $R $BIN $NOOP" >"$R/vng.log" 2>&1 || true

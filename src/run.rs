@@ -130,17 +130,8 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         mount = %hierarchy.mount.display(),
         "cgroup hierarchy"
     );
-    let mut opts = ProbeOptions::new(CgroupIdentity { v1: hierarchy.v1, root_id: hierarchy.root_id });
-    opts.max_series = cfg.max_kernel_series;
-    opts.features = cfg.features;
-    opts.operations.clone_from(&cfg.operations);
-    opts.proc_root.clone_from(&cfg.proc_root);
-    let probe: SharedProbe = Arc::new(Mutex::new(Probe::new(opts).context("starting the probe")?));
-    let directories: Arc<[String]> = cfg.directories.iter().map(DirSpec::label).collect();
-    if !cfg.directories.is_empty() {
-        tracing::info!(directories = %directories.join(","), "watching NAS directories");
-        tokio::spawn(directory_loop(Arc::clone(&probe), cfg.clone()));
-    }
+    let probe = start_probe(&cfg, &hierarchy)?;
+    let directories = start_directories(&cfg, &probe);
     match &cfg.kubelet {
         Some(k) => {
             tracing::info!(url = %k.url, node = cfg.node_name.as_deref().unwrap_or("-"), "pods from the kubelet");
@@ -307,6 +298,27 @@ async fn directory_loop(probe: SharedProbe, cfg: RunConfig) {
         }
         tokio::time::sleep(DIRECTORY_POLL).await;
     }
+}
+
+/// The client probe with the run's settings (attached by [`attach_loop`]).
+fn start_probe(cfg: &RunConfig, hierarchy: &CgroupHierarchy) -> Result<SharedProbe> {
+    let mut opts = ProbeOptions::new(CgroupIdentity { v1: hierarchy.v1, root_id: hierarchy.root_id });
+    opts.max_series = cfg.max_kernel_series;
+    opts.features = cfg.features;
+    opts.operations.clone_from(&cfg.operations);
+    opts.proc_root.clone_from(&cfg.proc_root);
+    Ok(Arc::new(Mutex::new(Probe::new(opts).context("starting the probe")?)))
+}
+
+/// The watched directories' labels (by id - 1), and the loop that keeps the probe's
+/// watched inodes current, when any are configured.
+fn start_directories(cfg: &RunConfig, probe: &SharedProbe) -> Arc<[String]> {
+    let labels: Arc<[String]> = cfg.directories.iter().map(DirSpec::label).collect();
+    if !labels.is_empty() {
+        tracing::info!(directories = %labels.join(","), "watching NAS directories");
+        tokio::spawn(directory_loop(Arc::clone(probe), cfg.clone()));
+    }
+    labels
 }
 
 /// Map reads failing this many intervals in a row end the agent.

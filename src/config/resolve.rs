@@ -68,8 +68,9 @@ impl Settings {
         if max_directories > usize::from(nasflow_probe::MAX_DIRS) {
             bail!("--max-directories {max_directories}: at most {}", nasflow_probe::MAX_DIRS);
         }
-        let directories = nasflow_enrich::directories::parse(self.directories.as_deref().unwrap_or_default(), max_directories)
-            .context("--directories")?;
+        let directories =
+            nasflow_enrich::directories::parse(self.directories.as_deref().unwrap_or_default(), max_directories)
+                .context("--directories")?;
         let operations = self.operations.as_deref().map(operations).transpose()?;
         let counts = |name: &str| operations.as_ref().is_none_or(|set| set.contains(name));
         Ok(RunConfig {
@@ -195,6 +196,28 @@ pub fn metrics_url(url: &str, exact: bool) -> String {
     }
 }
 
+/// `--operations`: procedure names as the kernel spells them (any case), each one it sends.
+fn operations(list: &[String]) -> Result<std::collections::BTreeSet<String>> {
+    let known = |n: &str| {
+        nasflow_probe::KNOWN_PROCS.contains(&n) || nasflow_probe::PRELOADED_PROCS.iter().any(|(p, _)| *p == n)
+    };
+    let mut set = std::collections::BTreeSet::new();
+    for raw in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let name = raw.to_ascii_uppercase();
+        if name == "READ_PLUS" || !known(&name) {
+            bail!(
+                "--operations: `{raw}` is not an NFS operation the kernel client sends (READ, WRITE, COMMIT, \
+                 GETATTR, LOOKUP, ACCESS, CREATE, REMOVE, OPEN, CLOSE, ...; READ covers READ_PLUS)"
+            );
+        }
+        set.insert(name);
+    }
+    if set.is_empty() {
+        bail!("--operations: name at least one operation (READ,WRITE,COMMIT,...), or leave it unset to count all");
+    }
+    Ok(set)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -220,26 +243,4 @@ mod tests {
         assert_eq!(cfg.kubelet_refresh, Duration::from_secs(10));
         assert!(cfg.otlp.is_none() && cfg.kubelet.is_none() && cfg.task_labels.is_empty());
     }
-}
-
-/// `--operations`: procedure names as the kernel spells them (any case), each one it sends.
-fn operations(list: &[String]) -> Result<std::collections::BTreeSet<String>> {
-    let known = |n: &str| {
-        nasflow_probe::KNOWN_PROCS.contains(&n) || nasflow_probe::PRELOADED_PROCS.iter().any(|(p, _)| *p == n)
-    };
-    let mut set = std::collections::BTreeSet::new();
-    for raw in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let name = raw.to_ascii_uppercase();
-        if name == "READ_PLUS" || !known(&name) {
-            bail!(
-                "--operations: `{raw}` is not an NFS operation the kernel client sends (READ, WRITE, COMMIT, \
-                 GETATTR, LOOKUP, ACCESS, CREATE, REMOVE, OPEN, CLOSE, ...; READ covers READ_PLUS)"
-            );
-        }
-        set.insert(name);
-    }
-    if set.is_empty() {
-        bail!("--operations: name at least one operation (READ,WRITE,COMMIT,...), or leave it unset to count all");
-    }
-    Ok(set)
 }

@@ -412,3 +412,50 @@ fn a_bad_value_is_refused_even_where_a_higher_layer_overrides_it() {
     let err = error(Some("kubelet_refresh: 0s\n"), &[], &["--output", "jsonl", "--kubelet-refresh", "5s"]);
     assert!(err.contains("kubelet_refresh"), "{err}");
 }
+
+#[test]
+fn directories_and_operations_from_every_layer() {
+    use nasflow_enrich::directories::DirSpec;
+    let cfg = layers(
+        Some("directories: [/mnt/nas/team-a, \"nas1:/export/b/\"]\noperations: [read, WRITE]\n"),
+        &[],
+        &["--output", "jsonl"],
+    )
+    .expect("resolve");
+    assert_eq!(
+        cfg.directories,
+        [DirSpec::Node("/mnt/nas/team-a".into()), DirSpec::Export { server: "nas1".into(), path: "/export/b".into() }]
+    );
+    assert_eq!(
+        cfg.operations.as_ref().map(|o| o.iter().cloned().collect::<Vec<_>>()),
+        Some(vec!["READ".into(), "WRITE".into()])
+    );
+    let f = cfg.features;
+    assert!(f.directories && f.reads && f.writes && !f.commits && !f.metadata, "{f:?}");
+    // The environment outranks the file, the flags the environment.
+    let cfg = layers(
+        Some("directories: [/a]\n"),
+        &[("NASFLOW_DIRECTORIES", "/b, /c"), ("NASFLOW_OPERATIONS", "LOOKUP")],
+        &["--output", "jsonl", "--directories", "/d"],
+    )
+    .expect("resolve");
+    assert_eq!(cfg.directories, [DirSpec::Node("/d".into())]);
+    assert!(cfg.features.metadata && !cfg.features.reads && !cfg.features.writes);
+    let none = layers(None, &[], &["--output", "jsonl"]).expect("resolve");
+    assert!(none.directories.is_empty() && !none.features.directories && none.operations.is_none());
+    assert!(none.features.reads && none.features.metadata);
+}
+
+#[test]
+fn bad_directories_and_operations_are_clear_errors() {
+    let e = error(None, &[], &["--output", "jsonl", "--directories", "/a,/b,/c", "--max-directories", "2"]);
+    assert!(e.contains("3 directories configured, more than --max-directories 2"), "{e}");
+    let e = error(None, &[], &["--output", "jsonl", "--directories", "team-a"]);
+    assert!(e.contains("--directories") && e.contains("`team-a`: write an absolute path"), "{e}");
+    let e = error(None, &[], &["--output", "jsonl", "--operations", "READ,FROB"]);
+    assert!(e.contains("`FROB` is not an NFS operation"), "{e}");
+    let e = error(None, &[("NASFLOW_OPERATIONS", " , ")], &["--output", "jsonl"]);
+    assert!(e.contains("name at least one operation"), "{e}");
+    let e = error(None, &[], &["--output", "jsonl", "--max-directories", "5000"]);
+    assert!(e.contains("at most 1024"), "{e}");
+}

@@ -91,14 +91,18 @@ def test_least_privilege_by_default():
 
 def test_host_mounts_are_read_only_and_explained():
     ds = (CHART / "templates" / "daemonset.yaml").read_text()
-    mounts = re.findall(r"- name: (\w+)\n\s+mountPath: (\S+)\n\s+readOnly: (\w+)", ds)
+    mounts = re.findall(r"- name: ([\w-]+)\n\s+mountPath: (\S+)\n\s+readOnly: (\w+)", ds)
     assert {(n, p) for n, p, _ in mounts} == {
         ("config", "/etc/nasflow"),
         ("proc", "/host/proc"),
         ("cgroup", "/host/sys/fs/cgroup"),
         ("btf", "/sys/kernel/btf"),
         ("tracefs", "/sys/kernel/tracing"),
+        ("host-root", "/host/root"),
     }
+    # The node's / only when directories are watched (to look them up), never writable.
+    before = ds.partition("- name: host-root\n              mountPath")[0].rstrip().splitlines()
+    assert "if .Values.directories" in before[-3], before[-3:]
     assert all(ro == "true" for _, _, ro in mounts)
     assert "hostPID" not in ds.replace("No hostPID", ""), "the host's /proc needs no hostPID"
 

@@ -192,7 +192,9 @@ pub fn choose(found: &[(Lookup, Found)], mounts: &BTreeMap<u32, NasMount>) -> BT
         if !mounts.contains_key(&key.0) {
             continue;
         }
-        let better = |cur: &Lookup| (l.exact, l.depth, std::cmp::Reverse(l.id)) > (cur.exact, cur.depth, std::cmp::Reverse(cur.id));
+        let better = |cur: &Lookup| {
+            (l.exact, l.depth, std::cmp::Reverse(l.id)) > (cur.exact, cur.depth, std::cmp::Reverse(cur.id))
+        };
         match best.get(key) {
             Some(cur) if !better(cur) => {}
             _ => {
@@ -258,7 +260,8 @@ mod tests {
             ]
         );
         assert_eq!(specs(&["[fd00::1]:/exp/x"])[0].label(), "[fd00::1]:/exp/x");
-        let err = |l: &[&str], max| parse(&l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(), max).expect_err("bad");
+        let err =
+            |l: &[&str], max| parse(&l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(), max).expect_err("bad");
         assert_eq!(err(&["team-a"], 64), DirError::Malformed("team-a".into()));
         assert_eq!(err(&["nas:relative"], 64), DirError::Malformed("nas:relative".into()));
         assert_eq!(err(&["/mnt/../etc"], 64), DirError::Parent("/mnt/../etc".into()));
@@ -305,13 +308,13 @@ mod tests {
         let (mounts, _) = parse_mountinfo(MOUNTS);
         let l = |id, exact, depth| Lookup { path: String::new(), id, exact, depth };
         let found = vec![
-            (l(1, false, 1), ((0 << 20) | 62, 2)),
-            (l(2, true, 3), ((0 << 20) | 62, 2)),
-            (l(3, false, 2), ((0 << 20) | 61, 9)),
-            (l(4, false, 4), ((0 << 20) | 61, 9)),
-            (l(5, true, 2), ((0 << 20) | 61, 7)),
-            (l(6, true, 2), ((0 << 20) | 61, 7)),
-            (l(7, true, 2), ((8 << 20) | 1, 7)),
+            (l(1, false, 1), (62, 2)),
+            (l(2, true, 3), (62, 2)),
+            (l(3, false, 2), (61, 9)),
+            (l(4, false, 4), (61, 9)),
+            (l(5, true, 2), (61, 7)),
+            (l(6, true, 2), (61, 7)),
+            (l(7, true, 2), (0x80_0001, 7)),
         ];
         let chosen: Vec<(Found, u16)> = choose(&found, &mounts).into_iter().collect();
         assert_eq!(chosen, [((61, 7), 5), ((61, 9), 4), ((62, 2), 2)], "not NFS: dropped");

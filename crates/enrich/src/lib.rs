@@ -3,8 +3,8 @@
 //! background tasks that refresh them; lookups on the export path never do I/O.
 
 pub mod cgroup;
-pub mod directories;
 pub mod container;
+pub mod directories;
 pub mod errno;
 pub mod exports;
 pub mod kubelet;

@@ -323,9 +323,7 @@ impl Encoder {
     fn values(snap: &Snapshot) -> Vec<(SeriesKey, Value)> {
         let mut out: Vec<(SeriesKey, Value)> = Vec::with_capacity(snap.rows.len() * 3);
         // Rows are sorted by (cgroup, dev, op, dir, err): a group is a run.
-        for group in
-            snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op, a.dir) == (b.cgroup, b.dev, b.op, b.dir))
-        {
+        for group in snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op, a.dir) == (b.cgroup, b.dev, b.op, b.dir)) {
             let (cgroup, dev, op, dir) = (group[0].cgroup, group[0].dev, group[0].op, group[0].dir);
             for (metric, m) in METRICS.iter().enumerate() {
                 for (err, value) in source_values(m.source, op, group) {
@@ -744,6 +742,27 @@ mod tests {
             r.resource_metrics[0].scope_metrics[1].scope.as_ref().map(|s| s.name.as_str()),
             Some("nasflow.self")
         );
+    }
+
+    #[test]
+    fn a_watched_directory_is_a_series_of_its_own() {
+        // One cgroup's WRITEs below two watched directories and below none: three series,
+        // each with its bytes, `nfs.directory` as configured on the two.
+        let rows = vec![
+            row(7, Operation::Write, 0, 3, 12288, &[]),
+            row(7, Operation::Write, 0, 1, 4096, &[]).with_dir(1),
+            row(7, Operation::Write, 0, 2, 8192, &[]).with_dir(2),
+        ];
+        let mut n = names(&[]);
+        n.directories = vec!["/mnt/nas/team-a".to_owned(), "nas1:/export/b".to_owned()].into();
+        let mut e = Encoder::new(opts(HistogramKind::Exponential, Temporality::Cumulative, 100));
+        let (_, r) = decoded(&mut e, &snap(rows), &n, &SelfStats::default());
+        let io = metric(&r, schema::IO);
+        let Some(Data::Sum(sum)) = &io.data else { panic!("sum") };
+        let dirs: Vec<_> =
+            sum.data_points.iter().map(|p| attr(&p.attributes, schema::ATTR_DIRECTORY).cloned()).collect();
+        assert_eq!(dirs, [None, Some(s("/mnt/nas/team-a")), Some(s("nas1:/export/b"))]);
+        assert_eq!(ints(io), vec![12288, 4096, 8192]);
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub mod maps {
     pub const WATCHED_DIRS: &str = "watched_dirs";
     /// Devices with watched directories (device to their count).
     pub const WATCHED_DEVS: &str = "watched_devs";
+    /// Per-thread directory hints of metadata operations.
+    pub const THREAD_DIR_HINTS: &str = "thread_dir_hints";
 }
 
 /// Map names of the server probe (`nfsd.bpf.o`).

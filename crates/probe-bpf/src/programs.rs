@@ -164,6 +164,7 @@ pub const DIRECTORIES_OPTIONAL: [&str; 1] = ["dir_docreate"];
 
 /// The optional signals, each of which costs kernel work on every event it watches. A signal
 /// switched off attaches no program of its own and its work is skipped in shared ones.
+#[allow(clippy::struct_excessive_bools)] // independent switches, each its own flag
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Features {
     /// Bytes applications read and wrote (`APP_READ`/`APP_WRITE`), page-cache hits included:

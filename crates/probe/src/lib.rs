@@ -19,9 +19,7 @@ use aya::{
     programs::{KProbe, ProgramError, TracePoint},
     Ebpf, EbpfLoader,
 };
-use nasflow_probe_bpf::{
-    globals, known_proc_id, maps, programs::Hook, Layout, RpcLayout, FETCH_ATOMICS_SINCE,
-};
+use nasflow_probe_bpf::{globals, known_proc_id, maps, programs::Hook, Layout, RpcLayout, FETCH_ATOMICS_SINCE};
 
 pub use nasflow_probe_bpf::{
     latency_slot_upper_bound_s, Op as Operation, ProcName, HIST_SLOTS as LATENCY_SLOTS, KNOWN_PROCS, MAX_DIRS,
@@ -222,6 +220,8 @@ pub struct WatchedDir {
 /// The most watched directory inodes the kernel map holds (each configured directory once
 /// per mount it is reached through).
 pub const MAX_WATCHED_INODES: usize = 4096;
+#[allow(clippy::cast_possible_truncation)] // 4096
+const MAX_WATCHED_INODES_U32: u32 = MAX_WATCHED_INODES as u32;
 
 /// The first kernel whose `nfs_create`/`nfs_mkdir` take a user namespace (later an idmap)
 /// before the directory.
@@ -337,6 +337,10 @@ impl Probe {
             .map_max_entries(maps::IO_HIST, o.hist_entries())
             .map_max_entries(maps::INFLIGHT, o.max_inflight)
             .map_max_entries(maps::DIRTY, o.max_dirty_files)
+            // The directory maps take room only when directories are watched.
+            .map_max_entries(maps::WATCHED_DIRS, if o.features.directories { MAX_WATCHED_INODES_U32 } else { 1 })
+            .map_max_entries(maps::WATCHED_DEVS, if o.features.directories { 1024 } else { 1 })
+            .map_max_entries(maps::THREAD_DIR_HINTS, if o.features.directories { 8192 } else { 1 })
             .load(object)
             .map_err(|e| ProbeError::Load(Box::new(e)))?;
         // The data path and the file calls pass the verifier now: a refusal fails the load.
@@ -394,7 +398,11 @@ impl Probe {
         for p in programs::DATA_PATH.iter().filter(|p| features.wants(p)) {
             att.attach(ebpf, p)?;
         }
-        let kallsyms = if features.directories { std::fs::read_to_string("/proc/kallsyms").unwrap_or_default() } else { String::new() };
+        let kallsyms = if features.directories {
+            std::fs::read_to_string("/proc/kallsyms").unwrap_or_default()
+        } else {
+            String::new()
+        };
         for p in programs::DIRECTORIES.iter().filter(|p| features.wants(p)) {
             if programs::DIRECTORIES_OPTIONAL.contains(&p.name) && !kallsyms.is_empty() {
                 let Hook::Kprobe(function) = p.hook else { continue };

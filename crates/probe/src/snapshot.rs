@@ -523,4 +523,20 @@ mod tests {
         let done = IoRow::new(7, 1, Op::Read, 0).with_completed(3, 4096, Histogram::default());
         assert_eq!((done.ops(), done.bytes(), done.dev_string()), (3, 4096, "0:1".to_owned()));
     }
+
+    #[test]
+    fn keys_below_different_directories_are_different_rows() {
+        let key = |op: u16, err: u16, dir: u16| IoKey { cgroup: 7, dev: 1, op, err, dir, pad: [0; 3] };
+        let c = |ops, bytes| IoCounters { ops, bytes };
+        let counters = vec![
+            (key(nasflow_probe_bpf::OP_WRITE, 0, 0), c(1, 100)),
+            (key(nasflow_probe_bpf::OP_WRITE, 0, 2), c(2, 200)),
+            (key(nasflow_probe_bpf::OP_WRITE, 5, 2), c(1, 0)),
+            (key(nasflow_probe_bpf::OP_WRITE | nasflow_probe_bpf::OP_RETRANS, 0, 2), c(4, 0)),
+        ];
+        let rows = rows_from(&HashMap::new(), Vec::new(), counters);
+        let got: Vec<(u16, u16, u64, u64, u64)> =
+            rows.iter().map(|r| (r.dir, r.err, r.ops(), r.bytes(), r.retransmits)).collect();
+        assert_eq!(got, [(0, 0, 1, 100, 0), (2, 0, 2, 200, 4), (2, 5, 1, 0, 0)]);
+    }
 }
