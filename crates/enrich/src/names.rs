@@ -207,8 +207,14 @@ pub struct Enricher {
 const CGROUP_WALK: Duration = Duration::from_secs(10);
 /// Mount table re-read period (unknown devices trigger one sooner).
 const MOUNTS_EVERY: Duration = Duration::from_secs(10);
-/// Least time between two on-demand refreshes of one source.
-const MIN_GAP: Duration = Duration::from_secs(1);
+/// Least time between two on-demand mount table reads: mounts come in bursts (a pod's
+/// volumes), each raising the watcher.
+const MOUNTS_MIN_GAP: Duration = Duration::from_secs(1);
+/// Least time between two on-demand cgroup walks or kubelet polls. Those are asked for at
+/// most once per resolution (once per interval), so the gap only has to keep a load that
+/// just ran from running again at once; a longer one would eat the budget a new pod has to
+/// be named on its first export.
+const MIN_GAP: Duration = Duration::from_millis(250);
 
 impl Enricher {
     /// Starts the background refreshers (cgroup walk, kubelet poll, mountinfo).
@@ -241,7 +247,7 @@ impl Enricher {
         };
         let path = crate::mountinfo::host_mountinfo(&cfg.proc_root);
         let watched = path.clone();
-        let mounts = Refreshed::spawn("mountinfo", MountTable::new(), MOUNTS_EVERY, MIN_GAP, move || {
+        let mounts = Refreshed::spawn("mountinfo", MountTable::new(), MOUNTS_EVERY, MOUNTS_MIN_GAP, move || {
             let path = path.clone();
             async move {
                 let text = tokio::fs::read_to_string(&path)
@@ -308,6 +314,11 @@ impl Enricher {
         let mut index = self.pods.as_ref().map(Refreshed::current);
         let mut names = self.name(&table, index.as_deref(), &mounts, pairs, seen_at);
         if names.workloads.values().any(|w| w.cgroup_path.is_none() && !w.gone) {
+            // A new cgroup is most often a new container: the kubelet poll it will need runs
+            // while the cgroups are walked, not after.
+            if let Some(pods) = &self.pods {
+                pods.request();
+            }
             table = self.cgroups.fresh_since(seen_at, budget).await;
             names = self.name(&table, index.as_deref(), &mounts, pairs, seen_at);
         }
