@@ -3,6 +3,7 @@
 
 use std::{collections::BTreeMap, io::Write};
 
+use nasflow_detect::{events, AnomalyEvent};
 use nasflow_enrich::{errno::errno_name, exports::ExportTable, names::Names};
 use nasflow_probe::{dev_string, latency_slot_upper_bound_s, server::ServerSnapshot, Histogram, Snapshot};
 use serde::{Serialize, Serializer};
@@ -256,8 +257,13 @@ pub fn write_interval(
     seq: u64,
     io: &[IoLine],
     server: Option<(&ServerSnapshot, &[ServerLine])>,
+    anomalies: &[AnomalyLine],
 ) -> std::io::Result<()> {
     for line in io {
+        serde_json::to_writer(&mut *w, line)?;
+        w.write_all(b"\n")?;
+    }
+    for line in anomalies {
         serde_json::to_writer(&mut *w, line)?;
         w.write_all(b"\n")?;
     }
@@ -290,6 +296,43 @@ pub fn write_interval(
     serde_json::to_writer(&mut *w, &health)?;
     w.write_all(b"\n")?;
     w.flush()
+}
+
+/// One anomaly event: the attributes and body of the `nfs.anomaly` log record.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct AnomalyLine {
+    /// Always `anomaly`.
+    pub kind: &'static str,
+    /// Interval number since start.
+    pub seq: u64,
+    /// The event's attributes, as the log record carries them.
+    pub attributes: BTreeMap<&'static str, serde_json::Value>,
+    /// The event's body.
+    pub message: String,
+}
+
+/// The lines of this interval's anomaly events.
+#[must_use]
+pub fn anomaly_lines(events: &[AnomalyEvent], seq: u64) -> Vec<AnomalyLine> {
+    events
+        .iter()
+        .map(|e| AnomalyLine {
+            kind: "anomaly",
+            seq,
+            attributes: events::attributes(e)
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        events::Value::Str(s) => serde_json::Value::from(s),
+                        events::Value::F64(f) => serde_json::Value::from(f),
+                        events::Value::List(l) => serde_json::Value::from(l),
+                    };
+                    (k, v)
+                })
+                .collect(),
+            message: events::message(e),
+        })
+        .collect()
 }
 
 #[cfg(test)]

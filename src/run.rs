@@ -8,15 +8,16 @@ use std::{
 };
 
 use anyhow::{Context, Result};
+use nasflow_detect::{events::EventSink, Deltas, Detector, EventState, Findings};
 use nasflow_enrich::directories::{self, DirSpec};
 use nasflow_enrich::exports::ExportTable;
 use nasflow_enrich::{
     cgroup::CgroupHierarchy,
-    names::{EnrichConfig, Enricher},
+    names::{EnrichConfig, Enricher, Names},
 };
 use nasflow_otlp_out::{
     delivery::Delivery,
-    encode::{Encoder, SelfStats, Served},
+    encode::{AnomalyScore, Encoder, SelfStats, Served},
     transport::Transport,
 };
 use nasflow_probe::{
@@ -122,6 +123,33 @@ async fn server_attach_loop(probe: SharedServer, mode: ServerMode) {
     }
 }
 
+/// The OTLP exporter (when an endpoint is set) and the anomaly detector (unless switched off),
+/// whose events share the exporter's connection.
+fn start_otlp_and_anomaly(cfg: &RunConfig) -> Result<(Option<OtlpSink>, Option<Anomaly>)> {
+    let mut events = None;
+    let otlp = match &cfg.otlp {
+        Some(o) => {
+            let transport = Transport::new(&o.transport)?;
+            tracing::info!(endpoint = transport.endpoint(), protocol = ?o.transport.protocol, "pushing OTLP metrics");
+            if cfg.anomaly.is_some() {
+                events = Some(
+                    EventSink::new(&transport, &o.encode.resource, &o.encode.scope_version)
+                        .context("anomaly events")?,
+                );
+            }
+            let encoder = Encoder::new(o.encode.clone());
+            let delivery = Delivery::spawn(transport, &encoder);
+            Some(OtlpSink { encoder, delivery, last_seq: 0 })
+        }
+        None => None,
+    };
+    let anomaly = cfg.anomaly.map(|c| {
+        tracing::info!(warmup = ?c.interval * c.warmup, threshold = c.threshold, "anomaly detection per NAS export");
+        Anomaly { detector: Detector::new(c), deltas: Deltas::new(), events }
+    });
+    Ok((otlp, anomaly))
+}
+
 /// Runs until SIGINT or SIGTERM, then writes one last interval and returns.
 pub async fn run(cfg: RunConfig) -> Result<()> {
     let hierarchy = CgroupHierarchy::detect(&cfg.cgroup_root)?;
@@ -154,16 +182,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     // Waiting for a refresh when a new cgroup, container or mount shows up is bounded so an
     // interval never slips by more than half.
     let budget = (cfg.interval / 2).min(Duration::from_secs(2));
-    let otlp = match &cfg.otlp {
-        Some(o) => {
-            let transport = Transport::new(&o.transport)?;
-            tracing::info!(endpoint = transport.endpoint(), protocol = ?o.transport.protocol, "pushing OTLP metrics");
-            let encoder = Encoder::new(o.encode.clone());
-            let delivery = Delivery::spawn(transport, &encoder);
-            Some(OtlpSink { encoder, delivery, last_seq: 0 })
-        }
-        None => None,
-    };
+    let (otlp, anomaly) = start_otlp_and_anomaly(&cfg)?;
     let state = health::SharedState::default();
     if let Some(addr) = cfg.health_listen {
         health::serve(addr, state.clone(), cfg.interval)
@@ -184,6 +203,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         reads: ReadRetry::default(),
         server,
         directories,
+        anomaly,
     };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -210,7 +230,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         }
         anyhow::Ok(())
     };
-    tokio::select! {
+    let stopped = tokio::select! {
         r = tokio::time::timeout_at(deadline, last) => r.unwrap_or_else(|_| {
             tracing::warn!(deadline = ?cfg.shutdown_timeout, "the last interval did not complete in time");
             Ok(())
@@ -223,7 +243,14 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
             tracing::warn!("second signal: stopping now");
             Ok(())
         }
+    };
+    // Queued anomaly events go out with what is left of the deadline (the SDK's shutdown
+    // waits on its exporter: off the runtime's threads).
+    if let Some(sink) = pipe.anomaly.and_then(|a| a.events) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _ = tokio::time::timeout(left, tokio::task::spawn_blocking(move || sink.shutdown())).await;
     }
+    stopped
 }
 
 /// Why the last attach failed, for `/healthz` and self-telemetry; `None` once attached.
@@ -346,6 +373,35 @@ struct Pipe {
     server: Option<ServerSide>,
     /// The watched directories as configured, by id - 1.
     directories: Arc<[String]>,
+    /// Anomaly detection, unless switched off.
+    anomaly: Option<Anomaly>,
+}
+
+/// The anomaly detector, fed the same snapshots and names as the encoder, and where its
+/// events go (none without OTLP: then they are logged and, with `--output jsonl`, printed).
+struct Anomaly {
+    detector: Detector,
+    deltas: Deltas,
+    events: Option<EventSink>,
+}
+
+impl Anomaly {
+    fn observe(&mut self, snap: &Snapshot, names: &Names) -> Findings {
+        let at = snap.taken_at.unwrap_or_else(std::time::SystemTime::now);
+        let sample = self.deltas.next(snap, names);
+        let findings = self.detector.observe(at, sample);
+        for e in &findings.events {
+            let message = nasflow_detect::events::message(e);
+            match e.state {
+                EventState::Open => tracing::warn!(signal = e.signal.as_str(), score = e.score, "anomaly: {message}"),
+                EventState::Close => tracing::info!(signal = e.signal.as_str(), "anomaly over: {message}"),
+            }
+            if let Some(sink) = &self.events {
+                sink.emit(e);
+            }
+        }
+        findings
+    }
 }
 
 /// The OTLP side of the pipe: the encoder owns the series, delivery the network.
@@ -427,6 +483,32 @@ impl Pipe {
         snap
     }
 
+    /// This interval's lines on standard output; a closed output ends the agent.
+    fn write_jsonl(
+        &self,
+        snap: &Snapshot,
+        names: &Names,
+        served: Option<&ServerSnapshot>,
+        findings: &Findings,
+    ) -> Result<()> {
+        let lines = jsonl::lines(snap, self.seq, names);
+        let server_lines = match (served, &self.server) {
+            (Some(s), Some(side)) => jsonl::server_lines(s, &side.exports, self.seq),
+            _ => Vec::new(),
+        };
+        let server_part = served.map(|s| (s, server_lines.as_slice()));
+        let anomalies = jsonl::anomaly_lines(&findings.events, self.seq);
+        let mut stdout = io::stdout().lock();
+        if let Err(e) = jsonl::write_interval(&mut stdout, snap, self.seq, &lines, server_part, &anomalies) {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                anyhow::bail!("standard output closed");
+            }
+            tracing::warn!(error = %e, "writing jsonl");
+        }
+        let _ = stdout.flush();
+        Ok(())
+    }
+
     async fn tick(&mut self) -> Result<()> {
         self.seq += 1;
         let p = Arc::clone(&self.probe);
@@ -459,21 +541,9 @@ impl Pipe {
             Some(s) => s.read().await,
             None => None,
         };
+        let findings = self.anomaly.as_mut().map(|a| a.observe(&snap, &names)).unwrap_or_default();
         if self.jsonl {
-            let lines = jsonl::lines(&snap, self.seq, &names);
-            let server_lines = match (&served, &self.server) {
-                (Some(s), Some(side)) => jsonl::server_lines(s, &side.exports, self.seq),
-                _ => Vec::new(),
-            };
-            let server_part = served.as_ref().map(|s| (s, server_lines.as_slice()));
-            let mut stdout = io::stdout().lock();
-            if let Err(e) = jsonl::write_interval(&mut stdout, &snap, self.seq, &lines, server_part) {
-                if e.kind() == io::ErrorKind::BrokenPipe {
-                    anyhow::bail!("standard output closed");
-                }
-                tracing::warn!(error = %e, "writing jsonl");
-            }
-            let _ = stdout.flush();
+            self.write_jsonl(&snap, &names, served.as_ref(), &findings)?;
         }
         let e = self.enricher.stats();
         // The server's counter map fills like the client's: it joins the fill gauges and the
@@ -515,6 +585,18 @@ impl Pipe {
                 (Some(s), Some(side)) => Some(Served { snap: s, exports: &side.exports }),
                 _ => None,
             };
+            o.encoder.set_anomaly_scores(
+                findings
+                    .scores
+                    .iter()
+                    .map(|s| AnomalyScore {
+                        server: s.nas.server.clone(),
+                        export: s.nas.export.clone(),
+                        signal: s.signal.as_str(),
+                        score: s.score,
+                    })
+                    .collect(),
+            );
             let interval = o.encoder.interval_with_server(&snap, &names, &stats, served);
             o.last_seq = interval.seq();
             o.delivery.publish(interval);

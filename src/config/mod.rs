@@ -158,6 +158,8 @@ pub struct RunConfig {
     pub otlp: Option<OtlpConfig>,
     /// Snapshot interval.
     pub interval: Duration,
+    /// Anomaly detection, unless switched off.
+    pub anomaly: Option<nasflow_detect::DetectConfig>,
     /// Longest a graceful stop takes (the last interval and its export).
     pub shutdown_timeout: Duration,
     /// Host cgroup mount.

@@ -1,7 +1,7 @@
 //! The merged [`Settings`] into what the agent runs with: the built-in defaults for whatever
 //! no layer set, the few checks that involve several settings, and the OTLP resource.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use nasflow_enrich::kubelet::KubeletConfig;
@@ -38,6 +38,8 @@ impl Settings {
     /// What `nasflow run` runs with; an error when it would have nowhere to send metrics.
     pub fn resolve(self) -> Result<RunConfig> {
         let otlp = self.otlp();
+        let interval = self.interval.unwrap_or(default::INTERVAL);
+        let anomaly = self.anomaly(interval)?;
         if self.output.is_none() && otlp.is_none() {
             bail!(
                 "nowhere to send metrics: set --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT), e.g. \
@@ -76,7 +78,8 @@ impl Settings {
         Ok(RunConfig {
             output: self.output,
             otlp,
-            interval: self.interval.unwrap_or(default::INTERVAL),
+            interval,
+            anomaly,
             shutdown_timeout: self.shutdown_timeout.unwrap_or(default::SHUTDOWN_TIMEOUT),
             health_listen: self.health_listen,
             cgroup_root: self.cgroup_root.unwrap_or_else(|| PathBuf::from(default::CGROUP_ROOT)),
@@ -106,6 +109,31 @@ impl Settings {
             kubelet_refresh: self.kubelet_refresh.unwrap_or(default::KUBELET_REFRESH),
             task_labels: self.task_labels.unwrap_or_default().into_iter().filter(|l| !l.is_empty()).collect(),
         })
+    }
+
+    /// The anomaly detector's settings, or `None` when switched off.
+    fn anomaly(&self, interval: Duration) -> Result<Option<nasflow_detect::DetectConfig>> {
+        if self.anomaly.is_some_and(|s| !s.on()) {
+            return Ok(None);
+        }
+        let warmup = self.anomaly_warmup.unwrap_or(nasflow_detect::detector::DEFAULT_WARMUP);
+        let intervals = warmup.as_nanos().div_ceil(interval.as_nanos().max(1));
+        let min = u128::from(nasflow_detect::detector::MIN_WINDOW);
+        let max = u128::from(nasflow_detect::detector::MAX_WINDOW);
+        if intervals < min || intervals > max {
+            bail!(
+                "--anomaly-warmup {}: {intervals} intervals of {}; give {min} to {max} intervals ({} to {})",
+                humantime::format_duration(warmup),
+                humantime::format_duration(interval),
+                humantime::format_duration(interval * nasflow_detect::detector::MIN_WINDOW),
+                humantime::format_duration(interval * nasflow_detect::detector::MAX_WINDOW),
+            );
+        }
+        Ok(Some(nasflow_detect::DetectConfig {
+            interval,
+            warmup: u32::try_from(intervals).unwrap_or(nasflow_detect::detector::MAX_WINDOW),
+            threshold: self.anomaly_threshold.unwrap_or(nasflow_detect::detector::DEFAULT_THRESHOLD),
+        }))
     }
 
     /// The OTLP settings, or `None` when no layer sets an endpoint.

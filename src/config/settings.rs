@@ -88,6 +88,23 @@ pub struct Settings {
     #[arg(long)]
     pub host_root: Option<PathBuf>,
 
+    /// Anomaly events (nfs.anomaly, OTLP logs) and scores (nfs.client.anomaly.score) per NAS
+    /// export, naming the pods that moved it [default: on] [env: NASFLOW_ANOMALY]
+    #[arg(long, value_enum)]
+    pub anomaly: Option<Switch>,
+
+    /// History a NAS needs before it is judged, also the baseline's window, e.g. 10m; at least
+    /// 8 intervals [default: 10m] [env: NASFLOW_ANOMALY_WARMUP]
+    #[arg(long, value_parser = values::duration)]
+    #[serde(deserialize_with = "values::file::duration")]
+    pub anomaly_warmup: Option<Duration>,
+
+    /// Score (-log10 of the probability under the baseline) at which an anomaly opens; 6 is
+    /// p <= 1e-6 [default: 6] [env: NASFLOW_ANOMALY_THRESHOLD]
+    #[arg(long, value_parser = values::score)]
+    #[serde(deserialize_with = "values::file::score")]
+    pub anomaly_threshold: Option<f64>,
+
     /// Trace the kernel NFS server (nfsd): auto attaches whenever the nfsd module is loaded, on
     /// also warns while it is not, off never attaches [default: auto] [env: NASFLOW_NFS_SERVER]
     #[arg(long, value_enum)]
@@ -126,7 +143,7 @@ pub struct Settings {
     )]
     pub kubelet_insecure_skip_tls_verify: Option<bool>,
 
-    /// Kubelet poll period; an unknown container triggers a poll sooner (at most 1/s)
+    /// Kubelet poll period; an unknown container triggers a poll sooner
     /// [default: 10s] [env: NASFLOW_KUBELET_REFRESH]
     #[arg(long, value_parser = values::duration)]
     #[serde(deserialize_with = "values::file::duration")]
@@ -247,6 +264,9 @@ impl Settings {
             rtt,
             latency,
             nfs_server,
+            anomaly,
+            anomaly_warmup,
+            anomaly_threshold,
             directories,
             max_directories,
             operations,
@@ -287,6 +307,9 @@ impl Settings {
             rtt: rtt.or(self.rtt),
             latency: latency.or(self.latency),
             nfs_server: nfs_server.or(self.nfs_server),
+            anomaly: anomaly.or(self.anomaly),
+            anomaly_warmup: anomaly_warmup.or(self.anomaly_warmup),
+            anomaly_threshold: anomaly_threshold.or(self.anomaly_threshold),
             directories: directories.or(self.directories),
             max_directories: max_directories.or(self.max_directories),
             operations: operations.or(self.operations),

@@ -223,6 +223,16 @@ pub fn count<T: TryFrom<u64>>(s: &str) -> Result<T, String> {
     }
 }
 
+/// An anomaly score threshold (`-log10 p`): a number from 1 to 300 (p from 0.1 down to the
+/// smallest a score can tell apart).
+pub fn score(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| "expected a number such as 6 (p <= 1e-6)".to_owned())?;
+    if !(1.0..=300.0).contains(&v) {
+        return Err("must be from 1 to 300 (-log10 of a probability)".to_owned());
+    }
+    Ok(v)
+}
+
 /// `true` or `false`, as clap reads a boolean flag from the environment.
 pub fn boolean(s: &str) -> Result<bool, String> {
     match s {
@@ -375,6 +385,11 @@ pub mod file {
 
     pub fn request_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
         parsed(d, super::request_bytes)
+    }
+
+    /// See [`super::score`].
+    pub fn score<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        parsed(d, super::score)
     }
 
     /// See [`super::interval`].

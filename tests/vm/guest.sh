@@ -170,7 +170,7 @@ start_rotel() {
 ########## services: collector, sink, kubelet stand-in ##########
 phase_services() {
 	# A real collector (rotel) in front of a sink that records what it passes on.
-	detach "$SINK" 127.0.0.1:4319 /tmp/otlp.jsonl >"$R/sink.log" 2>&1
+	detach "$SINK" 127.0.0.1:4319 /tmp/otlp.jsonl /tmp/otlp-logs.jsonl >"$R/sink.log" 2>&1
 	echo $! >/tmp/pid.sink
 	start_rotel
 	# The kubelet stand-in: HTTPS on 10250 with a bearer token, serving $PODS.
@@ -684,6 +684,40 @@ phase_dirs() {
 	return $ok
 }
 
+########## anomalies ##########
+phase_anomaly() {
+	# Two pods write steadily (Poisson, 50/s each) to nas-b through the warm-up and beyond;
+	# then one bursts for 10 s, then both go on steadily. One agent judges with the default
+	# threshold and a 40 s warm-up.
+	local ua ca pa ub cb pb s0 s stop=/tmp/anomaly-stop warm=20 ok=0
+	rm -f $stop
+	ua=$(uuid); ca=$(cid); ub=$(uuid); cb=$(cid)
+	pa=/kubepods.slice/kubepods-pod${ua//-/_}.slice/cri-containerd-$ca.scope
+	pb=/kubepods.slice/kubepods-pod${ub//-/_}.slice/cri-containerd-$cb.scope
+	pod batch steady-writer-0 "$ua" writer "$ca" StatefulSet/steady-writer team.example.com/task=steady
+	pod batch bursty-loader-0 "$ub" loader "$cb" StatefulSet/bursty-loader team.example.com/task=bursty
+	start_agent anom --otlp-endpoint http://127.0.0.1:4317 --anomaly-warmup "$((warm * 2))s" || return 1
+	wait_until 120 "the anom agent's RPC programs" grep -q "RPC tracing attached" "$R/anom.log" || return 1
+	run_in "$pa" /usr/bin/python3 "$HERE/paced.py" /srv/nas-b/anom-a 50 600 $stop 1 >/dev/null &
+	run_in "$pb" /usr/bin/python3 "$HERE/paced.py" /srv/nas-b/anom-b 50 600 $stop 2 >/dev/null &
+	s0=$(jsonl_seq "$R/anom.jsonl")
+	expect anomaly_steady_from "$s0"
+	# The warm-up, then as many intervals again of steady traffic that must raise nothing.
+	wait_seq "$R/anom.jsonl" $((s0 + 2 * warm + 2)) 300 "anom interval $((s0 + 2 * warm + 2)), steady" || ok=1
+	s=$(jsonl_seq "$R/anom.jsonl")
+	expect anomaly_burst_after "$s"
+	run_in "$pb" /usr/bin/python3 "$HERE/paced.py" /srv/nas-b/anom-burst 0 10 $stop >/dev/null
+	s=$(jsonl_seq "$R/anom.jsonl")
+	expect anomaly_burst_until "$((s + 1))"
+	wait_seq "$R/anom.jsonl" $((s + 8)) 120 "anom interval $((s + 8)), after the burst" || ok=1
+	touch $stop
+	wait
+	expect anomaly_pods "$pa" "$pb"
+	expect anomaly_nas "$(mountpoint -d /srv/nas-b)"
+	stop_agent anom || ok=1
+	return $ok
+}
+
 ########## cgroup v1 phase ##########
 phase_v1() {
 	umount $CG &&
@@ -742,7 +776,7 @@ phase_collect() {
 	local name ts ok=0
 	# Each agent's last export has reached the sink: its points carry the time the agent read
 	# its maps for its last interval, the last ts_ms of its jsonl.
-	for name in v2 full srv dirs v1; do
+	for name in v2 full srv dirs anom v1; do
 		[ -s "$R/$name.jsonl" ] || continue
 		ts=$(tac "$R/$name.jsonl" | grep -m1 -o '"ts_ms":[0-9]*' | tr -dc 0-9)
 		wait_until 60 "$name's last export (time ${ts:-?} ms) in the sink" \
@@ -751,6 +785,7 @@ phase_collect() {
 	stop_pid rotel "$(cat /tmp/pid.rotel)" || ok=1
 	stop_pid sink "$(cat /tmp/pid.sink)" || ok=1
 	cp /tmp/otlp.jsonl "$R/otlp.jsonl" || ok=1
+	cp /tmp/otlp-logs.jsonl "$R/otlp-logs.jsonl" 2>/dev/null || : >"$R/otlp-logs.jsonl"
 	return $ok
 }
 
@@ -783,6 +818,8 @@ kill_left srv
 phase dirs 300 phase_dirs
 kill_left dirs
 kill_left ops
+phase anomaly 420 phase_anomaly
+kill_left anom
 phase v1 300 phase_v1
 phase pin 180 phase_pin
 phase collect 180 phase_collect

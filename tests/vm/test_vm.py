@@ -929,3 +929,70 @@ def test_otlp_carries_the_directory(dirs):
     check_otlp_against_jsonl("dirs", dirs, explicit=False, at_least=8)
     labelled = {p["attrs"].get("nfs.directory") for p in load_otlp("dirs") if p["metric"] == "nfs.client.io"}
     assert {"/srv/nas-a/proj/team-a", "/srv/nas-a/proj/team-a/sub", "127.0.0.1:/srv/v4/exa/proj/team-b"} <= labelled
+
+
+def anomaly_events():
+    """The anom agent's events as it printed them (jsonl), in order."""
+    path = R / "anom.jsonl"
+    assert path.exists(), f"{path} missing"
+    lines = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [l for l in lines if l["kind"] == "anomaly"]
+
+
+def anomaly_marks(expect):
+    one = lambda k: int(next(r[1] for r in expect if r[0] == k))
+    return one("anomaly_steady_from"), one("anomaly_burst_after"), one("anomaly_burst_until")
+
+
+@needs("services", "nfs", "anomaly")
+def test_a_burst_opens_one_event_per_signal_naming_the_pod_and_closes(expect):
+    _, burst_after, burst_until = anomaly_marks(expect)
+    events = anomaly_events()
+    steady = [e for e in events if e["seq"] <= burst_after]
+    assert not steady, f"events during the steady phase: {[e['message'] for e in steady]}"
+    opened = [e for e in events if e["attributes"]["nfs.anomaly.state"] == "open"]
+    signals = [e["attributes"]["nfs.anomaly.signal"] for e in opened]
+    assert len(signals) == len(set(signals)), f"an anomaly opened twice: {[e['message'] for e in opened]}"
+    traffic = [e for e in opened if e["attributes"]["nfs.anomaly.signal"] in ("operations", "bytes")]
+    assert traffic, f"no traffic anomaly: {[e['message'] for e in events]}"
+    for e in traffic:
+        a = e["attributes"]
+        assert a["nfs.anomaly.direction"] == "up", e["message"]
+        # The burst runs from interval burst_after + 1: named within 3 intervals of it.
+        assert burst_after < e["seq"] <= burst_after + 3, (e["seq"], burst_after, e["message"])
+        assert a["k8s.pod.name"] == "bursty-loader-0" and a["k8s.namespace.name"] == "batch", e["message"]
+        assert a["nasflow.task"] == "bursty" and a["k8s.statefulset.name"] == "bursty-loader", a
+        assert a["nfs.anomaly.contributor.share"] > 0.8, a
+        assert a["nfs.anomaly.observed"] > 1.5 * a["nfs.anomaly.expected"] and a["nfs.anomaly.score"] >= 6, a
+        assert a["server.address"] == "127.0.0.2" and a["nfs.export.path"] == "/exb", a
+    for e in opened:
+        closes = [c for c in events if c["attributes"]["nfs.anomaly.state"] == "close"
+                  and c["attributes"]["nfs.anomaly.signal"] == e["attributes"]["nfs.anomaly.signal"]]
+        assert len(closes) == 1, f"{e['message']}: closes {[c['message'] for c in closes]}"
+        c = closes[0]
+        assert e["seq"] < c["seq"] <= burst_until + 4, (e["seq"], c["seq"], burst_until)
+        assert c["attributes"]["nfs.anomaly.start_time"] == e["attributes"]["nfs.anomaly.start_time"]
+
+
+@needs("services", "nfs", "anomaly", "collect")
+def test_the_collector_receives_the_events_and_the_scores(expect):
+    events = anomaly_events()
+    path = R / "otlp-logs.jsonl"
+    assert path.exists(), f"{path} missing"
+    records = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    records = [r for r in records if r["resource"].get("nasflow.test.phase") == "anom"]
+    assert records, "no log record from the anom agent reached the sink"
+    assert all(r["event_name"] == "nfs.anomaly" and r["scope"] == "nasflow.anomaly" for r in records), records[0]
+    sent = sorted((r["attrs"]["nfs.anomaly.signal"], r["attrs"]["nfs.anomaly.state"], r["attrs"].get("k8s.pod.name"),
+                   r["attrs"]["nfs.anomaly.start_time"]) for r in records)
+    printed = sorted((e["attributes"]["nfs.anomaly.signal"], e["attributes"]["nfs.anomaly.state"],
+                      e["attributes"].get("k8s.pod.name"), e["attributes"]["nfs.anomaly.start_time"]) for e in events)
+    assert sent == printed, (sent, printed)
+    opens = [r for r in records if r["attrs"]["nfs.anomaly.state"] == "open"]
+    assert all(r["severity"] == "WARN" and "bursty-loader-0" in r["body"] for r in opens if
+               r["attrs"]["nfs.anomaly.signal"] in ("operations", "bytes")), opens
+    scores = [p for p in load_otlp("anom") if p["metric"] == "nfs.client.anomaly.score"]
+    assert {p["attrs"]["nfs.anomaly.signal"] for p in scores} == {"operations", "bytes", "errors", "latency"}
+    peak = max(p["value"] for p in scores if p["attrs"]["nfs.anomaly.signal"] == "operations"
+               and p["attrs"]["nfs.export.path"] == "/exb")
+    assert peak >= 6, peak

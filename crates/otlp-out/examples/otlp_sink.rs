@@ -1,6 +1,8 @@
-//! An OTLP/gRPC receiver for the VM suite: `otlp_sink <listen addr> <out.jsonl>`. Writes every
-//! data point it receives as one JSON line (request number, resource, scope, metric,
-//! attributes, value or histogram), so tests can assert on what a collector passed on.
+//! An OTLP/gRPC receiver for the VM suite: `otlp_sink <listen addr> <out.jsonl> [<logs.jsonl>]`.
+//! Writes every data point it receives as one JSON line (request number, resource, scope,
+//! metric, attributes, value or histogram), and every log record as one line of the logs file
+//! (resource, scope, event name, severity, body, attributes), so tests can assert on what a
+//! collector passed on.
 
 use std::{
     collections::BTreeMap,
@@ -9,6 +11,10 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
+    collector::logs::v1::{
+        logs_service_server::{LogsService, LogsServiceServer},
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+    },
     collector::metrics::v1::{
         metrics_service_server::{MetricsService, MetricsServiceServer},
         ExportMetricsServiceRequest, ExportMetricsServiceResponse,
@@ -23,19 +29,36 @@ struct Sink {
     requests: Arc<Mutex<u64>>,
 }
 
+fn any(v: Option<&any_value::Value>) -> Value {
+    match v {
+        Some(any_value::Value::StringValue(s)) => json!(s),
+        Some(any_value::Value::BoolValue(b)) => json!(b),
+        Some(any_value::Value::IntValue(i)) => json!(i),
+        Some(any_value::Value::DoubleValue(d)) => json!(d),
+        Some(any_value::Value::ArrayValue(a)) => Value::Array(a.values.iter().map(|v| any(v.value.as_ref())).collect()),
+        _ => Value::Null,
+    }
+}
+
 fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
-    kvs.iter()
-        .map(|kv| {
-            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => json!(s),
-                Some(any_value::Value::BoolValue(b)) => json!(b),
-                Some(any_value::Value::IntValue(i)) => json!(i),
-                Some(any_value::Value::DoubleValue(d)) => json!(d),
-                _ => Value::Null,
-            };
-            (kv.key.clone(), v)
-        })
-        .collect()
+    kvs.iter().map(|kv| (kv.key.clone(), any(kv.value.as_ref().and_then(|v| v.value.as_ref())))).collect()
+}
+
+/// The log records of a request, one JSON line each.
+fn log_lines(req: &ExportLogsServiceRequest) -> Vec<Value> {
+    let mut out = Vec::new();
+    for rl in &req.resource_logs {
+        let resource = rl.resource.as_ref().map(|r| attrs(&r.attributes)).unwrap_or_default();
+        for sl in &rl.scope_logs {
+            let scope = sl.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+            for r in &sl.log_records {
+                out.push(json!({"resource": resource, "scope": scope, "event_name": r.event_name,
+                    "severity": r.severity_text, "severity_number": r.severity_number, "time": r.time_unix_nano,
+                    "body": any(r.body.as_ref().and_then(|b| b.value.as_ref())), "attrs": attrs(&r.attributes)}));
+            }
+        }
+    }
+    out
 }
 
 fn lines(n: u64, req: &ExportMetricsServiceRequest) -> Vec<Value> {
@@ -127,19 +150,44 @@ impl MetricsService for Sink {
     }
 }
 
+struct LogSink {
+    out: Arc<Mutex<std::fs::File>>,
+}
+
+#[tonic::async_trait]
+impl LogsService for LogSink {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut buf = Vec::new();
+        for l in log_lines(req.get_ref()) {
+            writeln!(buf, "{l}").map_err(|e| tonic::Status::internal(e.to_string()))?;
+        }
+        let mut f = self.out.lock().map_err(|_| tonic::Status::internal("lock"))?;
+        f.write_all(&buf).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(tonic::Response::new(ExportLogsServiceResponse { partial_success: None }))
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(addr), Some(out)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: otlp_sink <listen addr> <out.jsonl>");
+        eprintln!("usage: otlp_sink <listen addr> <out.jsonl> [<logs.jsonl>]");
         std::process::exit(2);
     };
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(out)?;
-    let sink = Sink { out: Arc::new(Mutex::new(file)), requests: Arc::default() };
+    let open = |p: &str| std::fs::OpenOptions::new().create(true).append(true).open(p);
+    let sink = Sink { out: Arc::new(Mutex::new(open(out)?)), requests: Arc::default() };
+    let logs_path = args.get(3).cloned().unwrap_or_else(|| format!("{out}.logs"));
+    let logs = LogSink { out: Arc::new(Mutex::new(open(&logs_path)?)) };
     let svc = MetricsServiceServer::new(sink)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(64 << 20);
+    let logs = LogsServiceServer::new(logs)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(64 << 20);
     println!("listening on {addr}");
-    tonic::transport::Server::builder().add_service(svc).serve(addr.parse()?).await?;
+    tonic::transport::Server::builder().add_service(svc).add_service(logs).serve(addr.parse()?).await?;
     Ok(())
 }

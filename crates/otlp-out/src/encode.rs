@@ -27,6 +27,19 @@ use crate::{
 };
 pub use crate::{interval::Interval, points::HistogramKind, series::Temporality, telemetry::SelfStats};
 
+/// One NAS export's anomaly score for one signal (plain data from the detector).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyScore {
+    /// `server.address`.
+    pub server: String,
+    /// `nfs.export.path`.
+    pub export: String,
+    /// `nfs.anomaly.signal`.
+    pub signal: &'static str,
+    /// `-log10 p`.
+    pub score: f64,
+}
+
 /// Encoding settings.
 #[derive(Debug, Clone)]
 pub struct EncodeOptions {
@@ -253,6 +266,8 @@ pub struct Encoder {
     started: u64,
     attrs: AttrCache,
     server: ServerTable,
+    /// The scores for the next interval.
+    anomaly_scores: Vec<AnomalyScore>,
 }
 
 impl Encoder {
@@ -287,6 +302,7 @@ impl Encoder {
             started: nanos(SystemTime::now()),
             attrs: AttrCache::default(),
             server: ServerTable::default(),
+            anomaly_scores: Vec::new(),
         }
     }
 
@@ -392,15 +408,41 @@ impl Encoder {
         }
         self.attrs.retain(&seen);
         self.server.retain(&servers);
+        let scores = std::mem::take(&mut self.anomaly_scores);
         let gauges = METRICS
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.source == Source::InflightMaxAge)
-            .map(|(i, _)| (i, Self::inflight_points(&snap.inflight, names, time)))
+            .filter_map(|(i, m)| match m.source {
+                Source::InflightMaxAge => Some((i, Self::inflight_points(&snap.inflight, names, time))),
+                Source::AnomalyScore if !scores.is_empty() => Some((i, Self::score_points(&scores, time))),
+                _ => None,
+            })
             .collect();
         let series = SeriesStats { admitted: self.registry.admitted(), overflowed: self.registry.overflowed() };
         let self_metrics = telemetry::metrics(stats, series, self.started, time);
         Interval { seq: self.seq, time, points, gauges, self_metrics }
+    }
+
+    /// The anomaly scores the next interval carries (`nfs.client.anomaly.score`).
+    pub fn set_anomaly_scores(&mut self, scores: Vec<AnomalyScore>) {
+        self.anomaly_scores = scores;
+    }
+
+    /// One gauge point per NAS export and signal judged.
+    fn score_points(scores: &[AnomalyScore], now: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut scratch = Vec::new();
+        for s in scores {
+            scratch.clear();
+            let attributes = vec![
+                kv("server.address", s.server.clone()),
+                kv(schema::ATTR_EXPORT_PATH, s.export.clone()),
+                kv(schema::ATTR_ANOMALY_SIGNAL, s.signal.to_owned()),
+            ];
+            wire::encode(&points::gauge(attributes, now, s.score), &mut scratch);
+            wire::put_message(&mut buf, wire::DATA_POINTS, &scratch);
+        }
+        buf
     }
 
     /// One gauge point per mounted NFS device: the age of its oldest RPC in flight, 0 if none.

@@ -37,6 +37,8 @@ pub enum Source {
     ServerOps,
     /// `ServerRow::latency`, summed over statuses.
     ServerLatency,
+    /// The anomaly detector's score per NAS export and signal (NAS attributes only).
+    AnomalyScore,
 }
 
 /// One metric.
@@ -76,6 +78,8 @@ pub const ATTR_EXPORT_FSID: &str = "nfs.export.fsid";
 pub const ATTR_CLIENT_ADDRESS: &str = "client.address";
 /// NFS version (2, 3, 4) of a server series, an integer.
 pub const ATTR_RPC_VERSION: &str = "onc_rpc.version";
+/// The signal an anomaly score judges: `operations`, `bytes`, `errors`, `latency`.
+pub const ATTR_ANOMALY_SIGNAL: &str = "nfs.anomaly.signal";
 /// Marks the series that hold what exceeded the series budget.
 pub const ATTR_OVERFLOW: &str = "otel.metric.overflow";
 
@@ -145,6 +149,16 @@ pub const RPC_INFLIGHT_MAX_AGE: Metric = Metric {
     source: Source::InflightMaxAge,
 };
 
+/// How unusual a NAS export's traffic, error ratio or latency is on this node, per signal.
+pub const ANOMALY_SCORE: Metric = Metric {
+    name: "nfs.client.anomaly.score",
+    unit: "1",
+    instrument: Instrument::Gauge,
+    description: "How unusual a NAS export's operations, bytes, error ratio or latency are on this node: -log10 of their probability under the export's recent baseline, 0 when as expected.",
+    attributes: &[ATTR_ANOMALY_SIGNAL],
+    source: Source::AnomalyScore,
+};
+
 /// Bytes the NFS server moved: READ payloads sent, WRITE payloads received, per export and
 /// client.
 pub const SERVER_IO: Metric = Metric {
@@ -174,7 +188,7 @@ pub const SERVER_OPERATION_DURATION: Metric = Metric {
     source: Source::ServerLatency,
 };
 /// Every NFS metric, in the order a request carries them.
-pub const METRICS: [Metric; 10] = [
+pub const METRICS: [Metric; 11] = [
     IO,
     OPERATION_COUNT,
     OPERATION_DURATION,
@@ -182,6 +196,7 @@ pub const METRICS: [Metric; 10] = [
     RPC_RTT,
     RPC_RETRANSMIT_COUNT,
     RPC_INFLIGHT_MAX_AGE,
+    ANOMALY_SCORE,
     SERVER_IO,
     SERVER_OPERATION_COUNT,
     SERVER_OPERATION_DURATION,

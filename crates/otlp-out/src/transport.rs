@@ -200,6 +200,7 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, OtlpError> {
 
 /// A connected (lazily) OTLP client.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per agent, built once: its size does not matter
 pub enum Transport {
     /// OTLP/gRPC.
     Grpc {
@@ -209,6 +210,12 @@ pub enum Transport {
         metadata: MetadataMap,
         /// For messages.
         endpoint: String,
+        /// The channel the client uses, for other OTLP signals (anomaly events) to share.
+        channel: Channel,
+        /// gzip the requests.
+        gzip: bool,
+        /// Per-request timeout.
+        timeout: Duration,
     },
     /// OTLP/HTTP protobuf.
     Http {
@@ -261,7 +268,8 @@ impl Transport {
                     }
                     ep = ep.tls_config(tls).map_err(|e| OtlpError::Config(chain(&e)))?;
                 }
-                let mut client = tonic::client::Grpc::new(ep.connect_lazy());
+                let channel = ep.connect_lazy();
+                let mut client = tonic::client::Grpc::new(channel.clone());
                 if cfg.gzip {
                     client = client.send_compressed(CompressionEncoding::Gzip);
                 }
@@ -273,7 +281,14 @@ impl Transport {
                         .map_err(|e| OtlpError::Config(format!("header {k}: {e}")))?;
                     metadata.insert(key, value);
                 }
-                Ok(Self::Grpc { client, metadata, endpoint: cfg.endpoint.clone() })
+                Ok(Self::Grpc {
+                    client,
+                    metadata,
+                    endpoint: cfg.endpoint.clone(),
+                    channel,
+                    gzip: cfg.gzip,
+                    timeout: cfg.timeout,
+                })
             }
             Protocol::HttpProtobuf => {
                 let mut b = reqwest::Client::builder()
