@@ -459,3 +459,26 @@ fn bad_directories_and_operations_are_clear_errors() {
     let e = error(None, &[], &["--output", "jsonl", "--max-directories", "5000"]);
     assert!(e.contains("at most 1024"), "{e}");
 }
+
+#[test]
+fn anomaly_settings_from_every_layer_and_their_errors() {
+    let cfg = layers(None, &[], &["--output", "jsonl"]).expect("resolve");
+    let a = cfg.anomaly.expect("on by default");
+    assert_eq!((a.warmup, a.threshold), (60, 6.0), "10 min of 10 s intervals, p <= 1e-6");
+    let cfg = layers(
+        Some("anomaly_warmup: 5m\nanomaly_threshold: 9\n"),
+        &[("NASFLOW_ANOMALY_THRESHOLD", "8.5")],
+        &["--output", "jsonl", "--interval", "5s"],
+    )
+    .expect("resolve");
+    let a = cfg.anomaly.expect("on");
+    assert_eq!((a.warmup, a.threshold, a.interval), (60, 8.5, Duration::from_secs(5)));
+    let off = layers(Some("anomaly: on\n"), &[("NASFLOW_ANOMALY", "off")], &["--output", "jsonl"]).expect("resolve");
+    assert!(off.anomaly.is_none());
+    let e = error(None, &[], &["--output", "jsonl", "--anomaly-warmup", "30s"]);
+    assert!(e.contains("--anomaly-warmup 30s: 3 intervals of 10s; give 8 to 2048 intervals (1m 20s to"), "{e}");
+    let e = error(None, &[("NASFLOW_ANOMALY_THRESHOLD", "0.5")], &["--output", "jsonl"]);
+    assert!(e.contains("NASFLOW_ANOMALY_THRESHOLD") && e.contains("must be from 1 to 300"), "{e}");
+    let e = error(None, &[], &["--output", "jsonl", "--anomaly-threshold", "p"]);
+    assert!(e.contains("expected a number such as 6"), "{e}");
+}

@@ -137,7 +137,8 @@ def test_guest_finished_and_agents_exited_cleanly(expect):
     ran = [
         r[1]
         for r in expect
-        if r[0] == "phase" and r[1] in ("full", "v2-stop", "features", "server", "dirs", "v1", "pin") and r[2] != "skipped"
+        if r[0] == "phase" and r[1] in ("full", "v2-stop", "features", "server", "dirs", "anomaly", "v1", "pin")
+            and r[2] != "skipped"
     ]
     # The dirs phase runs two agents.
     ran += [r for r in ran if r == "dirs"]

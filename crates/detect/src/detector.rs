@@ -8,6 +8,8 @@
 //! - Operations and bytes: quasi-Poisson tails, both directions. The dispersion (variance
 //!   over mean, at least 1) comes from the window, so bursty traffic and bytes, which come in
 //!   payloads, are judged on their own spread; steady Poisson traffic is judged as Poisson.
+//!   Traffic whose rate wanders multiplies rather than adds: the value must also be improbable
+//!   on a log scale (a robust z-score against the window's logs); the smaller score counts.
 //! - Error ratio: the binomial tail of the interval's failures against the window's pooled
 //!   ratio, upwards.
 //! - Latency: the interval's mean latency (the histograms' sum over their count), on a log
@@ -549,8 +551,15 @@ fn judge_traffic(k: f64, values: &[f64], threshold: f64) -> Option<Judgement> {
     let dispersion = (sigma * sigma / median.max(1.0)).max(1.0);
     // At least one unit of the counts' spread is expected: an idle NAS expects a little.
     let expected = median.max(dispersion);
-    let up = stats::poisson_upper(k, expected, dispersion);
-    let down = stats::poisson_lower(k, median, dispersion);
+    // Traffic that wanders multiplies: its spread is judged on a log scale too, and the
+    // smaller of the two scores counts (improbable under the count model and under the
+    // spread the window shows).
+    let mut logs: Vec<f64> = values.iter().map(|v| v.ln_1p()).collect();
+    let (log_median, log_mad) = stats::median_mad(&mut logs)?;
+    let log_scale = (MAD_TO_SIGMA * log_mad).max(MIN_LOG_SCALE);
+    let z = (k.ln_1p() - log_median) / log_scale;
+    let up = stats::poisson_upper(k, expected, dispersion).min(stats::normal_upper(z));
+    let down = stats::poisson_lower(k, median, dispersion).min(stats::normal_upper(-z));
     let j = if k >= expected {
         Judgement {
             direction: Direction::Up,

@@ -120,6 +120,31 @@ fn a_steady_day_gives_at_most_one_false_event_per_signal() {
     }
 }
 
+#[test]
+fn a_wandering_day_is_judged_on_its_own_spread() {
+    // Real traffic is not Poisson: its rate wanders. Here it moves by a log-normal factor
+    // (sigma 0.2, about +-20%, then 0.4) every interval; the spread the window measures
+    // absorbs it.
+    let per_day = 86_400 / INTERVAL.as_secs();
+    for sigma in [0.2, 0.4] {
+        let mut rng = StdRng::seed_from_u64(77);
+        let wander: Normal<f64> = Normal::new(0.0, sigma).expect("normal");
+        let mut d = Detector::new(cfg());
+        let pods = pods();
+        let mut false_events = [0u32; 4];
+        for i in 0..per_day {
+            let shape = Shape { rate: RATE * wander.sample(&mut rng).exp(), ..STEADY };
+            for e in d.observe(at(i), interval(&mut rng, shape, &pods)).events {
+                if e.state == EventState::Open {
+                    false_events[e.signal as usize] += 1;
+                }
+            }
+        }
+        println!("traffic wandering by a log-normal factor of sigma {sigma} per interval, one day: false events per signal {false_events:?}");
+        assert!(false_events.iter().all(|&n| n <= 1), "sigma {sigma}: {false_events:?}");
+    }
+}
+
 /// Runs `trials` detectors through a warm-up of steady traffic, then `change` from interval
 /// `warm`; counts the trials where `signal` opened in `direction` within 2 intervals.
 fn detection(signal: Signal, direction: Direction, change: Shape, trials: u64) -> (u64, u64) {
