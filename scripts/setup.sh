@@ -8,6 +8,7 @@ APT_PACKAGES=(
 	linux-image-6.12-amd64           # the newest kernel of the VM matrix
 	nfs-kernel-server rpcbind        # the kernel NFS server inside the VM
 	kmod busybox-static fio python3
+	prometheus                       # promtool: the alert rules' checks and unit tests
 )
 PIP_PACKAGES=(virtme-ng pytest rotel pyyaml) # rotel: the real OTLP collector the tests push through; pyyaml: chart checks
 

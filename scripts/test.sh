@@ -8,4 +8,5 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
 python3 -m pytest -q -p no:cacheprovider tests/chart
+(cd dashboards/rules && promtool check rules nasflow-alerts.yaml && promtool test rules nasflow-alerts.test.yaml)
 bash tests/vm/run.sh

@@ -123,6 +123,49 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 pub async fn serve(addr: SocketAddr, state: SharedState, interval: Duration) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "health endpoints: /healthz, /readyz");
+    accept_loop(listener, "health", move |path| {
+        let (code, body) = answer(path, &state.get(), interval, Instant::now());
+        (code, body, "text/plain")
+    });
+    Ok(())
+}
+
+/// The last interval in the Prometheus text format, as the pipe published it.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsText(Arc<Mutex<Option<Arc<String>>>>);
+
+impl MetricsText {
+    /// Replaces the published text.
+    pub fn publish(&self, text: String) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(text));
+    }
+
+    fn get(&self) -> Option<Arc<String>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// Serves `/metrics` (the Prometheus text format) on `addr` until the process ends: what the
+/// last interval exported over OTLP, under Prometheus names. Before the first interval it
+/// answers 503.
+pub async fn serve_metrics(addr: SocketAddr, text: MetricsText) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "Prometheus endpoint: /metrics");
+    accept_loop(listener, "metrics", move |path| match (path, text.get()) {
+        ("/metrics", Some(t)) => (200, t.as_str().to_owned(), "text/plain; version=0.0.4; charset=utf-8"),
+        ("/metrics", None) => (503, "starting: no interval has run yet".into(), "text/plain"),
+        _ => (404, "not found: /metrics".into(), "text/plain"),
+    });
+    Ok(())
+}
+
+/// Accepts connections on its own task, a bounded number at once, each answered by `answer`
+/// (status, body, content type) and cut after [`CLIENT_TIMEOUT`].
+fn accept_loop<F>(listener: TcpListener, what: &'static str, answer: F)
+where
+    F: Fn(&str) -> (u16, String, &'static str) + Send + Sync + 'static,
+{
+    let answer = Arc::new(answer);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         let mut said = false;
@@ -131,7 +174,7 @@ pub async fn serve(addr: SocketAddr, state: SharedState, interval: Duration) -> 
                 Ok((conn, _)) => conn,
                 Err(e) => {
                     if !said {
-                        tracing::warn!(error = %e, "health endpoint: accept failed; pausing");
+                        tracing::warn!(endpoint = what, error = %e, "accept failed; pausing");
                         said = true;
                     }
                     tokio::time::sleep(ACCEPT_PAUSE).await;
@@ -143,17 +186,19 @@ pub async fn serve(addr: SocketAddr, state: SharedState, interval: Duration) -> 
                 drop(conn);
                 continue;
             };
-            let state = state.clone();
+            let answer = Arc::clone(&answer);
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(CLIENT_TIMEOUT, respond(conn, &state, interval)).await;
+                let _ = tokio::time::timeout(CLIENT_TIMEOUT, respond(conn, answer.as_ref())).await;
                 drop(permit);
             });
         }
     });
-    Ok(())
 }
 
-async fn respond(mut conn: TcpStream, state: &SharedState, interval: Duration) -> std::io::Result<()> {
+async fn respond<F>(mut conn: TcpStream, answer: &F) -> std::io::Result<()>
+where
+    F: Fn(&str) -> (u16, String, &'static str),
+{
     let mut buf = vec![0u8; 2048];
     let mut len = 0;
     while len < buf.len() {
@@ -167,21 +212,25 @@ async fn respond(mut conn: TcpStream, state: &SharedState, interval: Duration) -
         }
     }
     let head = String::from_utf8_lossy(&buf[..len]);
-    let (code, body) = match request_path(&head) {
-        Some(path) => answer(path, &state.get(), interval, Instant::now()),
-        None => (400, "bad request".into()),
+    let (code, mut body, content_type) = match request_path(&head) {
+        Some(path) => answer(path),
+        None => (400, "bad request".into(), "text/plain"),
     };
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
     let reason = match code {
         200 => "OK",
         404 => "Not Found",
         400 => "Bad Request",
         _ => "Service Unavailable",
     };
-    let msg = format!(
-        "HTTP/1.1 {code} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}\n",
-        body.len() + 1
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
     );
-    conn.write_all(msg.as_bytes()).await?;
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(body.as_bytes()).await?;
     conn.shutdown().await
 }
 

@@ -127,22 +127,25 @@ async fn server_attach_loop(probe: SharedServer, mode: ServerMode) {
 /// whose events share the exporter's connection.
 fn start_otlp_and_anomaly(cfg: &RunConfig) -> Result<(Option<OtlpSink>, Option<Anomaly>)> {
     let mut events = None;
-    let otlp = match &cfg.otlp {
-        Some(o) => {
-            let transport = Transport::new(&o.transport)?;
-            tracing::info!(endpoint = transport.endpoint(), protocol = ?o.transport.protocol, "pushing OTLP metrics");
-            if cfg.anomaly.is_some() {
-                events = Some(
-                    EventSink::new(&transport, &o.encode.resource, &o.encode.scope_version)
-                        .context("anomaly events")?,
-                );
-            }
-            let encoder = Encoder::new(o.encode.clone());
-            let delivery = Delivery::spawn(transport, &encoder);
-            Some(OtlpSink { encoder, delivery, last_seq: 0 })
+    let mut delivery = None;
+    let encoder = Encoder::new(cfg.encode.clone());
+    if let Some(o) = &cfg.otlp {
+        let transport = Transport::new(&o.transport)?;
+        tracing::info!(endpoint = transport.endpoint(), protocol = ?o.transport.protocol, "pushing OTLP metrics");
+        if cfg.anomaly.is_some() {
+            events = Some(
+                EventSink::new(&transport, &o.encode.resource, &o.encode.scope_version).context("anomaly events")?,
+            );
         }
-        None => None,
-    };
+        delivery = Some(Delivery::spawn(transport, &encoder));
+    }
+    let metrics_text = cfg.prometheus_listen.map(|_| health::MetricsText::default());
+    let otlp = (delivery.is_some() || metrics_text.is_some()).then(|| OtlpSink {
+        encoder,
+        delivery,
+        last_seq: 0,
+        metrics_text,
+    });
     let anomaly = cfg.anomaly.map(|c| {
         tracing::info!(warmup = ?c.interval * c.warmup, threshold = c.threshold, "anomaly detection per NAS export");
         Anomaly { detector: Detector::new(c), deltas: Deltas::new(), events }
@@ -183,6 +186,9 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     // interval never slips by more than half.
     let budget = (cfg.interval / 2).min(Duration::from_secs(2));
     let (otlp, anomaly) = start_otlp_and_anomaly(&cfg)?;
+    if let (Some(addr), Some(text)) = (cfg.prometheus_listen, otlp.as_ref().and_then(|o| o.metrics_text.clone())) {
+        health::serve_metrics(addr, text).await.with_context(|| format!("serving /metrics on {addr}"))?;
+    }
     let state = health::SharedState::default();
     if let Some(addr) = cfg.health_listen {
         health::serve(addr, state.clone(), cfg.interval)
@@ -222,10 +228,10 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     tracing::info!(deadline = ?cfg.shutdown_timeout, "stopping: one last interval (a second signal stops at once)");
     let last = async {
         pipe.tick().await?;
-        if let Some(o) = &pipe.otlp {
+        if let Some((d, seq)) = pipe.otlp.as_ref().and_then(|o| Some((o.delivery.as_ref()?, o.last_seq))) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if !o.delivery.flush(o.last_seq, left).await {
-                tracing::warn!(endpoint = o.delivery.endpoint(), "the last export did not complete in time");
+            if !d.flush(seq, left).await {
+                tracing::warn!(endpoint = d.endpoint(), "the last export did not complete in time");
             }
         }
         anyhow::Ok(())
@@ -377,6 +383,37 @@ struct Pipe {
     anomaly: Option<Anomaly>,
 }
 
+/// The scores of the score gauge, as plain data for the encoder.
+fn scores_of(findings: &Findings) -> Vec<AnomalyScore> {
+    findings
+        .scores
+        .iter()
+        .map(|s| AnomalyScore {
+            server: s.nas.server.clone(),
+            export: s.nas.export.clone(),
+            signal: s.signal.as_str(),
+            score: s.score,
+        })
+        .collect()
+}
+
+impl OtlpSink {
+    /// The interval to `/metrics` (rendered now) and to delivery.
+    fn hand_over(&mut self, interval: nasflow_otlp_out::encode::Interval) {
+        self.last_seq = interval.seq();
+        if let Some(t) = &self.metrics_text {
+            let (text, bad) = nasflow_otlp_out::prometheus::render(&self.encoder.requests(&interval));
+            if bad > 0 {
+                tracing::warn!(requests = bad, "/metrics: requests that did not decode were left out");
+            }
+            t.publish(text);
+        }
+        if let Some(d) = &self.delivery {
+            d.publish(interval);
+        }
+    }
+}
+
 /// The anomaly detector, fed the same snapshots and names as the encoder, and where its
 /// events go (none without OTLP: then they are logged and, with `--output jsonl`, printed).
 struct Anomaly {
@@ -407,7 +444,10 @@ impl Anomaly {
 /// The OTLP side of the pipe: the encoder owns the series, delivery the network.
 struct OtlpSink {
     encoder: Encoder,
-    delivery: Delivery,
+    /// The push to a collector, when an endpoint is set.
+    delivery: Option<Delivery>,
+    /// `/metrics`, when served.
+    metrics_text: Option<health::MetricsText>,
     last_seq: u64,
 }
 
@@ -483,6 +523,11 @@ impl Pipe {
         snap
     }
 
+    /// The push to a collector, when an endpoint is set.
+    fn delivery(&self) -> Option<&Delivery> {
+        self.otlp.as_ref().and_then(|o| o.delivery.as_ref())
+    }
+
     /// This interval's lines on standard output; a closed output ends the agent.
     fn write_jsonl(
         &self,
@@ -555,9 +600,9 @@ impl Pipe {
         let conditions = health::Conditions {
             attached: snap.health.attached,
             attach_error: self.attach_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
-            exporting: self.otlp.is_some(),
-            last_export: self.otlp.as_ref().and_then(|o| o.delivery.last_success()),
-            export_failures: self.otlp.as_ref().map_or(0, |o| o.delivery.stats().failures),
+            exporting: self.delivery().is_some(),
+            last_export: self.delivery().and_then(Delivery::last_success),
+            export_failures: self.delivery().map_or(0, |d| d.stats().failures),
             kubelet_down: e.kubelet_down,
             maps: maps.clone(),
             failed_programs: snap.health.failed_programs.clone(),
@@ -566,7 +611,7 @@ impl Pipe {
         self.log_degraded(&degraded);
         if let Some(o) = &mut self.otlp {
             let stats = SelfStats {
-                delivery: o.delivery.stats(),
+                delivery: o.delivery.as_ref().map(Delivery::stats).unwrap_or_default(),
                 // The server probe's losses count beside the client's (`server_*` reasons).
                 probe_drops: snap
                     .health
@@ -585,21 +630,9 @@ impl Pipe {
                 (Some(s), Some(side)) => Some(Served { snap: s, exports: &side.exports }),
                 _ => None,
             };
-            o.encoder.set_anomaly_scores(
-                findings
-                    .scores
-                    .iter()
-                    .map(|s| AnomalyScore {
-                        server: s.nas.server.clone(),
-                        export: s.nas.export.clone(),
-                        signal: s.signal.as_str(),
-                        score: s.score,
-                    })
-                    .collect(),
-            );
+            o.encoder.set_anomaly_scores(scores_of(&findings));
             let interval = o.encoder.interval_with_server(&snap, &names, &stats, served);
-            o.last_seq = interval.seq();
-            o.delivery.publish(interval);
+            o.hand_over(interval);
         }
         self.state.publish(|s| {
             *s = health::PipeState {

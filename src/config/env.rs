@@ -119,6 +119,7 @@ pub const VARS: &[Var] = &[
     }),
     var("NASFLOW_SHUTDOWN_TIMEOUT", "shutdown_timeout", |s, v| put(&mut s.shutdown_timeout, values::duration(v))),
     var("NASFLOW_HEALTH_LISTEN", "health_listen", |s, v| put(&mut s.health_listen, values::socket_addr(v))),
+    var("NASFLOW_PROMETHEUS_LISTEN", "prometheus_listen", |s, v| put(&mut s.prometheus_listen, values::socket_addr(v))),
 ];
 
 /// The process environment. Variables whose name or value is not UTF-8 are not nasflow's

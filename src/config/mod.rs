@@ -188,6 +188,10 @@ pub struct RunConfig {
     pub task_labels: Vec<String>,
     /// Where `/healthz` and `/readyz` are served.
     pub health_listen: Option<SocketAddr>,
+    /// Where `/metrics` is served.
+    pub prometheus_listen: Option<SocketAddr>,
+    /// How series are encoded (OTLP and `/metrics`).
+    pub encode: EncodeOptions,
 }
 
 /// OTLP export settings.

@@ -40,10 +40,12 @@ impl Settings {
         let otlp = self.otlp();
         let interval = self.interval.unwrap_or(default::INTERVAL);
         let anomaly = self.anomaly(interval)?;
-        if self.output.is_none() && otlp.is_none() {
+        let encode = self.encode_options();
+        if self.output.is_none() && otlp.is_none() && self.prometheus_listen.is_none() {
             bail!(
                 "nowhere to send metrics: set --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT), e.g. \
-                 http://otel-collector:4317, or pass --output jsonl to print them"
+                 http://otel-collector:4317, or --prometheus-listen 0.0.0.0:9809 to be scraped, or pass \
+                 --output jsonl to print them"
             );
         }
         let kubelet = match (&self.kubelet_url, &self.node_name) {
@@ -82,6 +84,8 @@ impl Settings {
             anomaly,
             shutdown_timeout: self.shutdown_timeout.unwrap_or(default::SHUTDOWN_TIMEOUT),
             health_listen: self.health_listen,
+            prometheus_listen: self.prometheus_listen,
+            encode,
             cgroup_root: self.cgroup_root.unwrap_or_else(|| PathBuf::from(default::CGROUP_ROOT)),
             max_kernel_series: self.max_kernel_series.unwrap_or(default::MAX_KERNEL_SERIES),
             features: {
@@ -159,21 +163,26 @@ impl Settings {
                 client_key: self.otlp_client_key.clone(),
                 keepalive: transport::DEFAULT_KEEPALIVE,
             },
-            encode: EncodeOptions {
-                histogram: match self.histogram.unwrap_or(Histogram::Exponential) {
-                    Histogram::Exponential => HistogramKind::Exponential,
-                    Histogram::Explicit => HistogramKind::Explicit,
-                },
-                temporality: match self.temporality.unwrap_or(Temporality::Cumulative) {
-                    Temporality::Cumulative => encode::Temporality::Cumulative,
-                    Temporality::Delta => encode::Temporality::Delta,
-                },
-                max_series: self.max_series.unwrap_or(default::MAX_SERIES),
-                resource: self.resource(),
-                scope_version: env!("CARGO_PKG_VERSION").to_owned(),
-                max_request_bytes: self.otlp_max_request_bytes.unwrap_or(default::OTLP_MAX_REQUEST_BYTES),
-            },
+            encode: self.encode_options(),
         })
+    }
+
+    /// How series are encoded, for OTLP and for `/metrics` alike.
+    fn encode_options(&self) -> EncodeOptions {
+        EncodeOptions {
+            histogram: match self.histogram.unwrap_or(Histogram::Exponential) {
+                Histogram::Exponential => HistogramKind::Exponential,
+                Histogram::Explicit => HistogramKind::Explicit,
+            },
+            temporality: match self.temporality.unwrap_or(Temporality::Cumulative) {
+                Temporality::Cumulative => encode::Temporality::Cumulative,
+                Temporality::Delta => encode::Temporality::Delta,
+            },
+            max_series: self.max_series.unwrap_or(default::MAX_SERIES),
+            resource: self.resource(),
+            scope_version: env!("CARGO_PKG_VERSION").to_owned(),
+            max_request_bytes: self.otlp_max_request_bytes.unwrap_or(default::OTLP_MAX_REQUEST_BYTES),
+        }
     }
 
     /// The resource: `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME`, then nasflow's own

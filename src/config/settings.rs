@@ -235,6 +235,11 @@ pub struct Settings {
     #[arg(long, value_parser = values::socket_addr)]
     pub health_listen: Option<SocketAddr>,
 
+    /// Serve /metrics in the Prometheus text format on this address, e.g. 0.0.0.0:9809: the
+    /// same series as OTLP under Prometheus names; off by default [env: NASFLOW_PROMETHEUS_LISTEN]
+    #[arg(long, value_parser = values::socket_addr)]
+    pub prometheus_listen: Option<SocketAddr>,
+
     /// Resource attributes from `OTEL_RESOURCE_ATTRIBUTES` (environment only).
     #[arg(skip)]
     #[serde(skip)]
@@ -293,6 +298,7 @@ impl Settings {
             otlp_max_request_bytes,
             shutdown_timeout,
             health_listen,
+            prometheus_listen,
             resource_attributes,
             service_name,
         } = over;
@@ -337,6 +343,7 @@ impl Settings {
             otlp_max_request_bytes: otlp_max_request_bytes.or(self.otlp_max_request_bytes),
             shutdown_timeout: shutdown_timeout.or(self.shutdown_timeout),
             health_listen: health_listen.or(self.health_listen),
+            prometheus_listen: prometheus_listen.or(self.prometheus_listen),
             resource_attributes: resource_attributes.or(self.resource_attributes),
             service_name: service_name.or(self.service_name),
         }

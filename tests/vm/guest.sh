@@ -81,6 +81,10 @@ run_in() { # cgroup-path cmd...: runs cmd in the cgroup (v2 or the v1 memory hie
 	( echo $BASHPID >"$CGDIR$cg/cgroup.procs" && exec "$@" )
 }
 
+fetch() { # url: its body on standard output
+	/usr/bin/python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode())' "$1"
+}
+
 detach() { # cmd...: in the background and in a session of its own, so that it outlives its phase
 	setsid "$@" </dev/null &
 }
@@ -636,7 +640,14 @@ phase_dirs() {
 	b=127.0.0.1:/srv/v4/exa/proj/team-b
 	# What each agent loads: the programs that appear while it starts.
 	bpftool -j prog show >/tmp/progs-0.json
-	start_agent dirs --directories "$a/team-a,$a/team-a/sub,$b,$a/later" --otlp-endpoint http://127.0.0.1:4317 || return 1
+	# A real Prometheus scrapes the dirs agent's /metrics every second.
+	printf 'global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: nasflow\n    static_configs: [{targets: ["127.0.0.1:9809"]}]\n' >/tmp/prometheus.yml
+	rm -rf /tmp/prometheus-data
+	detach /usr/bin/prometheus --config.file=/tmp/prometheus.yml --storage.tsdb.path=/tmp/prometheus-data \
+		--web.listen-address=127.0.0.1:9090 >"$R/prometheus.log" 2>&1
+	echo $! >/tmp/pid.prometheus
+	start_agent dirs --directories "$a/team-a,$a/team-a/sub,$b,$a/later" --otlp-endpoint http://127.0.0.1:4317 \
+		--prometheus-listen 127.0.0.1:9809 || return 1
 	wait_until 60 "the dirs agent watching team-b" grep -q "watching directory.*team-b" "$R/dirs.log" || return 1
 	wait_until 120 "the dirs agent's RPC programs" grep -q "RPC tracing attached" "$R/dirs.log" || return 1
 	bpftool -j prog show >/tmp/progs-1.json
@@ -677,7 +688,14 @@ phase_dirs() {
 	n=$(rnd 1 3000000)
 	run_in /dirs-later dd if=/dev/zero of=$a/later/f bs=$n count=1 oflag=direct
 	expect dir_io /dirs-later nas-a $a/later "$n" 0
-	local ok=0
+	local ok=0 s
+	# Prometheus has scraped an interval that began after the last workload.
+	s=$(jsonl_seq "$R/dirs.jsonl")
+	wait_seq "$R/dirs.jsonl" $((s + 2)) 60 "dirs interval $((s + 2)), after the workloads" || ok=1
+	sleep 3
+	fetch http://127.0.0.1:9809/metrics >"$R/dirs-metrics.txt" || ok=1
+	fetch 'http://127.0.0.1:9090/api/v1/query?query=nfs_client_io_bytes_total' >"$R/prometheus-io.json" || ok=1
+	stop_pid prometheus "$(cat /tmp/pid.prometheus)" || ok=1
 	stop_agent dirs || ok=1
 	stop_agent ops || ok=1
 	umount $m2

@@ -997,3 +997,39 @@ def test_the_collector_receives_the_events_and_the_scores(expect):
     peak = max(p["value"] for p in scores if p["attrs"]["nfs.anomaly.signal"] == "operations"
                and p["attrs"]["nfs.export.path"] == "/exb")
     assert peak >= 6, peak
+
+
+@needs("services", "nfs", "dirs")
+def test_prometheus_scraping_metrics_gets_the_exact_bytes(expect):
+    # A real Prometheus scraped the dirs agent's /metrics: each watched directory's bytes, as
+    # Prometheus stored them, are the bytes the workloads moved (and the jsonl and OTLP say).
+    result = json.loads((R / "prometheus-io.json").read_text())
+    assert result["status"] == "success", result
+    series = result["data"]["result"]
+    assert series, "Prometheus stored no nfs_client_io_bytes_total"
+    assert all(s["metric"]["job"] == "nasflow" for s in series)
+
+    def stored(cgroup, direction, directory):
+        return sum(int(float(s["value"][1])) for s in series
+                   if s["metric"].get("process_linux_cgroup") == cgroup and s["metric"]["nfs_io_direction"] == direction
+                   and s["metric"].get("nfs_directory") == (None if directory == "-" else directory))
+
+    cases = [r for r in expect if r[0] == "dir_io"]
+    assert len(cases) == 7, cases
+    for _, cgroup, _dev, directory, wrote, read in cases:
+        assert stored(cgroup, "write", directory) == int(wrote), (cgroup, directory)
+        assert stored(cgroup, "read", directory) == int(read), (cgroup, directory)
+
+
+@needs("services", "nfs", "dirs")
+def test_the_metrics_text_passes_promtool():
+    text = (R / "dirs-metrics.txt").read_text()
+    assert "# TYPE nfs_client_io_bytes_total counter" in text
+    assert "# TYPE nfs_client_operation_duration_seconds histogram" in text
+    assert 'le="+Inf"' in text and "target_info{" in text
+    import shutil
+    import subprocess
+    if not shutil.which("promtool"):
+        pytest.fail("promtool missing: run scripts/setup.sh")
+    lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -14,6 +14,11 @@ pub const FH_CONTENT: &str = "1/net/rpc/nfsd.fh/content";
 /// The kernel's export-options cache, under the host's /proc (see [`FH_CONTENT`]).
 pub const EXPORT_CONTENT: &str = "1/net/rpc/nfsd.export/content";
 
+/// mountd's table of exports (`exportfs` writes it), under the host's /proc through pid 1's
+/// root: numbered exports (`fsid=N`) are named from it even while the kernel's caches hold no
+/// entry for them (`exportfs` flushes the caches on every change).
+pub const ETAB: &str = "1/root/var/lib/nfs/etab";
+
 /// One export key: (fsid type, fsid words in hex as the kernel prints them).
 pub type FsidKey = (u8, String);
 
@@ -92,6 +97,11 @@ impl ExportTable {
         };
         let fh = read(FH_CONTENT)?;
         let exports = read(EXPORT_CONTENT)?;
+        // Best effort: pid 1's root may be out of reach (no CAP_SYS_PTRACE in a container).
+        let etab = fs::read_to_string(proc_root.join(ETAB)).unwrap_or_default();
+        for (key, path) in parse_export_content(&etab) {
+            self.paths.entry(key).or_insert(path);
+        }
         self.update(&fh, &exports);
         Ok(())
     }
@@ -118,6 +128,26 @@ impl ExportTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbered_exports_are_named_from_mountds_table_when_the_caches_were_flushed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let etab = root.path().join(ETAB);
+        fs::create_dir_all(etab.parent().expect("parent")).expect("mkdir");
+        fs::write(
+            &etab,
+            "/srv/v4/tiny\t127.0.0.0/8(rw,sync,wdelay,hide,nocrossmnt,secure,no_root_squash,no_all_squash,no_subtree_check,secure_locks,acl,no_pnfs,fsid=9,anonuid=65534,anongid=65534,sec=sys,rw,secure,no_root_squash,no_all_squash)\n\
+             /srv/v4/ext\t127.0.0.0/8(rw,sync,wdelay,hide,nocrossmnt,secure,no_root_squash,no_all_squash,no_subtree_check,secure_locks,acl,no_pnfs,anonuid=65534,anongid=65534,sec=sys,rw,secure,no_root_squash,no_all_squash)\n",
+        )
+        .expect("write");
+        let mut t = ExportTable::default();
+        t.refresh(root.path()).expect("absent caches are no error");
+        assert_eq!(t.path(1, "00000009"), Some("/srv/v4/tiny"));
+        assert_eq!(t.len(), 1, "an export without fsid= is named from the fsid cache only");
+        // The kernel's own cache wins where it names the fsid.
+        t.update("# 127.0.0.0/8 1 0x00000009 /srv/v4/tiny-moved\n", "");
+        assert_eq!(t.path(1, "00000009"), Some("/srv/v4/tiny-moved"));
+    }
 
     const FH: &str = include_str!("../tests/fixtures/nfsd/fh_content");
     const EXPORTS: &str = include_str!("../tests/fixtures/nfsd/export_content");

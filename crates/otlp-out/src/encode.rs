@@ -1005,4 +1005,48 @@ mod tests {
         assert_eq!(counts.len(), 300);
         assert!((0..300).all(|cg| counts[&format!("/pods/p{cg}")] == i64::from(cg + 1)));
     }
+
+    #[test]
+    fn prometheus_text_has_the_otlp_series_under_prometheus_names() {
+        // 1 ms and 3 ms: slots 21 and 22, bounds 2^-9 and 2^-8 s.
+        let rows =
+            vec![row(7, Operation::Write, 0, 2, 8192, &[1_000_000, 3_000_000]), row(7, Operation::Write, 5, 1, 0, &[])];
+        let mut texts = Vec::new();
+        for kind in [HistogramKind::Exponential, HistogramKind::Explicit] {
+            let mut e = Encoder::new(opts(kind, Temporality::Cumulative, 100));
+            let i = e.interval(&snap(rows.clone()), &names(&[]), &SelfStats::default());
+            let (text, bad) = crate::prometheus::render(&e.requests(&i));
+            assert_eq!(bad, 0);
+            texts.push(text);
+        }
+        let text = &texts[0];
+        for line in [
+            "target_info{service_name=\"nasflow\"} 1",
+            "# TYPE nfs_client_io_bytes_total counter",
+            "nfs_client_io_bytes_total{process_linux_cgroup=\"/cg7\",nfs_device=\"0:61\",nfs_io_direction=\"write\"} 8192",
+            "nfs_client_operation_count_total{process_linux_cgroup=\"/cg7\",nfs_device=\"0:61\",nfs_operation_name=\"WRITE\"} 2",
+            "nfs_client_operation_count_total{process_linux_cgroup=\"/cg7\",nfs_device=\"0:61\",nfs_operation_name=\"WRITE\",error_type=\"EIO\"} 1",
+            "# TYPE nfs_client_operation_duration_seconds histogram",
+            "nfs_client_operation_duration_seconds_count{process_linux_cgroup=\"/cg7\",nfs_device=\"0:61\",nfs_operation_name=\"WRITE\"} 2",
+            "nfs_client_operation_duration_seconds_sum{process_linux_cgroup=\"/cg7\",nfs_device=\"0:61\",nfs_operation_name=\"WRITE\"} 0.004",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        let bucket = |le: &str| {
+            format!(
+                "nfs_client_operation_duration_seconds_bucket{{process_linux_cgroup=\"/cg7\",nfs_device=\"0:61\",nfs_operation_name=\"WRITE\",le=\"{le}\"}}"
+            )
+        };
+        // Cumulative: the 1 ms sample by 2^-9 s, both by 2^-8 (explicit bounds also list the
+        // empty ones below).
+        for (le, count) in [("0.001953125", 1), ("0.00390625", 2), ("+Inf", 2)] {
+            for t in &texts {
+                let want = format!("{} {count}", bucket(le));
+                assert!(t.lines().any(|l| l == want), "missing {want}\n{t}");
+            }
+        }
+        let families = |t: &str| t.lines().filter(|l| l.starts_with("# TYPE")).count();
+        assert_eq!(families(&texts[0]), families(&texts[1]), "the same families either way");
+        assert!(text.contains("# TYPE nasflow_series gauge"), "self-telemetry too");
+    }
 }

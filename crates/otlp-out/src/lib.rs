@@ -8,6 +8,7 @@ pub mod encode;
 mod interval;
 mod parts;
 mod points;
+pub mod prometheus;
 pub mod schema;
 mod series;
 mod telemetry;

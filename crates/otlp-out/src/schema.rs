@@ -152,7 +152,8 @@ pub const RPC_INFLIGHT_MAX_AGE: Metric = Metric {
 /// How unusual a NAS export's traffic, error ratio or latency is on this node, per signal.
 pub const ANOMALY_SCORE: Metric = Metric {
     name: "nfs.client.anomaly.score",
-    unit: "1",
+    // An annotation, not "1": Prometheus names a "1" gauge `..._ratio`, and a score is none.
+    unit: "{score}",
     instrument: Instrument::Gauge,
     description: "How unusual a NAS export's operations, bytes, error ratio or latency are on this node: -log10 of their probability under the export's recent baseline, 0 when as expected.",
     attributes: &[ATTR_ANOMALY_SIGNAL],
@@ -201,6 +202,33 @@ pub const METRICS: [Metric; 11] = [
     SERVER_OPERATION_COUNT,
     SERVER_OPERATION_DURATION,
 ];
+
+/// The name Prometheus and Mimir give a metric they ingest over OTLP (and the OpenTelemetry
+/// Collector's Prometheus exporters), with suffixes: dots become underscores, the unit is
+/// appended in words (`By` bytes, `s` seconds; an annotation such as `{operation}` adds
+/// nothing; `1` on a gauge adds `ratio`), and counters end in `_total`. Histograms add
+/// `_bucket`, `_sum` and `_count` to it. One set of dashboards and rules then serves every
+/// path (docs/prometheus.md).
+#[must_use]
+pub fn prometheus_name(name: &str, unit: &str, instrument: Instrument) -> String {
+    let mut out = name.replace('.', "_");
+    let unit_word = match unit {
+        "By" => Some("bytes"),
+        "s" => Some("seconds"),
+        "1" if instrument == Instrument::Gauge => Some("ratio"),
+        _ => None,
+    };
+    if let Some(w) = unit_word {
+        if !out.ends_with(&format!("_{w}")) {
+            out.push('_');
+            out.push_str(w);
+        }
+    }
+    if instrument == Instrument::Counter {
+        out.push_str("_total");
+    }
+    out
+}
 
 /// Scope of the NFS metrics.
 pub const SCOPE: &str = "nasflow";
@@ -390,6 +418,156 @@ mod tests {
     use super::*;
 
     const DOCS: &str = include_str!("../../../docs/metrics.md");
+    const RULES: &str = include_str!("../../../dashboards/rules/nasflow-alerts.yaml");
+    const SIGNALS: &str = include_str!("../../../docs/signals.md");
+    const RUNBOOK: &str = include_str!("../../../docs/runbook.md");
+
+    /// Every Prometheus series name the schema gives (histograms with their three series).
+    fn prometheus_series() -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let all = METRICS
+            .iter()
+            .map(|m| (m.name, m.unit, m.instrument))
+            .chain(SELF_METRICS.iter().map(|m| (m.name, m.unit, m.instrument)));
+        for (name, unit, instrument) in all {
+            let base = prometheus_name(name, unit, instrument);
+            if instrument == Instrument::Histogram {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    out.insert(format!("{base}{suffix}"));
+                }
+            }
+            out.insert(base);
+        }
+        out
+    }
+
+    /// Every label a series can carry: the metrics' own attributes, the workload's, the NAS's
+    /// (enrich names them), the directory, and Prometheus' own (`le`, `job`, `instance`).
+    fn prometheus_labels() -> std::collections::BTreeSet<String> {
+        let workload_and_nas = [
+            "k8s.namespace.name",
+            "k8s.pod.name",
+            "k8s.pod.uid",
+            "k8s.container.name",
+            "k8s.deployment.name",
+            "k8s.replicaset.name",
+            "k8s.statefulset.name",
+            "k8s.daemonset.name",
+            "k8s.job.name",
+            "k8s.cronjob.name",
+            "nasflow.task",
+            "container.id",
+            "process.linux.cgroup",
+            "nasflow.cgroup.id",
+            "server.address",
+            "nfs.version",
+            "nfs.mount.point",
+            "k8s.volume.name",
+        ];
+        let own = METRICS
+            .iter()
+            .flat_map(|m| m.attributes.iter())
+            .chain(SELF_METRICS.iter().flat_map(|m| m.attributes.iter()));
+        let schema =
+            [ATTR_DEVICE, ATTR_DIRECTORY, ATTR_EXPORT_PATH, ATTR_EXPORT_FSID, ATTR_CLIENT_ADDRESS, ATTR_OVERFLOW];
+        own.copied()
+            .chain(schema)
+            .chain(workload_and_nas)
+            .map(|a| a.replace('.', "_"))
+            .chain(["le", "job", "instance"].map(str::to_owned))
+            .collect()
+    }
+
+    /// The metric names and label names a text's `PromQL` uses: `nfs_*`/`nasflow_*` words, the
+    /// labels of `by (...)`, `on (...)` and `{label op "value"}`, and `$labels.x`.
+    fn promql_names(text: &str) -> (Vec<String>, Vec<String>) {
+        let words = |s: &str| -> Vec<String> {
+            s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let metrics = words(text).into_iter().filter(|w| w.starts_with("nfs_") || w.starts_with("nasflow_")).collect();
+        let mut labels = Vec::new();
+        for opener in ["by (", "on (", "without (", "group_left (", "group_right ("] {
+            for (at, _) in text.match_indices(opener) {
+                // A keyword, not the end of a word ("operation (").
+                if text[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    continue;
+                }
+                if let Some(list) = text[at + opener.len()..].split(')').next() {
+                    labels.extend(words(list));
+                }
+            }
+        }
+        for part in text.split('{').skip(1) {
+            let Some(inner) = part.split('}').next() else { continue };
+            if inner.starts_with('{') || inner.starts_with(' ') && inner.contains('$') {
+                continue; // a template
+            }
+            for m in inner.split(',') {
+                let name = m.split(['=', '!']).next().unwrap_or("").trim();
+                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    labels.push(name.to_owned());
+                }
+            }
+        }
+        for part in text.split("$labels.").skip(1) {
+            if let Some(w) = words(part).first() {
+                labels.push(w.clone());
+            }
+        }
+        (metrics, labels)
+    }
+
+    #[test]
+    fn prometheus_names_follow_the_otlp_translation() {
+        assert_eq!(prometheus_name(IO.name, IO.unit, IO.instrument), "nfs_client_io_bytes_total");
+        assert_eq!(
+            prometheus_name(OPERATION_COUNT.name, OPERATION_COUNT.unit, OPERATION_COUNT.instrument),
+            "nfs_client_operation_count_total"
+        );
+        assert_eq!(
+            prometheus_name(OPERATION_DURATION.name, OPERATION_DURATION.unit, OPERATION_DURATION.instrument),
+            "nfs_client_operation_duration_seconds"
+        );
+        assert_eq!(
+            prometheus_name(RPC_INFLIGHT_MAX_AGE.name, RPC_INFLIGHT_MAX_AGE.unit, RPC_INFLIGHT_MAX_AGE.instrument),
+            "nfs_client_rpc_inflight_max_age_seconds"
+        );
+        assert_eq!(
+            prometheus_name(ANOMALY_SCORE.name, ANOMALY_SCORE.unit, ANOMALY_SCORE.instrument),
+            "nfs_client_anomaly_score"
+        );
+        assert_eq!(
+            prometheus_name(SELF_DEGRADED.name, SELF_DEGRADED.unit, SELF_DEGRADED.instrument),
+            "nasflow_degraded_ratio"
+        );
+        assert_eq!(
+            prometheus_name(SELF_EXPORT_BYTES.name, SELF_EXPORT_BYTES.unit, SELF_EXPORT_BYTES.instrument),
+            "nasflow_export_bytes_total"
+        );
+    }
+
+    #[test]
+    fn rules_signals_and_runbook_use_only_names_the_schema_has() {
+        let series = prometheus_series();
+        let labels = prometheus_labels();
+        for (file, text) in [
+            ("dashboards/rules/nasflow-alerts.yaml", RULES),
+            ("docs/signals.md", SIGNALS),
+            ("docs/runbook.md", RUNBOOK),
+        ] {
+            let (metrics, used) = promql_names(text);
+            assert!(!metrics.is_empty(), "{file}: no metric found");
+            for m in metrics.into_iter().filter(|m| !labels.contains(m)) {
+                assert!(series.contains(&m), "{file}: `{m}` is no series the schema gives; it gives {series:?}");
+            }
+            for l in used {
+                assert!(labels.contains(&l), "{file}: label `{l}` is no attribute the schema or enrich gives");
+            }
+        }
+    }
 
     /// The first cell (a backquoted name) and the rest of every table row of docs/metrics.md.
     fn documented() -> BTreeMap<String, Vec<String>> {
