@@ -123,7 +123,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 pub async fn serve(addr: SocketAddr, state: SharedState, interval: Duration) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "health endpoints: /healthz, /readyz");
-    accept_loop(listener, "health", move |path| {
+    accept_loop(listener, "health", CLIENT_TIMEOUT, move |path| {
         let (code, body) = answer(path, &state.get(), interval, Instant::now());
         (code, body, "text/plain")
     });
@@ -151,7 +151,7 @@ impl MetricsText {
 pub async fn serve_metrics(addr: SocketAddr, text: MetricsText) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "Prometheus endpoint: /metrics");
-    accept_loop(listener, "metrics", move |path| match (path, text.get()) {
+    accept_loop(listener, "metrics", SCRAPE_TIMEOUT, move |path| match (path, text.get()) {
         ("/metrics", Some(t)) => (200, t.as_str().to_owned(), "text/plain; version=0.0.4; charset=utf-8"),
         ("/metrics", None) => (503, "starting: no interval has run yet".into(), "text/plain"),
         _ => (404, "not found: /metrics".into(), "text/plain"),
@@ -159,9 +159,12 @@ pub async fn serve_metrics(addr: SocketAddr, text: MetricsText) -> std::io::Resu
     Ok(())
 }
 
+/// Longest a scrape may take to read `/metrics`: tens of MB on a node with many series.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Accepts connections on its own task, a bounded number at once, each answered by `answer`
-/// (status, body, content type) and cut after [`CLIENT_TIMEOUT`].
-fn accept_loop<F>(listener: TcpListener, what: &'static str, answer: F)
+/// (status, body, content type) and cut after `timeout`.
+fn accept_loop<F>(listener: TcpListener, what: &'static str, timeout: Duration, answer: F)
 where
     F: Fn(&str) -> (u16, String, &'static str) + Send + Sync + 'static,
 {
@@ -188,7 +191,7 @@ where
             };
             let answer = Arc::clone(&answer);
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(CLIENT_TIMEOUT, respond(conn, answer.as_ref())).await;
+                let _ = tokio::time::timeout(timeout, respond(conn, answer.as_ref())).await;
                 drop(permit);
             });
         }
@@ -211,8 +214,8 @@ where
             break;
         }
     }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let (code, mut body, content_type) = match request_path(&head) {
+    let request = String::from_utf8_lossy(&buf[..len]);
+    let (code, mut body, content_type) = match request_path(&request) {
         Some(path) => answer(path),
         None => (400, "bad request".into(), "text/plain"),
     };
@@ -230,7 +233,9 @@ where
         body.len()
     );
     conn.write_all(head.as_bytes()).await?;
-    conn.write_all(body.as_bytes()).await?;
+    if !request.starts_with("HEAD ") {
+        conn.write_all(body.as_bytes()).await?;
+    }
     conn.shutdown().await
 }
 

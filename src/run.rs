@@ -133,9 +133,12 @@ fn start_otlp_and_anomaly(cfg: &RunConfig) -> Result<(Option<OtlpSink>, Option<A
         let transport = Transport::new(&o.transport)?;
         tracing::info!(endpoint = transport.endpoint(), protocol = ?o.transport.protocol, "pushing OTLP metrics");
         if cfg.anomaly.is_some() {
-            events = Some(
-                EventSink::new(&transport, &o.encode.resource, &o.encode.scope_version).context("anomaly events")?,
-            );
+            // Events are a convenience on top of the metrics: without them the agent still
+            // runs, logs each anomaly and exports the score gauge.
+            match EventSink::new(&transport, &o.encode.resource, &o.encode.scope_version) {
+                Ok(sink) => events = Some(sink),
+                Err(e) => tracing::warn!(error = %e, "anomaly events are not sent (they are still logged)"),
+            }
         }
         delivery = Some(Delivery::spawn(transport, &encoder));
     }
@@ -250,13 +253,35 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
             Ok(())
         }
     };
-    // Queued anomaly events go out with what is left of the deadline (the SDK's shutdown
-    // waits on its exporter: off the runtime's threads).
-    if let Some(sink) = pipe.anomaly.and_then(|a| a.events) {
+    stop_anomaly(pipe.anomaly, pipe.jsonl, pipe.seq, deadline).await;
+    stopped
+}
+
+/// Closes open anomalies (the history goes with the agent) and sends queued events with what
+/// is left of the deadline (the SDK's shutdown waits on its exporter: off the runtime's
+/// threads).
+async fn stop_anomaly(anomaly: Option<Anomaly>, jsonl: bool, seq: u64, deadline: tokio::time::Instant) {
+    let Some(mut a) = anomaly else { return };
+    let closed = a.detector.close_all(std::time::SystemTime::now());
+    for e in &closed {
+        tracing::info!(signal = e.signal.as_str(), "anomaly closed: {}", nasflow_detect::events::message(e));
+        if let Some(sink) = &a.events {
+            sink.emit(e);
+        }
+    }
+    if jsonl && !closed.is_empty() {
+        let mut out = io::stdout().lock();
+        for line in jsonl::anomaly_lines(&closed, seq) {
+            if serde_json::to_writer(&mut out, &line).is_ok() {
+                let _ = out.write_all(b"\n");
+            }
+        }
+        let _ = out.flush();
+    }
+    if let Some(sink) = a.events {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let _ = tokio::time::timeout(left, tokio::task::spawn_blocking(move || sink.shutdown())).await;
     }
-    stopped
 }
 
 /// Why the last attach failed, for `/healthz` and self-telemetry; `None` once attached.

@@ -178,6 +178,29 @@ impl EventState {
     }
 }
 
+/// Why an anomaly closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The signal is back in its range.
+    Recovered,
+    /// The export had no series on this node for a whole window.
+    ExportGone,
+    /// The agent stopped (its history goes with it).
+    AgentStopped,
+}
+
+impl CloseReason {
+    /// `recovered`, `export_gone`, `agent_stopped` (`nfs.anomaly.close_reason`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Recovered => "recovered",
+            CloseReason::ExportGone => "export_gone",
+            CloseReason::AgentStopped => "agent_stopped",
+        }
+    }
+}
+
 /// An anomaly opening or closing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnomalyEvent {
@@ -202,6 +225,8 @@ pub struct AnomalyEvent {
     pub at: SystemTime,
     /// The contributors that moved the signal most, largest first (from the opening interval).
     pub contributors: Vec<Share>,
+    /// Why it closed (close events only).
+    pub close_reason: Option<CloseReason>,
 }
 
 /// A NAS's score for one signal this interval (the larger of both directions).
@@ -257,6 +282,11 @@ const TRAFFIC_FACTOR: f64 = 1.5;
 const HOLD_FACTOR: f64 = 1.2;
 /// Intervals back in range that close an anomaly.
 const CLOSE_AFTER: u32 = 2;
+/// Least traffic a surge (or the level before a collapse) must reach to be news: an export
+/// read once in a while is not worth an event.
+pub const MIN_OPS_PER_SECOND: f64 = 1.0;
+/// The same in bytes: 1 MiB/s.
+pub const MIN_BYTES_PER_SECOND: f64 = 1_048_576.0;
 /// Least failures, and least error ratio, an error anomaly opens at.
 const MIN_FAILURES: f64 = 3.0;
 const MIN_ERROR_RATIO: f64 = 0.001;
@@ -289,11 +319,30 @@ impl Slot {
 struct Open {
     direction: Direction,
     started: SystemTime,
+    /// The latest value judged, and its baseline, in the event's units.
     observed: f64,
     expected: f64,
     peak: f64,
     quiet: u32,
     contributors: Vec<Share>,
+}
+
+impl Open {
+    fn close(self, nas: &NasKey, signal: Signal, at: SystemTime, reason: CloseReason) -> AnomalyEvent {
+        AnomalyEvent {
+            nas: nas.clone(),
+            signal,
+            direction: self.direction,
+            state: EventState::Close,
+            observed: self.observed,
+            expected: self.expected,
+            score: self.peak,
+            started: self.started,
+            at,
+            contributors: self.contributors,
+            close_reason: Some(reason),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -357,6 +406,19 @@ impl Detector {
     #[must_use]
     pub fn tracked(&self) -> usize {
         self.nas.len()
+    }
+
+    /// Closes every open anomaly (the agent stops: the backend must not keep them open).
+    pub fn close_all(&mut self, at: SystemTime) -> Vec<AnomalyEvent> {
+        let mut out = Vec::new();
+        for (key, state) in &mut self.nas {
+            for (i, open) in state.open.iter_mut().enumerate() {
+                if let Some(o) = open.take() {
+                    out.push(o.close(key, Signal::ALL[i], at, CloseReason::AgentStopped));
+                }
+            }
+        }
+        out
     }
 
     /// One interval ending at `at`: the traffic of every NAS with series on this node (a NAS
@@ -428,7 +490,7 @@ impl Detector {
         let secs = cfg.interval.as_secs_f64().max(1e-9);
         for signal in Signal::ALL {
             let i = signal as usize;
-            let judged = if warmed { judge(signal, &slot, &state.history, cfg.threshold, window) } else { None };
+            let judged = if warmed { judge(signal, &slot, &state.history, cfg.threshold, window, secs) } else { None };
             if warmed {
                 findings.scores.push(Score { nas: key.clone(), signal, score: judged.map_or(0.0, |j| j.score) });
             }
@@ -438,30 +500,27 @@ impl Detector {
                 Signal::Latency => v / 1e9,
             };
             if let Some(open) = &mut state.open[i] {
-                let holds = judged.is_some_and(|j| j.direction == open.direction && j.holds);
-                if holds {
-                    open.quiet = 0;
-                    open.peak = open.peak.max(judged.map_or(0.0, |j| j.score));
-                    slot.flagged |= signal.bit();
-                } else {
-                    open.quiet += 1;
+                match judged {
+                    // Nothing to judge (no operation completed, too few timed): a hung NAS is
+                    // no recovery, so the anomaly stays as it is.
+                    None => slot.flagged |= signal.bit(),
+                    Some(j) if j.direction == open.direction && j.holds => {
+                        open.quiet = 0;
+                        open.peak = open.peak.max(j.score);
+                        open.observed = per(j.observed);
+                        slot.flagged |= signal.bit();
+                    }
+                    Some(j) => {
+                        open.quiet += 1;
+                        open.observed = per(j.observed);
+                        open.expected = per(j.expected);
+                    }
                 }
                 if open.quiet >= CLOSE_AFTER || forget {
                     let o = open.clone();
                     state.open[i] = None;
-                    let (observed, expected) = judged.map_or((0.0, o.expected), |j| (per(j.observed), per(j.expected)));
-                    findings.events.push(AnomalyEvent {
-                        nas: key.clone(),
-                        signal,
-                        direction: o.direction,
-                        state: EventState::Close,
-                        observed,
-                        expected,
-                        score: o.peak,
-                        started: o.started,
-                        at,
-                        contributors: o.contributors,
-                    });
+                    let reason = if forget { CloseReason::ExportGone } else { CloseReason::Recovered };
+                    findings.events.push(o.close(key, signal, at, reason));
                 }
             } else if let Some(j) = judged.filter(|j| j.opens) {
                 slot.flagged |= signal.bit();
@@ -487,6 +546,7 @@ impl Detector {
                     started,
                     at,
                     contributors,
+                    close_reason: None,
                 });
                 state.open[i] = Some(open);
             }
@@ -509,21 +569,35 @@ fn baseline_values(
     value: impl Fn(&Slot) -> Option<f64>,
 ) -> Vec<f64> {
     let clean: Vec<f64> = history.iter().filter(|s| s.flagged & signal.bit() == 0).filter_map(&value).collect();
-    if clean.len() * 2 >= history.len().min(window) {
+    let all: Vec<f64> = history.iter().filter_map(value).collect();
+    if clean.len() * 2 >= all.len().min(window) {
         clean
     } else {
-        history.iter().filter_map(value).collect()
+        all
     }
 }
 
-fn judge(signal: Signal, now: &Slot, history: &VecDeque<Slot>, threshold: f64, window: usize) -> Option<Judgement> {
+fn judge(
+    signal: Signal,
+    now: &Slot,
+    history: &VecDeque<Slot>,
+    threshold: f64,
+    window: usize,
+    secs: f64,
+) -> Option<Judgement> {
     match signal {
-        Signal::Operations => {
-            judge_traffic(now.ops, &baseline_values(history, signal, window, |s| Some(s.ops)), threshold)
-        }
-        Signal::Bytes => {
-            judge_traffic(now.bytes, &baseline_values(history, signal, window, |s| Some(s.bytes)), threshold)
-        }
+        Signal::Operations => judge_traffic(
+            now.ops,
+            &baseline_values(history, signal, window, |s| Some(s.ops)),
+            threshold,
+            MIN_OPS_PER_SECOND * secs,
+        ),
+        Signal::Bytes => judge_traffic(
+            now.bytes,
+            &baseline_values(history, signal, window, |s| Some(s.bytes)),
+            threshold,
+            MIN_BYTES_PER_SECOND * secs,
+        ),
         Signal::Errors => {
             let clean: Vec<&Slot> = {
                 let c: Vec<&Slot> = history.iter().filter(|s| s.flagged & signal.bit() == 0).collect();
@@ -542,21 +616,34 @@ fn judge(signal: Signal, now: &Slot, history: &VecDeque<Slot>, threshold: f64, w
     }
 }
 
-fn judge_traffic(k: f64, values: &[f64], threshold: f64) -> Option<Judgement> {
+/// The spread of `values` around `center`: 1.4826 MAD, or, where at least half the values
+/// are equal (an idle export, a steady synthetic load) and the MAD is 0, their standard
+/// deviation, so that rare bursts in a quiet window widen the band instead of being news.
+fn spread(values: &[f64], mad: f64) -> f64 {
+    if mad > 0.0 || values.len() < 2 {
+        return MAD_TO_SIGMA * mad;
+    }
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len() - 1) as f64;
+    var.sqrt()
+}
+
+fn judge_traffic(k: f64, values: &[f64], threshold: f64, least: f64) -> Option<Judgement> {
     let mut v = values.to_vec();
     let (median, mad) = stats::median_mad(&mut v)?;
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let sigma = MAD_TO_SIGMA * mad;
+    let sigma = spread(values, mad);
     let dispersion = (sigma * sigma / median.max(1.0)).max(1.0);
     // At least one unit of the counts' spread is expected: an idle NAS expects a little.
     let expected = median.max(dispersion);
     // Traffic that wanders multiplies: its spread is judged on a log scale too, and the
     // smaller of the two scores counts (improbable under the count model and under the
     // spread the window shows).
-    let mut logs: Vec<f64> = values.iter().map(|v| v.ln_1p()).collect();
-    let (log_median, log_mad) = stats::median_mad(&mut logs)?;
-    let log_scale = (MAD_TO_SIGMA * log_mad).max(MIN_LOG_SCALE);
+    let logs: Vec<f64> = values.iter().map(|v| v.ln_1p()).collect();
+    let mut sorted = logs.clone();
+    let (log_median, log_mad) = stats::median_mad(&mut sorted)?;
+    let log_scale = spread(&logs, log_mad).max(MIN_LOG_SCALE);
     let z = (k.ln_1p() - log_median) / log_scale;
     let up = stats::poisson_upper(k, expected, dispersion).min(stats::normal_upper(z));
     let down = stats::poisson_lower(k, median, dispersion).min(stats::normal_upper(-z));
@@ -566,7 +653,8 @@ fn judge_traffic(k: f64, values: &[f64], threshold: f64) -> Option<Judgement> {
             score: up,
             observed: k,
             expected,
-            opens: up >= threshold && k > hi && k >= TRAFFIC_FACTOR * expected,
+            // A surge is news from a least level on (an idle export read once is not).
+            opens: up >= threshold && k > hi && k >= TRAFFIC_FACTOR * expected && k >= least,
             holds: up >= threshold / 2.0 && k >= HOLD_FACTOR * expected,
         }
     } else {
@@ -575,7 +663,7 @@ fn judge_traffic(k: f64, values: &[f64], threshold: f64) -> Option<Judgement> {
             score: down,
             observed: k,
             expected: median,
-            opens: down >= threshold && k < lo && k * TRAFFIC_FACTOR <= median,
+            opens: down >= threshold && k < lo && k * TRAFFIC_FACTOR <= median && median >= least,
             holds: down >= threshold / 2.0 && k * HOLD_FACTOR <= median,
         }
     };
@@ -825,6 +913,43 @@ mod tests {
         let f = d.observe(t0, t(31, 50, 10));
         assert_eq!(f.events.iter().map(|e| e.signal).collect::<Vec<_>>(), [Signal::Latency], "errors stay open");
         assert!((f.events[0].observed - 0.010).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_idle_export_read_once_is_no_news_and_a_hung_one_stays_open() {
+        let a = pod("a");
+        let mut d = Detector::new(cfg());
+        let t0 = SystemTime::UNIX_EPOCH;
+        for i in 0..30 {
+            let ops = if i % 9 == 0 { 3 } else { 0 };
+            assert!(d.observe(t0, sample(&[(&a, ops)])).events.is_empty(), "interval {i}");
+        }
+        // A cat of a few files: over everything the window holds, under 1 operation/s.
+        let f = d.observe(t0, sample(&[(&a, 8)]));
+        assert!(f.events.is_empty(), "{:?}", f.events);
+
+        // Steady latency, then it triples, then nothing completes at all: still open.
+        let mut d = Detector::new(cfg());
+        let lat = |ops: u64, ms: u64| {
+            vec![NasTraffic {
+                nas: Some(nas()),
+                total: Traffic { ops, bytes: 0, failed: 0, latency_ns: ops * ms * 1_000_000, timed: ops },
+                contributors: vec![],
+            }]
+        };
+        for i in 0..30 {
+            d.observe(t0, lat(wobble(i, 400), 2));
+        }
+        let f = d.observe(t0, lat(400, 6));
+        assert_eq!(f.events.iter().map(|e| e.signal).collect::<Vec<_>>(), [Signal::Latency]);
+        for _ in 0..5 {
+            let f = d.observe(t0, lat(0, 0));
+            assert!(f.events.iter().all(|e| e.signal != Signal::Latency), "a hung NAS is no recovery: {:?}", f.events);
+        }
+        let closed = d.close_all(t0);
+        let reasons: Vec<_> = closed.iter().map(|e| (e.signal, e.close_reason)).collect();
+        assert!(reasons.contains(&(Signal::Latency, Some(CloseReason::AgentStopped))), "{reasons:?}");
+        assert!(d.close_all(t0).is_empty(), "closed once");
     }
 
     #[test]

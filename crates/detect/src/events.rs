@@ -17,7 +17,7 @@ use opentelemetry_sdk::{
 
 use nasflow_otlp_out::transport::Transport;
 
-use crate::detector::{AnomalyEvent, Direction, EventState, Signal};
+use crate::detector::{AnomalyEvent, CloseReason, Direction, EventState, Signal};
 
 /// The event name (also the `event.name` attribute, for collectors that predate the field).
 pub const EVENT_NAME: &str = "nfs.anomaly";
@@ -64,8 +64,10 @@ impl EventSink {
                     .iter()
                     .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                     .collect();
+                // The protocol is the agent's, whatever OTEL_EXPORTER_OTLP_PROTOCOL says.
                 let mut b = opentelemetry_otlp::LogExporter::builder()
                     .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                     .with_http_client(Reqwest(client.clone()))
                     .with_endpoint(logs_url(url))
                     .with_headers(headers);
@@ -164,6 +166,9 @@ pub fn attributes(e: &AnomalyEvent) -> Vec<(&'static str, Value)> {
     ];
     if e.state == EventState::Close {
         a.push(("nfs.anomaly.end_time", Value::Str(humantime::format_rfc3339_seconds(e.at).to_string())));
+        if let Some(r) = e.close_reason {
+            a.push(("nfs.anomaly.close_reason", Value::Str(r.as_str().into())));
+        }
     }
     if let Some(top) = e.contributors.first() {
         a.extend(top.who.attributes.iter().map(|(k, v)| (*k, Value::Str(v.clone()))));
@@ -213,16 +218,21 @@ pub fn message(e: &AnomalyEvent) -> String {
             unit(e.signal),
             e.score
         ),
-        EventState::Close => format!(
-            "NAS {}:{}: {what} from {} to {}; back to {:.4} {} (peak score {:.1})",
-            e.nas.server,
-            e.nas.export,
-            humantime::format_rfc3339_seconds(e.started),
-            humantime::format_rfc3339_seconds(e.at),
-            e.observed,
-            unit(e.signal),
-            e.score
-        ),
+        EventState::Close => {
+            let how = match e.close_reason {
+                Some(CloseReason::AgentStopped) => "the agent stopped".to_owned(),
+                Some(CloseReason::ExportGone) => "no series of the export on this node".to_owned(),
+                _ => format!("back to {:.4} {}", e.observed, unit(e.signal)),
+            };
+            format!(
+                "NAS {}:{}: {what} from {} to {}; {how} (peak score {:.1})",
+                e.nas.server,
+                e.nas.export,
+                humantime::format_rfc3339_seconds(e.started),
+                humantime::format_rfc3339_seconds(e.at),
+                e.score
+            )
+        }
     };
     if !e.contributors.is_empty() {
         m.push_str("; moved by ");
@@ -294,6 +304,7 @@ mod tests {
                 Share { who: who("ml", "trainer-0"), share: 0.9 },
                 Share { who: who("ci", "build-1"), share: 0.1 },
             ],
+            close_reason: None,
         };
         let a = attributes(&e);
         let get = |k: &str| a.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());

@@ -13,6 +13,8 @@ use crate::detector::{Contributor, NasKey, NasTraffic, Traffic};
 #[derive(Debug, Default)]
 pub struct Deltas {
     last: HashMap<(u64, u32), Traffic>,
+    /// The probe load the counters come from: a reload starts them at zero.
+    load_generation: u64,
 }
 
 impl Deltas {
@@ -39,6 +41,10 @@ impl Deltas {
     /// it); a pair whose counters went down (the probe was reloaded) counts from zero; a pair
     /// no longer in the snapshot (a removed cgroup, after its final values) is forgotten.
     pub fn next(&mut self, snap: &Snapshot, names: &Names) -> Vec<NasTraffic> {
+        if snap.health.load_generation != self.load_generation {
+            self.load_generation = snap.health.load_generation;
+            self.last.clear();
+        }
         let mut now: HashMap<(u64, u32), Traffic> = HashMap::with_capacity(self.last.len());
         for row in &snap.rows {
             if matches!(row.op, Op::AppRead | Op::AppWrite) {

@@ -7,5 +7,7 @@ pub mod events;
 pub mod input;
 pub mod stats;
 
-pub use detector::{AnomalyEvent, DetectConfig, Detector, Direction, EventState, Findings, NasKey, Score, Signal};
+pub use detector::{
+    AnomalyEvent, CloseReason, DetectConfig, Detector, Direction, EventState, Findings, NasKey, Score, Signal,
+};
 pub use input::Deltas;

@@ -1047,6 +1047,11 @@ mod tests {
         }
         let families = |t: &str| t.lines().filter(|l| l.starts_with("# TYPE")).count();
         assert_eq!(families(&texts[0]), families(&texts[1]), "the same families either way");
+        // Every series has every bound, whichever encoding: sums by `le` must line up.
+        let bounds =
+            |t: &str| t.lines().filter(|l| l.starts_with("nfs_client_operation_duration_seconds_bucket")).count();
+        assert_eq!(bounds(&texts[0]), bounds(&texts[1]));
+        assert_eq!(bounds(&texts[0]), LATENCY_SLOTS + 1, "every slot's bound and +Inf");
         assert!(text.contains("# TYPE nasflow_series gauge"), "self-telemetry too");
     }
 }

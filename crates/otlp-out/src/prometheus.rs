@@ -13,7 +13,13 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message as _;
 
+use nasflow_probe::LATENCY_SLOTS;
+
 use crate::schema::{prometheus_name, Instrument};
+
+/// The exponential bucket index (scale 0) just below the kernel's slot 1: the zero bucket's
+/// bound is 2^(index + 1) = 2^-30 s, slot 0's; slot `s >= 1` is bucket `s - 31`.
+const FIRST_SLOT_INDEX: i64 = -31;
 
 /// One metric family: its type, help, and sample lines in order.
 #[derive(Default)]
@@ -114,16 +120,32 @@ fn add(families: &mut BTreeMap<String, (usize, Family)>, m: &Metric) {
         Some(Data::ExponentialHistogram(h)) => {
             for p in &h.data_points {
                 // Bucket `i` at scale `s` holds (base^i, base^(i+1)], base = 2^(2^-s); the zero
-                // bucket is below the first bound.
+                // bucket is below the first bound. At scale 0 (the kernel's slots) every series
+                // gets the same bounds, every slot's, as explicit histograms do: series summed
+                // by `le` must share them, or the sums go down as `le` rises.
+                let counts = |index: i64| -> u64 {
+                    p.positive.as_ref().map_or(0, |pos| {
+                        usize::try_from(index - i64::from(pos.offset))
+                            .ok()
+                            .and_then(|j| pos.bucket_counts.get(j).copied())
+                            .unwrap_or(0)
+                    })
+                };
+                let (first, last) = if p.scale == 0 {
+                    (FIRST_SLOT_INDEX, FIRST_SLOT_INDEX + i64::try_from(LATENCY_SLOTS).unwrap_or(0) - 1)
+                } else {
+                    let pos = p.positive.as_ref();
+                    let lo = pos.map_or(0, |b| i64::from(b.offset));
+                    (lo - 1, lo + pos.map_or(0, |b| i64::try_from(b.bucket_counts.len()).unwrap_or(0)) - 1)
+                };
                 let base = 2f64.powf(2f64.powi(-p.scale));
                 let mut cumulative = p.zero_count;
-                if let Some(pos) = &p.positive {
-                    for (j, c) in pos.bucket_counts.iter().enumerate() {
-                        cumulative += c;
-                        let index = i64::from(pos.offset) + i64::try_from(j).unwrap_or(i64::MAX);
-                        let le = base.powf((index + 1) as f64);
-                        f.lines.push(format!("{name}_bucket{} {cumulative}", labels(&p.attributes, Some(&float(le)))));
+                for index in first..=last {
+                    if index > first {
+                        cumulative += counts(index);
                     }
+                    let le = base.powf((index + 1) as f64);
+                    f.lines.push(format!("{name}_bucket{} {cumulative}", labels(&p.attributes, Some(&float(le)))));
                 }
                 f.lines.push(format!("{name}_bucket{} {}", labels(&p.attributes, Some("+Inf")), p.count));
                 push_sum_count(f, &name, &p.attributes, p.sum.unwrap_or(0.0), p.count);
