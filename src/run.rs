@@ -151,7 +151,7 @@ fn start_otlp_and_anomaly(cfg: &RunConfig) -> Result<(Option<OtlpSink>, Option<A
     });
     let anomaly = cfg.anomaly.map(|c| {
         tracing::info!(warmup = ?c.interval * c.warmup, threshold = c.threshold, "anomaly detection per NAS export");
-        Anomaly { detector: Detector::new(c), deltas: Deltas::new(), events }
+        Anomaly { detector: Detector::new(c), config: c, deltas: Deltas::new(), events, last_at: None }
     });
     Ok((otlp, anomaly))
 }
@@ -443,14 +443,24 @@ impl OtlpSink {
 /// events go (none without OTLP: then they are logged and, with `--output jsonl`, printed).
 struct Anomaly {
     detector: Detector,
+    config: nasflow_detect::DetectConfig,
     deltas: Deltas,
     events: Option<EventSink>,
+    /// When the last interval ended: an interval much shorter or longer than configured
+    /// (the partial last one at stop, a late tick) advances the deltas but is not judged.
+    last_at: Option<std::time::SystemTime>,
 }
 
 impl Anomaly {
     fn observe(&mut self, snap: &Snapshot, names: &Names) -> Findings {
         let at = snap.taken_at.unwrap_or_else(std::time::SystemTime::now);
+        let elapsed = self.last_at.and_then(|last| at.duration_since(last).ok());
+        self.last_at = Some(at);
         let sample = self.deltas.next(snap, names);
+        if let Some(elapsed) = elapsed.filter(|e| !self.config.judges(*e)) {
+            tracing::debug!(?elapsed, "an interval of irregular length is not judged");
+            return Findings::default();
+        }
         let findings = self.detector.observe(at, sample);
         for e in &findings.events {
             let message = nasflow_detect::events::message(e);

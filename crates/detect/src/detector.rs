@@ -296,6 +296,20 @@ const MIN_TIMED: u64 = 10;
 /// significant.
 const MIN_LOG_SCALE: f64 = 0.05;
 
+/// How far an interval's length may stray from [`DetectConfig::interval`] and still be judged.
+const INTERVAL_TOLERANCE: f64 = 0.25;
+
+impl DetectConfig {
+    /// Whether an interval of this length can be judged: the model counts per configured
+    /// interval, so a short one (the last, partial one when the agent stops) would read as a
+    /// collapse and a long one (a late or skipped tick) as a surge.
+    #[must_use]
+    pub fn judges(&self, elapsed: Duration) -> bool {
+        let want = self.interval.as_secs_f64();
+        (elapsed.as_secs_f64() - want).abs() <= want * INTERVAL_TOLERANCE
+    }
+}
+
 /// One interval of a NAS's history.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -490,7 +504,7 @@ impl Detector {
         let secs = cfg.interval.as_secs_f64().max(1e-9);
         for signal in Signal::ALL {
             let i = signal as usize;
-            let judged = if warmed { judge(signal, &slot, &state.history, cfg.threshold, window, secs) } else { None };
+            let judged = if warmed { judge(signal, &slot, &state.history, cfg.threshold, secs) } else { None };
             if warmed {
                 findings.scores.push(Score { nas: key.clone(), signal, score: judged.map_or(0.0, |j| j.score) });
             }
@@ -560,59 +574,32 @@ impl Detector {
     }
 }
 
-/// The history values of `signal` the baseline is built from: the intervals where it was not
-/// anomalous, unless those are under half the window.
-fn baseline_values(
-    history: &VecDeque<Slot>,
-    signal: Signal,
-    window: usize,
-    value: impl Fn(&Slot) -> Option<f64>,
-) -> Vec<f64> {
-    let clean: Vec<f64> = history.iter().filter(|s| s.flagged & signal.bit() == 0).filter_map(&value).collect();
-    let all: Vec<f64> = history.iter().filter_map(value).collect();
-    if clean.len() * 2 >= all.len().min(window) {
+/// What the baseline of `signal` is built from: `value` of the intervals where the signal was
+/// not anomalous, unless those are under half the intervals that have a value (then all of
+/// them: a level that moved for good becomes the new normal).
+fn baseline<'a, T>(history: &'a VecDeque<Slot>, signal: Signal, value: impl Fn(&'a Slot) -> Option<T>) -> Vec<T> {
+    let clean: Vec<T> = history.iter().filter(|s| s.flagged & signal.bit() == 0).filter_map(&value).collect();
+    let all: Vec<T> = history.iter().filter_map(value).collect();
+    if clean.len() * 2 >= all.len() {
         clean
     } else {
         all
     }
 }
 
-fn judge(
-    signal: Signal,
-    now: &Slot,
-    history: &VecDeque<Slot>,
-    threshold: f64,
-    window: usize,
-    secs: f64,
-) -> Option<Judgement> {
+fn judge(signal: Signal, now: &Slot, history: &VecDeque<Slot>, threshold: f64, secs: f64) -> Option<Judgement> {
     match signal {
-        Signal::Operations => judge_traffic(
-            now.ops,
-            &baseline_values(history, signal, window, |s| Some(s.ops)),
-            threshold,
-            MIN_OPS_PER_SECOND * secs,
-        ),
+        Signal::Operations => {
+            judge_traffic(now.ops, &baseline(history, signal, |s| Some(s.ops)), threshold, MIN_OPS_PER_SECOND * secs)
+        }
         Signal::Bytes => judge_traffic(
             now.bytes,
-            &baseline_values(history, signal, window, |s| Some(s.bytes)),
+            &baseline(history, signal, |s| Some(s.bytes)),
             threshold,
             MIN_BYTES_PER_SECOND * secs,
         ),
-        Signal::Errors => {
-            let clean: Vec<&Slot> = {
-                let c: Vec<&Slot> = history.iter().filter(|s| s.flagged & signal.bit() == 0).collect();
-                if c.len() * 2 >= history.len() {
-                    c
-                } else {
-                    history.iter().collect()
-                }
-            };
-            judge_errors(now, &clean, threshold)
-        }
-        Signal::Latency => {
-            let x = now.latency?;
-            judge_latency(x, baseline_values(history, signal, window, |s| s.latency), threshold)
-        }
+        Signal::Errors => judge_errors(now, &baseline(history, signal, Some), threshold),
+        Signal::Latency => judge_latency(now.latency?, baseline(history, signal, |s| s.latency), threshold),
     }
 }
 
@@ -822,6 +809,23 @@ mod tests {
     fn wobble(i: u64, mean: u64) -> u64 {
         let spread = mean.isqrt();
         mean - spread + (i * 7919 % (2 * spread + 1))
+    }
+
+    #[test]
+    fn only_intervals_near_the_configured_length_are_judged() {
+        let c = cfg();
+        for (secs, judged) in [
+            (10.0, true),
+            (7.5, true),
+            (12.5, true),
+            (7.4, false),
+            (12.6, false),
+            (4.0, false),
+            (20.0, false),
+            (0.0, false),
+        ] {
+            assert_eq!(c.judges(Duration::from_secs_f64(secs)), judged, "{secs} s");
+        }
     }
 
     #[test]
