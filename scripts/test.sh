@@ -7,6 +7,6 @@ bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
-python3 -m pytest -q -p no:cacheprovider tests/chart
+python3 -m pytest -q -p no:cacheprovider tests/chart tests/dashboards
 (cd dashboards/rules && promtool check rules nasflow-alerts.yaml && promtool test rules nasflow-alerts.test.yaml)
 bash tests/vm/run.sh

@@ -1033,3 +1033,35 @@ def test_the_metrics_text_passes_promtool():
         pytest.fail("promtool missing: run scripts/setup.sh")
     lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+# Panels a healthy loopback NAS leaves without data: nothing is retransmitted; and no
+# series has a cluster label (a multi-cluster backend adds it; "All" matches its absence).
+MAY_BE_EMPTY = {("nasflow-nas.json", "Retransmissions")} | {
+    (board, "$cluster") for board in ("nasflow-nas.json", "nasflow-task.json", "nasflow-pod.json", "nasflow-server.json")}
+
+
+@needs("services", "nfs", "dirs")
+def test_every_dashboard_query_returns_data_from_prometheus():
+    # Every panel's query, with the variables at "All", asked of the Prometheus that scraped
+    # the dirs agent while the workloads ran (with --app-bytes on and a short anomaly warm-up).
+    answers = json.loads((R / "dashboard-queries.json").read_text())
+    boards = {a["dashboard"] for a in answers}
+    assert boards == {"nasflow-nas.json", "nasflow-task.json", "nasflow-pod.json", "nasflow-server.json"}, boards
+    failed = [a for a in answers if a["status"] != "success"]
+    assert not failed, failed
+    empty = [(a["dashboard"], a["panel"], a["ref"]) for a in answers
+             if a["series"] == 0 and (a["dashboard"], a["panel"]) not in MAY_BE_EMPTY]
+    assert not empty, f"queries without data: {empty}"
+    # Numbers, not just series: the busiest pod moved bytes, and the read cache ratio is a ratio.
+    by_panel = {(a["dashboard"], a["panel"], a["ref"]): a for a in answers}
+    top = by_panel[("nasflow-nas.json", "Top pods by bytes", "A")]
+    assert max(float(v) for v in top["values"]) > 0, top
+    assert {"k8s_namespace_name": "dashboards", "k8s_pod_name": "reader-0"} in top["labels"], top
+    ratio = by_panel[("nasflow-pod.json", "Read cache ratio", "A")]
+    finite = [float(v) for v in ratio["values"] if v not in ("NaN", "+Inf", "-Inf")]
+    assert finite and all(-0.01 <= v <= 1.0001 for v in finite), ratio
+    # The pod's second read came from the page cache, in a later scrape than its first.
+    assert max(finite) >= 0.99, ratio
+    pods = by_panel[("nasflow-pod.json", "$pod", "variable")]
+    assert pods["series"] >= 1, pods

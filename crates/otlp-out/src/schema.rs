@@ -421,6 +421,12 @@ mod tests {
     const RULES: &str = include_str!("../../../dashboards/rules/nasflow-alerts.yaml");
     const SIGNALS: &str = include_str!("../../../docs/signals.md");
     const RUNBOOK: &str = include_str!("../../../docs/runbook.md");
+    const DASHBOARDS: [(&str, &str); 4] = [
+        ("dashboards/nasflow-nas.json", include_str!("../../../dashboards/nasflow-nas.json")),
+        ("dashboards/nasflow-task.json", include_str!("../../../dashboards/nasflow-task.json")),
+        ("dashboards/nasflow-pod.json", include_str!("../../../dashboards/nasflow-pod.json")),
+        ("dashboards/nasflow-server.json", include_str!("../../../dashboards/nasflow-server.json")),
+    ];
 
     /// Every Prometheus series name the schema gives (histograms with their three series).
     fn prometheus_series() -> std::collections::BTreeSet<String> {
@@ -518,6 +524,46 @@ mod tests {
             }
         }
         (metrics, labels)
+    }
+
+    /// Every query of a dashboard: the panels' targets and the variables' `label_values`.
+    fn dashboard_queries(json: &str) -> String {
+        let board: serde_json::Value = serde_json::from_str(json).expect("dashboard JSON");
+        let mut out = Vec::new();
+        for panel in board["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                out.push(target["expr"].as_str().expect("expr").to_owned());
+            }
+        }
+        for variable in board["templating"]["list"].as_array().expect("variables") {
+            if let Some(q) = variable["query"]["query"].as_str() {
+                // label_values(selector, label): the label is one too.
+                let q = q.strip_prefix("label_values(").and_then(|q| q.strip_suffix(')')).expect("label_values");
+                let (selector, label) = q.rsplit_once(", ").expect("label_values(selector, label)");
+                out.push(format!("{selector} by ({label})"));
+            }
+        }
+        out.join("\n")
+    }
+
+    #[test]
+    fn dashboards_use_only_names_the_schema_has() {
+        let series = prometheus_series();
+        // `cluster`: what a multi-cluster backend adds (external labels), not nasflow.
+        let labels: std::collections::BTreeSet<String> =
+            prometheus_labels().into_iter().chain(["cluster".to_owned()]).collect();
+        for (file, json) in DASHBOARDS {
+            let text = dashboard_queries(json);
+            let (metrics, used) = promql_names(&text);
+            assert!(metrics.len() >= 6, "{file}: too few metrics found");
+            for m in metrics.into_iter().filter(|m| !labels.contains(m)) {
+                assert!(series.contains(&m), "{file}: `{m}` is no series the schema gives; it gives {series:?}");
+            }
+            assert!(used.len() >= 6, "{file}: too few labels found");
+            for l in used {
+                assert!(labels.contains(&l), "{file}: label `{l}` is no attribute the schema or enrich gives");
+            }
+        }
     }
 
     #[test]
