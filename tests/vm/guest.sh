@@ -30,6 +30,9 @@ WAIT_LOG=$EXP
 : >"$EXP"
 expect() { echo "$*" >>"$EXP"; }
 expect kernel "$(uname -r)"
+# The kernel's log as it is written: when the guest dies (an oops, the OOM killer), what it
+# said last is on the host.
+setsid dmesg --follow >"$R/dmesg.log" 2>&1 </dev/null &
 failure() { # what: why the current phase gives up
 	echo "failure $PHASE $*" >>"$EXP"
 }
@@ -646,8 +649,10 @@ phase_dirs() {
 	detach /usr/bin/prometheus --config.file=/tmp/prometheus.yml --storage.tsdb.path=/tmp/prometheus-data \
 		--web.listen-address=127.0.0.1:9090 >"$R/prometheus.log" 2>&1
 	echo $! >/tmp/pid.prometheus
+	# App bytes on and a short warm-up, so that every dashboard panel has data (the pod
+	# dashboard's cache ratio, the NAS dashboard's anomaly score).
 	start_agent dirs --directories "$a/team-a,$a/team-a/sub,$b,$a/later" --otlp-endpoint http://127.0.0.1:4317 \
-		--prometheus-listen 127.0.0.1:9809 || return 1
+		--prometheus-listen 127.0.0.1:9809 --app-bytes on --anomaly-warmup 16s || return 1
 	wait_until 60 "the dirs agent watching team-b" grep -q "watching directory.*team-b" "$R/dirs.log" || return 1
 	wait_until 120 "the dirs agent's RPC programs" grep -q "RPC tracing attached" "$R/dirs.log" || return 1
 	bpftool -j prog show >/tmp/progs-1.json
@@ -688,13 +693,29 @@ phase_dirs() {
 	n=$(rnd 1 3000000)
 	run_in /dirs-later dd if=/dev/zero of=$a/later/f bs=$n count=1 oflag=direct
 	expect dir_io /dirs-later nas-a $a/later "$n" 0
-	local ok=0 s
+	local ok=0 s up cp pp
+	# A pod reads a file and writes one, twice, in scrapes apart: its second read comes from
+	# the page cache. Prometheus' rates see the second round (a series' first value is no
+	# increase), so the dashboards' throughput and the pod's read cache ratio
+	# (1 - wire / application) have values, and the pod variables a pod.
+	up=$(uuid); cp=$(cid)
+	pp=/kubepods.slice/kubepods-pod${up//-/_}.slice/cri-containerd-$cp.scope
+	pod dashboards reader-0 "$up" reader "$cp" StatefulSet/reader
+	n=$(rnd 100000 3000000)
+	dd if=/dev/zero of=$a/other/pod-f bs=$n count=1 oflag=direct
+	run_in "$pp" dd if=$a/other/pod-f of=/dev/null bs=1M
+	run_in "$pp" dd if=/dev/zero of=$a/other/pod-w bs=$n count=1 oflag=direct
+	s=$(jsonl_seq "$R/dirs.jsonl")
+	wait_seq "$R/dirs.jsonl" $((s + 2)) 60 "dirs interval $((s + 2)), after the pod's first round" || ok=1
+	run_in "$pp" dd if=$a/other/pod-f of=/dev/null bs=1M
+	run_in "$pp" dd if=/dev/zero of=$a/other/pod-w bs=$n count=1 oflag=direct
 	# Prometheus has scraped an interval that began after the last workload.
 	s=$(jsonl_seq "$R/dirs.jsonl")
 	wait_seq "$R/dirs.jsonl" $((s + 2)) 60 "dirs interval $((s + 2)), after the workloads" || ok=1
 	sleep 3
 	fetch http://127.0.0.1:9809/metrics >"$R/dirs-metrics.txt" || ok=1
 	fetch 'http://127.0.0.1:9090/api/v1/query?query=nfs_client_io_bytes_total' >"$R/prometheus-io.json" || ok=1
+	/usr/bin/python3 "$HERE/dashboard_queries.py" "$HERE/../../dashboards" http://127.0.0.1:9090 >"$R/dashboard-queries.json" || ok=1
 	stop_pid prometheus "$(cat /tmp/pid.prometheus)" || ok=1
 	stop_agent dirs || ok=1
 	stop_agent ops || ok=1
