@@ -482,3 +482,24 @@ fn anomaly_settings_from_every_layer_and_their_errors() {
     let e = error(None, &[], &["--output", "jsonl", "--anomaly-threshold", "p"]);
     assert!(e.contains("expected a number such as 6"), "{e}");
 }
+
+#[test]
+fn prometheus_listen_from_every_layer_and_alone_is_enough() {
+    // Alone it is a destination: neither --output nor an OTLP endpoint is needed.
+    let cfg = layers(None, &[], &["--prometheus-listen", "127.0.0.1:9809"]).expect("resolve");
+    assert_eq!(cfg.prometheus_listen, Some("127.0.0.1:9809".parse().expect("addr")));
+    assert!(layers(None, &[], &["--output", "jsonl"]).expect("resolve").prometheus_listen.is_none(), "off by default");
+    let file = "prometheus_listen: 0.0.0.0:9000\n";
+    let cfg = layers(Some(file), &[], &[]).expect("resolve");
+    assert_eq!(cfg.prometheus_listen, Some("0.0.0.0:9000".parse().expect("addr")));
+    let cfg = layers(Some(file), &[("NASFLOW_PROMETHEUS_LISTEN", "0.0.0.0:9100")], &[]).expect("resolve");
+    assert_eq!(cfg.prometheus_listen, Some("0.0.0.0:9100".parse().expect("addr")));
+    let cfg =
+        layers(Some(file), &[("NASFLOW_PROMETHEUS_LISTEN", "0.0.0.0:9100")], &["--prometheus-listen", "[::]:9809"])
+            .expect("resolve");
+    assert_eq!(cfg.prometheus_listen, Some("[::]:9809".parse().expect("addr")));
+    let e = error(None, &[("NASFLOW_PROMETHEUS_LISTEN", "9809")], &["--output", "jsonl"]);
+    assert!(e.contains("NASFLOW_PROMETHEUS_LISTEN"), "{e}");
+    let e = error(None, &[], &["--prometheus-listen", "localhost"]);
+    assert!(e.contains("--prometheus-listen") || e.contains("prometheus-listen"), "{e}");
+}
