@@ -287,6 +287,9 @@ const CLOSE_AFTER: u32 = 2;
 pub const MIN_OPS_PER_SECOND: f64 = 1.0;
 /// The same in bytes: 1 MiB/s.
 pub const MIN_BYTES_PER_SECOND: f64 = 1_048_576.0;
+/// Least mean latency a rise must reach to be news: 5 ms. Below it no one waits on the NAS,
+/// and a loaded node's scheduling alone moves a sub-millisecond mean by 2x.
+pub const MIN_LATENCY_SECONDS: f64 = 0.005;
 /// Least failures, and least error ratio, an error anomaly opens at.
 const MIN_FAILURES: f64 = 3.0;
 const MIN_ERROR_RATIO: f64 = 0.001;
@@ -694,7 +697,7 @@ fn judge_latency(x: f64, mut values: Vec<f64>, threshold: f64) -> Option<Judgeme
         score,
         observed: x.exp(),
         expected: median.exp(),
-        opens: score >= threshold && x > hi && x - median >= TRAFFIC_FACTOR.ln(),
+        opens: score >= threshold && x > hi && x - median >= TRAFFIC_FACTOR.ln() && x >= (MIN_LATENCY_SECONDS * 1e9).ln(),
         holds: score >= threshold / 2.0 && x - median >= HOLD_FACTOR.ln(),
     })
 }
@@ -917,6 +920,28 @@ mod tests {
         let f = d.observe(t0, t(31, 50, 10));
         assert_eq!(f.events.iter().map(|e| e.signal).collect::<Vec<_>>(), [Signal::Latency], "errors stay open");
         assert!((f.events[0].observed - 0.010).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_latency_rise_below_5_ms_is_no_news() {
+        let mut d = Detector::new(cfg());
+        let t0 = SystemTime::UNIX_EPOCH;
+        let lat = |ops: u64, us: u64| {
+            vec![NasTraffic {
+                nas: Some(nas()),
+                total: Traffic { ops, bytes: 0, failed: 0, latency_ns: ops * us * 1000, timed: ops },
+                contributors: vec![],
+            }]
+        };
+        for i in 0..30 {
+            d.observe(t0, lat(400, 1800 + i % 3 * 20));
+        }
+        // 1.8 ms to 4.5 ms: improbable and 2.5x, yet nobody waits on a 4.5 ms NAS.
+        let f = d.observe(t0, lat(400, 4500));
+        assert!(f.events.is_empty(), "{:?}", f.events);
+        assert!(f.scores.iter().any(|s| s.signal == Signal::Latency && s.score >= 6.0), "{:?}", f.scores);
+        let f = d.observe(t0, lat(400, 9000));
+        assert_eq!(f.events.iter().map(|e| e.signal).collect::<Vec<_>>(), [Signal::Latency], "9 ms is");
     }
 
     #[test]
