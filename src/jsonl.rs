@@ -147,6 +147,70 @@ pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
     out
 }
 
+/// One operation that took at least `--slow-op-threshold`, named like the counters' lines.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct SlowOpLine {
+    /// Always `slow_op`.
+    pub kind: &'static str,
+    /// Interval number (the one whose snapshot read it).
+    pub seq: u64,
+    /// When it started, Unix ns.
+    pub start_unix_ns: u128,
+    /// How long it took, seconds.
+    pub duration_s: f64,
+    /// cgroup id.
+    pub cgroup_id: u64,
+    /// cgroup path, when known.
+    pub cgroup: Option<String>,
+    /// Workload attributes, as on `io` lines.
+    pub workload: BTreeMap<&'static str, String>,
+    /// NAS attributes, as on `io` lines.
+    pub nas: BTreeMap<&'static str, String>,
+    /// `major:minor`.
+    pub dev: String,
+    /// Operation name.
+    pub op: String,
+    /// errno name of a failure, `null` for success.
+    pub error: Option<String>,
+    /// The watched directory of its file, as configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    /// READ/WRITE payload bytes.
+    pub bytes: u64,
+    /// File id (inode number on the server), READ, WRITE and COMMIT.
+    pub file_id: Option<u64>,
+    /// Offset in the file, READ, WRITE and COMMIT.
+    pub offset: Option<i64>,
+}
+
+/// The interval's slow operations, named by the same tables as the counters.
+#[must_use]
+pub fn slow_op_lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<SlowOpLine> {
+    snap.slow_ops
+        .iter()
+        .map(|o| {
+            let w = names.workloads.get(&o.cgroup);
+            SlowOpLine {
+                kind: "slow_op",
+                seq,
+                start_unix_ns: o.start.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+                duration_s: o.duration.as_secs_f64(),
+                cgroup_id: o.cgroup,
+                cgroup: w.and_then(|w| w.cgroup_path.as_deref().map(str::to_owned)),
+                workload: w.map(|w| w.attributes().into_iter().collect()).unwrap_or_default(),
+                nas: names.nas_of(o.dev, o.cgroup).map(|n| n.attributes().into_iter().collect()).unwrap_or_default(),
+                dev: dev_string(o.dev),
+                op: o.op.name().to_owned(),
+                error: (o.err != 0).then(|| errno_name(o.err)),
+                directory: names.directory(o.dir).map(str::to_owned),
+                bytes: o.bytes,
+                file_id: o.file.map(|f| f.0),
+                offset: o.file.map(|f| f.1),
+            }
+        })
+        .collect()
+}
+
 /// What the NFS server served for one (export, client, version, operation, status).
 #[derive(Debug, Serialize, PartialEq)]
 pub struct ServerLine {
@@ -258,8 +322,13 @@ pub fn write_interval(
     io: &[IoLine],
     server: Option<(&ServerSnapshot, &[ServerLine])>,
     anomalies: &[AnomalyLine],
+    slow: &[SlowOpLine],
 ) -> std::io::Result<()> {
     for line in io {
+        serde_json::to_writer(&mut *w, line)?;
+        w.write_all(b"\n")?;
+    }
+    for line in slow {
         serde_json::to_writer(&mut *w, line)?;
         w.write_all(b"\n")?;
     }
@@ -363,6 +432,7 @@ mod tests {
             ],
             inflight: vec![],
             health: nasflow_probe::ProbeHealth::default(),
+            slow_ops: vec![],
         };
         let mut names = Names::default();
         let a = Workload { cgroup_path: Some(Arc::from("/a")), ..Workload::default() };
@@ -389,5 +459,45 @@ mod tests {
         assert_eq!((out[2].cgroup.as_deref(), out[2].cgroup_gone), (Some("/b"), true));
         assert_eq!(read.workload.get("process.linux.cgroup").map(String::as_str), Some("/a"));
         assert!(read.nas.is_empty());
+    }
+
+    #[test]
+    fn a_slow_operation_is_one_line_named_like_the_counters() {
+        let start = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(1_800_000_000_123_456_789);
+        let op = |op, err, file: Option<(u64, i64)>| nasflow_probe::SlowOp {
+            cgroup: 7,
+            dev: (1 << 20) | 0x35,
+            op,
+            err,
+            dir: 0,
+            start,
+            duration: std::time::Duration::from_millis(1500),
+            bytes: if file.is_some() { 65_536 } else { 0 },
+            file,
+        };
+        let snap = Snapshot {
+            slow_ops: vec![
+                op(Operation::Write, 0, Some((77, 4096))),
+                op(Operation::Rpc(nasflow_probe::ProcName::new("LOOKUP")), 2, None),
+            ],
+            ..Snapshot::default()
+        };
+        let mut names = Names::default();
+        names.workloads.insert(7, Arc::new(Workload { cgroup_path: Some(Arc::from("/a")), ..Workload::default() }));
+        let out = slow_op_lines(&snap, 4, &names);
+        let json: Vec<serde_json::Value> = out.iter().map(|l| serde_json::to_value(l).expect("json")).collect();
+        assert_eq!(json[0]["kind"], "slow_op");
+        assert_eq!(json[0]["seq"], 4);
+        assert_eq!(json[0]["start_unix_ns"], serde_json::json!(1_800_000_000_123_456_789_u64));
+        assert_eq!(json[0]["duration_s"], 1.5);
+        assert_eq!((json[0]["op"].as_str(), json[0]["error"].is_null()), (Some("WRITE"), true));
+        assert_eq!(
+            (json[0]["file_id"].as_u64(), json[0]["offset"].as_i64(), json[0]["bytes"].as_u64()),
+            (Some(77), Some(4096), Some(65_536))
+        );
+        assert_eq!((json[0]["cgroup"].as_str(), json[0]["dev"].as_str()), (Some("/a"), Some("1:53")));
+        assert_eq!(json[0]["workload"]["process.linux.cgroup"], "/a");
+        assert_eq!((json[1]["op"].as_str(), json[1]["error"].as_str()), (Some("LOOKUP"), Some("ENOENT")));
+        assert!(json[1]["file_id"].is_null() && json[1].get("directory").is_none());
     }
 }

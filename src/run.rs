@@ -364,6 +364,7 @@ fn start_probe(cfg: &RunConfig, hierarchy: &CgroupHierarchy) -> Result<SharedPro
     opts.max_series = cfg.max_kernel_series;
     opts.features = cfg.features;
     opts.operations.clone_from(&cfg.operations);
+    opts.slow_ops = cfg.slow_ops;
     opts.proc_root.clone_from(&cfg.proc_root);
     Ok(Arc::new(Mutex::new(Probe::new(opts).context("starting the probe")?)))
 }
@@ -578,8 +579,9 @@ impl Pipe {
         };
         let server_part = served.map(|s| (s, server_lines.as_slice()));
         let anomalies = jsonl::anomaly_lines(&findings.events, self.seq);
+        let slow = jsonl::slow_op_lines(snap, self.seq, names);
         let mut stdout = io::stdout().lock();
-        if let Err(e) = jsonl::write_interval(&mut stdout, snap, self.seq, &lines, server_part, &anomalies) {
+        if let Err(e) = jsonl::write_interval(&mut stdout, snap, self.seq, &lines, server_part, &anomalies, &slow) {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 anyhow::bail!("standard output closed");
             }

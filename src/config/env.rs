@@ -95,6 +95,10 @@ pub const VARS: &[Var] = &[
     var("NASFLOW_ANOMALY", "anomaly", |s, v| put(&mut s.anomaly, values::choice(v))),
     var("NASFLOW_ANOMALY_WARMUP", "anomaly_warmup", |s, v| put(&mut s.anomaly_warmup, values::duration(v))),
     var("NASFLOW_ANOMALY_THRESHOLD", "anomaly_threshold", |s, v| put(&mut s.anomaly_threshold, values::score(v))),
+    var("NASFLOW_SLOW_OP_THRESHOLD", "slow_op_threshold", |s, v| put(&mut s.slow_op_threshold, values::threshold(v))),
+    var("NASFLOW_MAX_SLOW_OPS_PER_SECOND", "max_slow_ops_per_second", |s, v| {
+        put(&mut s.max_slow_ops_per_second, values::count(v))
+    }),
     var("NASFLOW_DIRECTORIES", "directories", |s, v| put(&mut s.directories, Ok(values::list(v)))),
     var("NASFLOW_MAX_DIRECTORIES", "max_directories", |s, v| put(&mut s.max_directories, values::count(v))),
     var("NASFLOW_OPERATIONS", "operations", |s, v| put(&mut s.operations, Ok(values::list(v)))),

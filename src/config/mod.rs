@@ -174,6 +174,8 @@ pub struct RunConfig {
     pub directories: Vec<nasflow_enrich::directories::DirSpec>,
     /// Operations counted; `None` for all.
     pub operations: Option<std::collections::BTreeSet<String>>,
+    /// Slow operations reported one by one; `None` when off.
+    pub slow_ops: Option<nasflow_probe::SlowOpOptions>,
     /// The node's `/` as this process sees it.
     pub host_root: PathBuf,
     /// Host /proc.

@@ -26,6 +26,8 @@ mod default {
     pub const PROC_ROOT: &str = "/proc";
     pub const MAX_KERNEL_SERIES: u32 = 10_240;
     pub const MAX_DIRECTORIES: usize = 64;
+    pub const SLOW_OP_THRESHOLD: Duration = Duration::from_millis(500);
+    pub const MAX_SLOW_OPS_PER_SECOND: u32 = 50;
     pub const KUBELET_REFRESH: Duration = Duration::from_secs(10);
     pub const OTLP_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_SERIES: usize = 20_000;
@@ -105,6 +107,13 @@ impl Settings {
             },
             directories,
             operations,
+            slow_ops: match self.slow_op_threshold.unwrap_or(default::SLOW_OP_THRESHOLD) {
+                t if t.is_zero() => None,
+                threshold => Some(nasflow_probe::SlowOpOptions {
+                    threshold,
+                    per_second: self.max_slow_ops_per_second.unwrap_or(default::MAX_SLOW_OPS_PER_SECOND),
+                }),
+            },
             host_root: self.host_root.unwrap_or_else(|| PathBuf::from("/")),
             nfs_server: self.nfs_server.map_or(nasflow_probe::server::ServerMode::Auto, ServerMode::probe),
             proc_root: self.proc_root.unwrap_or_else(|| PathBuf::from(default::PROC_ROOT)),

@@ -105,6 +105,19 @@ pub struct Settings {
     #[serde(deserialize_with = "values::file::score")]
     pub anomaly_threshold: Option<f64>,
 
+    /// Operations at least this long are reported one by one (jsonl `slow_op` lines), e.g.
+    /// 500ms; 0 turns it off [default: 500ms] [env: NASFLOW_SLOW_OP_THRESHOLD]
+    #[arg(long, value_parser = values::threshold)]
+    #[serde(deserialize_with = "values::file::threshold")]
+    pub slow_op_threshold: Option<Duration>,
+
+    /// Slow operations reported per second at most; the kernel counts the rest in
+    /// nasflow.probe.drops{reason="slow_ops_over_limit"} [default: 50]
+    /// [env: NASFLOW_MAX_SLOW_OPS_PER_SECOND]
+    #[arg(long, value_parser = values::count::<u32>)]
+    #[serde(deserialize_with = "values::file::count")]
+    pub max_slow_ops_per_second: Option<u32>,
+
     /// Trace the kernel NFS server (nfsd): auto attaches whenever the nfsd module is loaded, on
     /// also warns while it is not, off never attaches [default: auto] [env: NASFLOW_NFS_SERVER]
     #[arg(long, value_enum)]
@@ -272,6 +285,8 @@ impl Settings {
             anomaly,
             anomaly_warmup,
             anomaly_threshold,
+            slow_op_threshold,
+            max_slow_ops_per_second,
             directories,
             max_directories,
             operations,
@@ -316,6 +331,8 @@ impl Settings {
             anomaly: anomaly.or(self.anomaly),
             anomaly_warmup: anomaly_warmup.or(self.anomaly_warmup),
             anomaly_threshold: anomaly_threshold.or(self.anomaly_threshold),
+            slow_op_threshold: slow_op_threshold.or(self.slow_op_threshold),
+            max_slow_ops_per_second: max_slow_ops_per_second.or(self.max_slow_ops_per_second),
             directories: directories.or(self.directories),
             max_directories: max_directories.or(self.max_directories),
             operations: operations.or(self.operations),

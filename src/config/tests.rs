@@ -503,3 +503,29 @@ fn prometheus_listen_from_every_layer_and_alone_is_enough() {
     let e = error(None, &[], &["--prometheus-listen", "localhost"]);
     assert!(e.contains("--prometheus-listen") || e.contains("prometheus-listen"), "{e}");
 }
+
+#[test]
+fn slow_op_settings_from_every_layer_zero_is_off() {
+    let cfg = layers(None, &[], &["--output", "jsonl"]).expect("resolve");
+    let s = cfg.slow_ops.expect("on by default");
+    assert_eq!((s.threshold, s.per_second), (Duration::from_millis(500), 50));
+    let cfg = layers(
+        Some("slow_op_threshold: 2s\nmax_slow_ops_per_second: 7\n"),
+        &[("NASFLOW_SLOW_OP_THRESHOLD", "250ms")],
+        &["--output", "jsonl", "--max-slow-ops-per-second", "9"],
+    )
+    .expect("resolve");
+    let s = cfg.slow_ops.expect("on");
+    assert_eq!((s.threshold, s.per_second), (Duration::from_millis(250), 9));
+    for off in ["0", "0s", "0ms"] {
+        let cfg = layers(None, &[("NASFLOW_SLOW_OP_THRESHOLD", off)], &["--output", "jsonl"]).expect("resolve");
+        assert!(cfg.slow_ops.is_none(), "{off} is off");
+    }
+    assert!(layers(Some("slow_op_threshold: 0\n"), &[], &["--output", "jsonl"]).expect("resolve").slow_ops.is_none());
+    let e = error(None, &[("NASFLOW_SLOW_OP_THRESHOLD", "-1s")], &["--output", "jsonl"]);
+    assert!(e.contains("NASFLOW_SLOW_OP_THRESHOLD"), "{e}");
+    let e = error(None, &[], &["--output", "jsonl", "--slow-op-threshold", "fast"]);
+    assert!(e.contains("or 0 for off"), "{e}");
+    let e = error(None, &[], &["--output", "jsonl", "--max-slow-ops-per-second", "0"]);
+    assert!(e.contains("--max-slow-ops-per-second"), "{e}");
+}

@@ -162,6 +162,18 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     positive(d)
 }
 
+/// A threshold duration where 0 (or `0s`) means off.
+pub fn threshold(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.starts_with('-') {
+        return Err(NOT_POSITIVE.to_owned());
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e}: expected a duration such as 500ms, or 0 for off"))
+}
+
 /// An integer number of milliseconds, more than zero: how `OTEL_*` variables give durations.
 pub fn millis(s: &str) -> Result<Duration, String> {
     positive(Duration::from_millis(count::<u64>(s)?))
@@ -381,6 +393,11 @@ pub mod file {
     /// See [`super::duration`].
     pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         parsed(d, super::duration)
+    }
+
+    /// See [`super::threshold`].
+    pub fn threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        parsed(d, super::threshold)
     }
 
     pub fn request_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {

@@ -535,6 +535,26 @@ phase_features() {
 	stop_agent feat
 }
 
+########## slow operations ##########
+phase_slow() {
+	# Every operation counts as slow (1 ns) and at most 20 a second are reported: a storm of
+	# LOOKUPs of missing names is capped, and what was reported plus what the kernel counted
+	# as over the limit or lost is every timed operation.
+	local n
+	start_agent slow --slow-op-threshold 1ns --max-slow-ops-per-second 20 || return 1
+	wait_until 60 "the slow agent's RPC programs attached" grep -q "RPC tracing attached" "$R/slow.log" || return 1
+	n=$(rnd 300 500)
+	run_in /slow-storm /usr/bin/python3 -c '
+import os, sys
+for i in range(int(sys.argv[1])):
+    try:
+        os.stat(f"/srv/nas-a/slow-missing-{i}")
+    except FileNotFoundError:
+        pass' "$n"
+	expect slow_storm /slow-storm nas-a "$n"
+	stop_agent slow
+}
+
 ########## the NFS server side ##########
 nfsd_ops() { # proc3|proc4ops index: one counter of the kernel's own nfsd statistics
 	awk -v k="$1" -v i="$2" '$1 == k {print $(i + 3)}' /proc/net/rpc/nfsd
@@ -855,6 +875,8 @@ kill_left() { [ -s "/tmp/pid.agent-$1" ] && [ ! -s "/tmp/exit.agent-$1" ] && kil
 kill_left v2
 phase features 180 phase_features
 kill_left feat
+phase slow 180 phase_slow
+kill_left slow
 phase server 240 phase_server
 kill_left srv
 phase dirs 300 phase_dirs

@@ -32,7 +32,7 @@ ROTEL=${ROTEL_AGENT:-$(python3 -c "import rotel, os; print(os.path.join(os.path.
 [ -x "$ROTEL" ] || { echo "rotel-agent missing: pip install rotel" >&2; exit 1; }
 
 # What the other kernels run: attribution, every RPC, OTLP through rotel, health and check.
-SUBSET=services,check-before-modules,v2-start,nfs,check-mounted,v2-ready,v2-io,metadata,errors,gone,outage,commits,v2-stop,features,server,dirs,collect
+SUBSET=services,check-before-modules,v2-start,nfs,check-mounted,v2-ready,v2-io,metadata,errors,gone,outage,commits,v2-stop,features,slow,server,dirs,collect
 
 kernel_image() { # version prefix (6.1, 5.10, 6.12): the newest installed image of it
 	ls /boot/vmlinuz-"$1".*-amd64 2>/dev/null | grep -v -e cloud -e rt- | sort -V | tail -n 1

@@ -137,7 +137,7 @@ def test_guest_finished_and_agents_exited_cleanly(expect):
     ran = [
         r[1]
         for r in expect
-        if r[0] == "phase" and r[1] in ("full", "v2-stop", "features", "server", "dirs", "anomaly", "v1", "pin")
+        if r[0] == "phase" and r[1] in ("full", "v2-stop", "features", "slow", "server", "dirs", "anomaly", "v1", "pin")
             and r[2] != "skipped"
     ]
     # The dirs phase runs two agents.
@@ -1065,3 +1065,53 @@ def test_every_dashboard_query_returns_data_from_prometheus():
     assert max(finite) >= 0.99, ratio
     pods = by_panel[("nasflow-pod.json", "$pod", "variable")]
     assert pods["series"] >= 1, pods
+
+
+def slow_op_lines(name):
+    """The slow operations an agent printed, in order."""
+    path = R / f"{name}.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [l for l in lines if l["kind"] == "slow_op"]
+
+
+@needs("services", "nfs", "slow")
+def test_a_storm_of_slow_operations_is_capped_and_every_one_accounted(expect):
+    # --slow-op-threshold 1ns: every timed operation is slow; 20 a second are reported. What
+    # was reported, what the kernel refused over the limit and what found the ring full add
+    # up to the operations the latency histograms timed, exactly.
+    (_, cgroup, dev_name, n), = [r for r in expect if r[0] == "slow_storm"]
+    run = load_run("slow")
+    reported = slow_op_lines("slow")
+    counters = run.health[-1]["counters"]
+    limited, lost = counters["slow_ops_over_limit"], counters["slow_ops_ring_full"]
+    timed = sum(l["latency"]["count"] for l in run.last.values())
+    assert timed >= int(n), (timed, n)
+    assert len(reported) + limited + lost == timed, (len(reported), limited, lost, timed)
+    assert limited > 0 and len(reported) >= 20, (len(reported), limited)
+    # The cap: the kernel counts per second of its clock, so any one-second window of ends
+    # overlaps two of its seconds (and CPUs racing at the edge may each add one).
+    ends = sorted(l["start_unix_ns"] + l["duration_s"] * 1e9 for l in reported)
+    busiest = max(sum(1 for e in ends[i:] if e < start + 1e9) for i, start in enumerate(ends))
+    assert busiest <= 2 * (20 + 2), busiest
+    # The storm's own reports: its LOOKUPs of missing names, on nas-a, named as the counters are.
+    storm = [l for l in reported if l["cgroup"] == cgroup]
+    assert storm, "no slow operation of the storm was reported"
+    dev = run.devs[dev_name]
+    assert all(l["dev"] == dev for l in storm), {l["dev"] for l in storm}
+    lookups = [l for l in storm if l["op"] == "LOOKUP"]
+    assert lookups and all(l["error"] == "ENOENT" for l in lookups), lookups[:3]
+    assert all(l["nas"].get("server.address") == "127.0.0.1" for l in storm), storm[0]
+    assert all(l["duration_s"] > 0 and l["file_id"] is None for l in lookups), lookups[:3]
+
+
+@needs(*V2, "netem")
+def test_an_operation_on_a_hung_nas_is_reported_slow_with_its_cgroup_and_nas(expect, v2):
+    # The default threshold (500 ms): the stat that waited out the 3 s netem outage is
+    # reported, charged to its cgroup and the slow mount; nothing faster is.
+    reported = slow_op_lines("v2")
+    assert all(l["duration_s"] >= 0.5 for l in reported), [l for l in reported if l["duration_s"] < 0.5][:3]
+    hung = [l for l in reported if l["cgroup"] == "/hung-reader"]
+    assert hung, f"no slow operation of /hung-reader among {[(l['cgroup'], l['op']) for l in reported]}"
+    slowest = max(hung, key=lambda l: l["duration_s"])
+    assert slowest["dev"] == v2.devs["nas-slow"] and slowest["nas"]["server.address"] == "127.0.0.3", slowest
+    assert slowest["duration_s"] >= 3.0 and slowest["op"] in ("LOOKUP", "GETATTR", "ACCESS"), slowest

@@ -91,7 +91,14 @@ fn setup(pods: u64) -> (Snapshot, Names) {
             rows.push(IoRow::new(cgroup, 61, op, 0).with_completed(n, n * 65536, latency));
         }
     }
-    (Snapshot { taken_at: Some(SystemTime::now()), rows, inflight: vec![], health: ProbeHealth::default() }, names)
+    let snap = Snapshot {
+        taken_at: Some(SystemTime::now()),
+        rows,
+        inflight: vec![],
+        health: ProbeHealth::default(),
+        slow_ops: vec![],
+    };
+    (snap, names)
 }
 
 fn bench(c: &mut Criterion) {

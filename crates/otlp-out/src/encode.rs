@@ -527,7 +527,13 @@ mod tests {
     }
 
     fn snap(rows: Vec<IoRow>) -> Snapshot {
-        Snapshot { taken_at: Some(SystemTime::now()), rows, inflight: vec![], health: ProbeHealth::default() }
+        Snapshot {
+            taken_at: Some(SystemTime::now()),
+            rows,
+            inflight: vec![],
+            health: ProbeHealth::default(),
+            slow_ops: vec![],
+        }
     }
 
     fn names(gone: &[u64]) -> Names {

@@ -273,6 +273,7 @@ fn snapshot(ops: u64) -> (Snapshot, Names) {
             rows: vec![row],
             inflight: vec![],
             health: ProbeHealth::default(),
+            slow_ops: vec![],
         },
         n,
     )

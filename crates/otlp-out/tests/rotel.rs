@@ -148,6 +148,7 @@ fn rows(scale: u64) -> Snapshot {
         ],
         inflight: vec![],
         health: ProbeHealth::default(),
+        slow_ops: vec![],
     }
 }
 
@@ -353,7 +354,14 @@ fn many(pods: u64, scale: u64) -> (Snapshot, Names) {
             rows.push(IoRow::new(cgroup, 61, op, 0).with_completed(pod + scale + 1, 4096 * (pod + scale), latency));
         }
     }
-    (Snapshot { taken_at: Some(SystemTime::now()), rows, inflight: vec![], health: ProbeHealth::default() }, n)
+    let snap = Snapshot {
+        taken_at: Some(SystemTime::now()),
+        rows,
+        inflight: vec![],
+        health: ProbeHealth::default(),
+        slow_ops: vec![],
+    };
+    (snap, n)
 }
 
 /// The newest value of every `nfs.client.operation.count` point that arrived, by cgroup path

@@ -65,12 +65,31 @@ const volatile __u8 count_new_procs = 1;
  * idmap or user namespace comes first), 2 before. */
 const volatile __u8 create_dentry_arg = 3;
 
+/* Operations at least this long are reported one by one (--slow-op-threshold); 0: none. */
+const volatile __u64 slow_op_ns = 0;
+/* Slow operations reported per second at most (--max-slow-ops-per-second). */
+const volatile __u64 slow_ops_per_sec = 50;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 10240);
 	__type(key, struct nasflow_io_key);
 	__type(value, struct nasflow_io_counters);
 } io_counters SEC(".maps");
+
+/* Slow operations, one record each, for user space to turn into spans. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, NASFLOW_SLOW_RING_BYTES);
+} slow_ops SEC(".maps");
+
+/* The per-second budget of slow reports (one entry). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nasflow_slow_budget);
+} slow_budget SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -297,6 +316,41 @@ static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes
 	return 0;
 }
 
+/*
+ * Reports an operation that passed the slow-op threshold, within the per-second budget. The
+ * budget is read and then raised without a fetching atomic (kernels before 5.12 have none):
+ * CPUs racing at its edge may each report one more, and one that starts a new second may
+ * reset it under another; a few over the limit at most.
+ */
+static __noinline int report_slow(const struct nasflow_slow_op *op)
+{
+	struct nasflow_slow_budget *b;
+	struct nasflow_slow_op *e;
+	__u32 zero = 0;
+	__u64 second = (op->start_ns + op->duration_ns) / 1000000000ULL;
+
+	b = bpf_map_lookup_elem(&slow_budget, &zero);
+	if (!b)
+		return 0;
+	if (READ_ONCE(b->second) != second) {
+		b->second = second;
+		b->used = 0;
+	}
+	if (READ_ONCE(b->used) >= slow_ops_per_sec) {
+		health_add(NASFLOW_H_SLOW_LIMITED, 1);
+		return 0;
+	}
+	__sync_fetch_and_add(&b->used, 1);
+	e = bpf_ringbuf_reserve(&slow_ops, sizeof(*e), 0);
+	if (!e) {
+		health_add(NASFLOW_H_SLOW_RING_FULL, 1);
+		return 0;
+	}
+	__builtin_memcpy(e, op, sizeof(*e));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
 static __always_inline void charge_bytes(__u64 cgroup, __u32 dev, __u16 op, __u64 bytes, __u16 dir)
 {
 	struct nasflow_io_key key = { .cgroup = cgroup, .dev = dev, .op = op, .dir = dir };
@@ -364,6 +418,22 @@ static __always_inline void finish_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 
 	key.cgroup = started.cgroup;
 	key.dir = started.dir;
 	account(&key, 1, bytes, now - started.start_ns, 1);
+	if (slow_op_ns && now - started.start_ns >= slow_op_ns) {
+		struct nasflow_slow_op slow = {
+			.cgroup = started.cgroup,
+			.start_ns = started.start_ns,
+			.duration_ns = now - started.start_ns,
+			.bytes = bytes,
+			.fileid = fileid,
+			.offset = offset,
+			.dev = dev,
+			.op = op,
+			.err = key.err,
+			.dir = started.dir,
+		};
+
+		report_slow(&slow);
+	}
 	if (resend_at)
 		start_rpc(dev, op, fileid, offset + resend_at, started.cgroup, now, started.dir);
 }
@@ -1182,6 +1252,7 @@ int rpc_task_end(void *ctx)
 	struct nasflow_rpc_task *task;
 	struct rec r;
 	__s64 status;
+	__u64 now;
 
 	if (read_rec(ctx, &r))
 		return 0;
@@ -1200,7 +1271,21 @@ int rpc_task_end(void *ctx)
 	if (task->op <= NASFLOW_OP_COMMIT)
 		return 0;
 	io = task_io_key(task, 0, task->err);
-	account(&io, 1, 0, bpf_ktime_get_ns() - task->start_ns, 1);
+	now = bpf_ktime_get_ns();
+	account(&io, 1, 0, now - task->start_ns, 1);
+	if (slow_op_ns && now - task->start_ns >= slow_op_ns) {
+		struct nasflow_slow_op slow = {
+			.cgroup = io.cgroup,
+			.start_ns = task->start_ns,
+			.duration_ns = now - task->start_ns,
+			.dev = io.dev,
+			.op = io.op,
+			.err = io.err,
+			.dir = io.dir,
+		};
+
+		report_slow(&slow);
+	}
 	return 0;
 }
 

@@ -188,7 +188,39 @@ enum nasflow_health {
 	/* A file was more than NASFLOW_DIR_DEPTH directories below its mount's root: its
 	 * operation carries no directory. */
 	NASFLOW_H_DIR_TOO_DEEP = 11,
-	NASFLOW_H__COUNT = 12,
+	/* A slow operation over the per-second budget (--max-slow-ops-per-second): not reported. */
+	NASFLOW_H_SLOW_LIMITED = 12,
+	/* A slow operation found the ring buffer full (user space behind): not reported. */
+	NASFLOW_H_SLOW_RING_FULL = 13,
+	NASFLOW_H__COUNT = 14,
+};
+
+/* Ring buffer of slow operations (bytes; a power of two and a multiple of the page size). */
+#define NASFLOW_SLOW_RING_BYTES (256 * 1024)
+
+/* An operation that took at least the slow-op threshold, as the ring buffer carries it:
+ * who and where as in the counters' key, when it started (bpf_ktime_get_ns, CLOCK_MONOTONIC)
+ * and how long it took; for READ, WRITE and COMMIT also the file and the offset, and the
+ * bytes moved. */
+struct nasflow_slow_op {
+	__u64 cgroup;
+	__u64 start_ns;
+	__u64 duration_ns;
+	__u64 bytes;
+	__u64 fileid;
+	__s64 offset;
+	__u32 dev;
+	__u16 op;
+	__u16 err;
+	__u16 dir;
+	__u16 pad[3];
+};
+
+/* The per-second budget of slow reports: the second it counts (of CLOCK_MONOTONIC) and how
+ * many were reported in it. */
+struct nasflow_slow_budget {
+	__u64 second;
+	__u64 used;
 };
 
 /* Where one tracepoint field is in the raw record, from the tracefs format file. */
@@ -256,6 +288,8 @@ _Static_assert(sizeof(struct nasflow_proc_name) == NASFLOW_PROC_NAME, "nasflow_p
 _Static_assert(sizeof(struct nasflow_rpc_task_key) == 8, "nasflow_rpc_task_key ABI");
 _Static_assert(sizeof(struct nasflow_rpc_task) == 32, "nasflow_rpc_task ABI");
 _Static_assert(sizeof(struct nasflow_rpc_layout) == 80, "nasflow_rpc_layout ABI");
+_Static_assert(sizeof(struct nasflow_slow_op) == 64, "nasflow_slow_op ABI");
+_Static_assert(sizeof(struct nasflow_slow_budget) == 16, "nasflow_slow_budget ABI");
 
 /* ---- NFS server (nfsd) ---- */
 

@@ -127,6 +127,8 @@ pub mod maps {
     pub const WATCHED_DEVS: &str = "watched_devs";
     /// Per-thread directory hints of metadata operations.
     pub const THREAD_DIR_HINTS: &str = "thread_dir_hints";
+    /// Ring buffer of [`SlowOp`](super::SlowOp) records.
+    pub const SLOW_OPS: &str = "slow_ops";
 }
 
 /// Map names of the server probe (`nfsd.bpf.o`).
@@ -178,6 +180,10 @@ pub mod globals {
     /// `[u16; DIR_META_SLOTS]`: the operation ids of the directory hint slots
     /// ([`DIR_SLOT_NAMES`](super::DIR_SLOT_NAMES)).
     pub const DIR_SLOT_OPS: &str = "dir_slot_ops";
+    /// `u64`: operations at least this many nanoseconds long are reported; 0 for none.
+    pub const SLOW_OP_NS: &str = "slow_op_ns";
+    /// `u64`: slow operations reported per second at most.
+    pub const SLOW_OPS_PER_SEC: &str = "slow_ops_per_sec";
 }
 
 /// The procedures of the directory hint slots, in `enum nasflow_dir_slot` order.
@@ -416,6 +422,24 @@ pub type RpcTaskKey = abi::nasflow_rpc_task_key;
 pub type RpcTask = abi::nasflow_rpc_task;
 /// `struct nasflow_rpc_layout`: fields of the sunrpc events and of the hint events.
 pub type RpcLayout = abi::nasflow_rpc_layout;
+/// `NASFLOW_SLOW_RING_BYTES`: the slow-op ring buffer's size.
+pub const SLOW_RING_BYTES: u32 = abi::NASFLOW_SLOW_RING_BYTES;
+
+/// `struct nasflow_slow_op`: one operation past the slow-op threshold, from the ring buffer.
+pub type SlowOp = abi::nasflow_slow_op;
+
+impl SlowOp {
+    /// The record from the ring buffer's bytes; `None` when they are not one record.
+    #[must_use]
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != std::mem::size_of::<Self>() {
+            return None;
+        }
+        // SAFETY: the length matches, and any bytes are a valid value of this plain struct
+        // of integers (see the `Pod` impls below); the read is unaligned-safe.
+        Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<Self>()) })
+    }
+}
 
 /// `struct nasflow_svc_key`: export (fsid), client address, version, operation, status.
 pub type SvcKey = abi::nasflow_svc_key;
@@ -473,6 +497,10 @@ pub enum Health {
     ProcNamesFull = abi::NASFLOW_H_PROC_NAMES_FULL,
     /// Operations on files deeper below their mount's root than a walk goes: no directory.
     DirTooDeep = abi::NASFLOW_H_DIR_TOO_DEEP,
+    /// Slow operations over the per-second budget: not reported.
+    SlowLimited = abi::NASFLOW_H_SLOW_LIMITED,
+    /// Slow operations that found the ring buffer full: not reported.
+    SlowRingFull = abi::NASFLOW_H_SLOW_RING_FULL,
 }
 
 /// Number of health counters (`NASFLOW_H__COUNT`).
@@ -494,6 +522,8 @@ impl Health {
         Self::RpcUnmatched,
         Self::ProcNamesFull,
         Self::DirTooDeep,
+        Self::SlowLimited,
+        Self::SlowRingFull,
     ];
 
     /// A stable `snake_case` name for logs and telemetry.
@@ -512,6 +542,8 @@ impl Health {
             Self::RpcUnmatched => "rpc_unmatched_ends",
             Self::ProcNamesFull => "procedure_names_full",
             Self::DirTooDeep => "directory_walk_too_deep",
+            Self::SlowLimited => "slow_ops_over_limit",
+            Self::SlowRingFull => "slow_ops_ring_full",
         }
     }
 }
@@ -538,6 +570,8 @@ unsafe impl aya::Pod for ProcName {}
 unsafe impl aya::Pod for RpcTaskKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for RpcTask {}
+// SAFETY: as above.
+unsafe impl aya::Pod for SlowOp {}
 // SAFETY: as above.
 unsafe impl aya::Pod for RpcLayout {}
 // SAFETY: as above: `#[repr(C)]` integers and byte arrays, padding spelled out in the header.

@@ -12,10 +12,16 @@ pub mod snapshot;
 mod sys;
 pub mod tracefs;
 
-use std::{collections::HashSet, io, path::PathBuf, time::SystemTime};
+use std::{
+    collections::{HashMap, HashSet},
+    io,
+    path::PathBuf,
+    sync::{Mutex, PoisonError},
+    time::{Duration, SystemTime},
+};
 
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, MapError},
+    maps::{HashMap as BpfHashMap, MapData, MapError, RingBuf},
     programs::{KProbe, ProgramError, TracePoint},
     Ebpf, EbpfLoader,
 };
@@ -25,7 +31,7 @@ pub use nasflow_probe_bpf::{
     latency_slot_upper_bound_s, Op as Operation, ProcName, HIST_SLOTS as LATENCY_SLOTS, KNOWN_PROCS, MAX_DIRS,
     PRELOADED_PROCS,
 };
-pub use snapshot::{dev_string, Completed, Histogram, Inflight, IoRow, ProbeHealth, Snapshot};
+pub use snapshot::{dev_string, Completed, Histogram, Inflight, IoRow, ProbeHealth, SlowOp, Snapshot};
 
 use crate::{
     attach::{Attachment, ModuleInstance},
@@ -146,6 +152,17 @@ pub struct ProbeOptions {
     /// `--operations`: the procedure names counted (as the kernel spells them); `None` for
     /// all. Names outside it, and names nasflow does not know, are not counted.
     pub operations: Option<std::collections::BTreeSet<String>>,
+    /// Operations reported one by one when they take this long (`None`: none are).
+    pub slow_ops: Option<SlowOpOptions>,
+}
+
+/// `--slow-op-threshold` and `--max-slow-ops-per-second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowOpOptions {
+    /// Operations at least this long are reported.
+    pub threshold: Duration,
+    /// Reports per second at most (the kernel counts the rest in `slow_ops_over_limit`).
+    pub per_second: u32,
 }
 
 impl ProbeOptions {
@@ -169,6 +186,7 @@ impl ProbeOptions {
             proc_root: PathBuf::from("/proc"),
             features: programs::Features::default(),
             operations: None,
+            slow_ops: None,
         }
     }
 }
@@ -203,6 +221,8 @@ pub struct Probe {
     load_generation: u64,
     /// Watched directories as the kernel keys them, reapplied to every load.
     watched: Vec<WatchedDir>,
+    /// The slow-op ring buffer of the current load (taken out of `ebpf` to be read).
+    slow_ring: Mutex<Option<RingBuf<MapData>>>,
 }
 
 /// One watched directory as the kernel sees it: an NFS directory inode and the id its
@@ -249,6 +269,7 @@ impl Probe {
             deleter: snapshot::Deleter::default(),
             load_generation: 0,
             watched: Vec::new(),
+            slow_ring: Mutex::new(None),
         })
     }
 
@@ -306,6 +327,10 @@ impl Probe {
         let want_app_bytes = u8::from(o.features.app_bytes);
         let want_dirs = u8::from(o.features.directories);
         let count_new_procs = u8::from(o.operations.is_none());
+        // At least 1 ns: 0 is "off" to the kernel.
+        let slow_op_ns: u64 =
+            o.slow_ops.map_or(0, |s| u64::try_from(s.threshold.as_nanos()).unwrap_or(u64::MAX).max(1));
+        let slow_per_sec: u64 = o.slow_ops.map_or(0, |s| u64::from(s.per_second));
         let version = preflight::kernel_version();
         let create_dentry_arg: u8 = if version.is_some_and(|v| v < IDMAPPED_SINCE) { 2 } else { 3 };
         let dir_slot_ops: [u16; nasflow_probe_bpf::DIR_META_SLOTS] = nasflow_probe_bpf::DIR_SLOT_NAMES
@@ -332,6 +357,10 @@ impl Probe {
             .override_global(globals::COUNT_NEW_PROCS, &count_new_procs, true)
             .override_global(globals::CREATE_DENTRY_ARG, &create_dentry_arg, true)
             .override_global(globals::DIR_SLOT_OPS, &dir_slot_ops, true)
+            .override_global(globals::SLOW_OP_NS, &slow_op_ns, true)
+            .override_global(globals::SLOW_OPS_PER_SEC, &slow_per_sec, true)
+            // The ring takes its room only when slow operations are reported.
+            .map_max_entries(maps::SLOW_OPS, if slow_op_ns > 0 { nasflow_probe_bpf::SLOW_RING_BYTES } else { 4096 })
             .map_max_entries(maps::RPC_TASKS, o.max_inflight)
             .map_max_entries(maps::IO_COUNTERS, o.max_series)
             .map_max_entries(maps::IO_HIST, o.hist_entries())
@@ -358,6 +387,12 @@ impl Probe {
             }
         }
         apply_watched(&mut ebpf, &[], &self.watched)?;
+        let ring = match ebpf.take_map(maps::SLOW_OPS).map(RingBuf::try_from) {
+            Some(Ok(ring)) => Some(ring),
+            Some(Err(e)) => return Err(map_err(maps::SLOW_OPS, e)),
+            None => None,
+        };
+        *self.slow_ring.lock().unwrap_or_else(PoisonError::into_inner) = ring;
         self.ebpf = Some(ebpf);
         self.load_generation += 1;
         self.layout = Some(layout);
@@ -499,6 +534,7 @@ impl Probe {
             out.push((p.name, ensure_loaded(ebpf, p).map_err(|e| reason(&e))));
         }
         self.ebpf = None;
+        *self.slow_ring.lock().unwrap_or_else(PoisonError::into_inner) = None;
         self.layout = None;
         Ok(Some(out))
     }
@@ -537,7 +573,23 @@ impl Probe {
         }
         snap.health.maps = fill;
         snap.health.counters = snapshot::read_health(ebpf)?;
+        snap.slow_ops = self.drain_slow_ops(&names);
         Ok(snap)
+    }
+
+    /// The slow operations the kernel reported since the last call (at most what the ring
+    /// holds, so a read is bounded).
+    fn drain_slow_ops(&self, names: &HashMap<u16, ProcName>) -> Vec<SlowOp> {
+        let mut guard = self.slow_ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(ring) = guard.as_mut() else { return Vec::new() };
+        let mut records = Vec::new();
+        while let Some(item) = ring.next() {
+            if let Some(r) = nasflow_probe_bpf::SlowOp::from_bytes(&item) {
+                records.push(r);
+            }
+        }
+        drop(guard);
+        snapshot::slow_ops_from(&records, names, SystemTime::now(), snapshot::monotonic_ns())
     }
 
     /// Sets the watched directories (the whole set; what is not in it is no longer watched).

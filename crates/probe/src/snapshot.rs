@@ -214,6 +214,63 @@ pub struct Snapshot {
     pub inflight: Vec<Inflight>,
     /// Probe health.
     pub health: ProbeHealth,
+    /// Operations past the slow-op threshold reported since the last snapshot, in the order
+    /// they completed.
+    pub slow_ops: Vec<SlowOp>,
+}
+
+/// An operation that took at least the slow-op threshold (`--slow-op-threshold`), reported
+/// one by one by the kernel within its per-second budget: what a latency histogram cannot
+/// say (which call, from whom, on which file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowOp {
+    /// Cgroup id it is charged to.
+    pub cgroup: u64,
+    /// NFS super block device (`MAJOR << 20 | MINOR`; 0 when not known).
+    pub dev: u32,
+    /// The operation.
+    pub op: Op,
+    /// Positive errno, 0 for success.
+    pub err: u16,
+    /// Watched directory id, 0 for none.
+    pub dir: u16,
+    /// When it started.
+    pub start: SystemTime,
+    /// How long it took.
+    pub duration: Duration,
+    /// READ and WRITE payload bytes (0 for other operations).
+    pub bytes: u64,
+    /// File id (inode number on the server) and offset, for READ, WRITE and COMMIT.
+    pub file: Option<(u64, i64)>,
+}
+
+/// Slow operations from ring records: operation ids named as the rows' are, kernel start
+/// times (`CLOCK_MONOTONIC`) placed on the wall clock by one reading of both clocks. Records
+/// of unknown operation ids are skipped.
+pub(crate) fn slow_ops_from(
+    records: &[nasflow_probe_bpf::SlowOp],
+    names: &HashMap<u16, ProcName>,
+    wall_now: SystemTime,
+    mono_now_ns: u64,
+) -> Vec<SlowOp> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let op = Op::from_raw(r.op).or_else(|| names.get(&(r.op & OP_MASK)).map(|n| Op::Rpc(*n)))?;
+            let ago = Duration::from_nanos(mono_now_ns.saturating_sub(r.start_ns));
+            Some(SlowOp {
+                cgroup: r.cgroup,
+                dev: r.dev,
+                op,
+                err: r.err,
+                dir: r.dir,
+                start: wall_now.checked_sub(ago).unwrap_or(wall_now),
+                duration: Duration::from_nanos(r.duration_ns),
+                bytes: r.bytes,
+                file: (r.fileid != 0).then_some((r.fileid, r.offset)),
+            })
+        })
+        .collect()
 }
 
 /// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
@@ -501,6 +558,47 @@ pub(crate) fn sweep_inflight(ebpf: &mut Ebpf, cutoff_ns: u64, settled_ns: u64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_ops_are_named_placed_on_the_wall_clock_and_carry_their_file() {
+        let raw = |op: u16, start_ns: u64, fileid: u64| nasflow_probe_bpf::SlowOp {
+            cgroup: 42,
+            start_ns,
+            duration_ns: 750_000_000,
+            bytes: if fileid == 0 { 0 } else { 65_536 },
+            fileid,
+            offset: 1 << 20,
+            dev: 0x0030_0001,
+            op,
+            err: 5,
+            dir: 2,
+            pad: [0; 3],
+        };
+        let getattr = nasflow_probe_bpf::OP_RPC_BASE + 3;
+        let names = HashMap::from([(getattr, ProcName::new("GETATTR"))]);
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let records = [
+            raw(nasflow_probe_bpf::OP_WRITE, 9_000_000_000, 77),
+            raw(getattr, 9_500_000_000, 0),
+            raw(nasflow_probe_bpf::OP_RPC_BASE + 9, 9_600_000_000, 0),
+        ];
+        let ops = slow_ops_from(&records, &names, wall, 10_000_000_000);
+        assert_eq!(ops.len(), 2, "an unknown operation id is skipped");
+        assert_eq!(ops[0].op, Op::Write);
+        assert_eq!(ops[0].start, wall - Duration::from_secs(1), "started 1 s before the read");
+        assert_eq!(ops[0].duration, Duration::from_millis(750));
+        assert_eq!((ops[0].file, ops[0].bytes, ops[0].err, ops[0].dir), (Some((77, 1 << 20)), 65_536, 5, 2));
+        assert_eq!((ops[0].cgroup, ops[0].dev), (42, 0x0030_0001));
+        assert_eq!(ops[1].op, Op::Rpc(ProcName::new("GETATTR")));
+        assert_eq!((ops[1].file, ops[1].start), (None, wall - Duration::from_millis(500)));
+        let bytes: [u8; 64] = {
+            let mut b = [0u8; 64];
+            b[0] = 42;
+            b
+        };
+        assert_eq!(nasflow_probe_bpf::SlowOp::from_bytes(&bytes).map(|r| r.cgroup), Some(42));
+        assert!(nasflow_probe_bpf::SlowOp::from_bytes(&bytes[..63]).is_none());
+    }
 
     #[test]
     fn histogram_count_is_its_slots_and_minus_detects_resets() {
