@@ -245,6 +245,28 @@ def nas():
     )
 
 
+def traffic_by_nas(s, whose):
+    """Throughput and operations of one workload (task or pod), per NAS export."""
+    nas_by = "server_address, nfs_export_path"
+    return [
+        panel(
+            "Throughput by NAS",
+            "Bps",
+            [target(rate("nfs_client_io_bytes_total", s, f"{nas_by}, nfs_io_direction"),
+                    "{{server_address}}:{{nfs_export_path}} {{nfs_io_direction}}")],
+            f"Payload bytes on the wire of {whose} operations, per NAS export and direction.",
+        ),
+        panel(
+            "Operations by NAS and type",
+            "ops",
+            [target(rate(CLIENT, s, f"{nas_by}, nfs_operation_name"),
+                    "{{server_address}}:{{nfs_export_path}} {{nfs_operation_name}}")],
+            f"{whose.capitalize()} operations per second, per NAS export and operation.",
+            stack=True,
+        ),
+    ]
+
+
 def task():
     s = TASK_SEL
     nas_by = "server_address, nfs_export_path"
@@ -254,21 +276,7 @@ def task():
         "One task (nasflow.task: its owning workload or task label) across all nodes, by NAS and pod.",
         [CLUSTER, NAMESPACE, TASK],
         [
-            panel(
-                "Throughput by NAS",
-                "Bps",
-                [target(rate("nfs_client_io_bytes_total", s, f"{nas_by}, nfs_io_direction"),
-                        "{{server_address}}:{{nfs_export_path}} {{nfs_io_direction}}")],
-                "The task's payload bytes per NAS export and direction.",
-            ),
-            panel(
-                "Operations by NAS and type",
-                "ops",
-                [target(rate(CLIENT, s, f"{nas_by}, nfs_operation_name"),
-                        "{{server_address}}:{{nfs_export_path}} {{nfs_operation_name}}")],
-                "The task's operations per second.",
-                stack=True,
-            ),
+            *traffic_by_nas(s, "the task's"),
             panel(
                 "Latency P95 by NAS",
                 "s",
@@ -313,21 +321,7 @@ def pod():
         "One pod: its NFS traffic per NAS and operation, cache effectiveness and errors.",
         [CLUSTER, NAMESPACE, TASK, POD_VAR],
         [
-            panel(
-                "Throughput by NAS",
-                "Bps",
-                [target(rate("nfs_client_io_bytes_total", s, f"{nas_by}, nfs_io_direction"),
-                        "{{server_address}}:{{nfs_export_path}} {{nfs_io_direction}}")],
-                "Payload bytes on the wire per NAS export and direction.",
-            ),
-            panel(
-                "Operations by NAS and type",
-                "ops",
-                [target(rate(CLIENT, s, f"{nas_by}, nfs_operation_name"),
-                        "{{server_address}}:{{nfs_export_path}} {{nfs_operation_name}}")],
-                "Operations per second per NAS export and operation.",
-                stack=True,
-            ),
+            *traffic_by_nas(s, "the pod's"),
             panel(
                 "Latency P95 by operation",
                 "s",
