@@ -697,7 +697,10 @@ fn judge_latency(x: f64, mut values: Vec<f64>, threshold: f64) -> Option<Judgeme
         score,
         observed: x.exp(),
         expected: median.exp(),
-        opens: score >= threshold && x > hi && x - median >= TRAFFIC_FACTOR.ln() && x >= (MIN_LATENCY_SECONDS * 1e9).ln(),
+        opens: score >= threshold
+            && x > hi
+            && x - median >= TRAFFIC_FACTOR.ln()
+            && x >= (MIN_LATENCY_SECONDS * 1e9).ln(),
         holds: score >= threshold / 2.0 && x - median >= HOLD_FACTOR.ln(),
     })
 }
