@@ -447,16 +447,18 @@ struct Anomaly {
     config: nasflow_detect::DetectConfig,
     deltas: Deltas,
     events: Option<EventSink>,
-    /// When the last interval ended: an interval much shorter or longer than configured
-    /// (the partial last one at stop, a late tick) advances the deltas but is not judged.
-    last_at: Option<std::time::SystemTime>,
+    /// When the last interval was observed (a monotonic clock: a wall-clock step is no
+    /// irregular interval): one much shorter or longer than configured (the partial last
+    /// one at stop, a late tick) advances the deltas but is not judged.
+    last_at: Option<std::time::Instant>,
 }
 
 impl Anomaly {
     fn observe(&mut self, snap: &Snapshot, names: &Names) -> Findings {
         let at = snap.taken_at.unwrap_or_else(std::time::SystemTime::now);
-        let elapsed = self.last_at.and_then(|last| at.duration_since(last).ok());
-        self.last_at = Some(at);
+        let now = std::time::Instant::now();
+        let elapsed = self.last_at.map(|last| now.saturating_duration_since(last));
+        self.last_at = Some(now);
         let sample = self.deltas.next(snap, names);
         if let Some(elapsed) = elapsed.filter(|e| !self.config.judges(*e)) {
             tracing::debug!(?elapsed, "an interval of irregular length is not judged");

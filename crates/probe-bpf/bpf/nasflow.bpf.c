@@ -319,8 +319,9 @@ static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes
 /*
  * Reports an operation that passed the slow-op threshold, within the per-second budget. The
  * budget is read and then raised without a fetching atomic (kernels before 5.12 have none):
- * CPUs racing at its edge may each report one more, and one that starts a new second may
- * reset it under another; a few over the limit at most.
+ * CPUs racing at its edge may each report one more, and two starting the same new second may
+ * both reset it; a few over the limit at most. It only moves forward: an operation that
+ * ended in a second already left counts against the current one.
  */
 static __noinline int report_slow(const struct nasflow_slow_op *op)
 {
@@ -332,7 +333,7 @@ static __noinline int report_slow(const struct nasflow_slow_op *op)
 	b = bpf_map_lookup_elem(&slow_budget, &zero);
 	if (!b)
 		return 0;
-	if (READ_ONCE(b->second) != second) {
+	if (second > READ_ONCE(b->second)) {
 		b->second = second;
 		b->used = 0;
 	}

@@ -331,6 +331,7 @@ impl Probe {
         let slow_op_ns: u64 =
             o.slow_ops.map_or(0, |s| u64::try_from(s.threshold.as_nanos()).unwrap_or(u64::MAX).max(1));
         let slow_per_sec: u64 = o.slow_ops.map_or(0, |s| u64::from(s.per_second));
+        let page = sys::page_size();
         let version = preflight::kernel_version();
         let create_dentry_arg: u8 = if version.is_some_and(|v| v < IDMAPPED_SINCE) { 2 } else { 3 };
         let dir_slot_ops: [u16; nasflow_probe_bpf::DIR_META_SLOTS] = nasflow_probe_bpf::DIR_SLOT_NAMES
@@ -359,8 +360,12 @@ impl Probe {
             .override_global(globals::DIR_SLOT_OPS, &dir_slot_ops, true)
             .override_global(globals::SLOW_OP_NS, &slow_op_ns, true)
             .override_global(globals::SLOW_OPS_PER_SEC, &slow_per_sec, true)
-            // The ring takes its room only when slow operations are reported.
-            .map_max_entries(maps::SLOW_OPS, if slow_op_ns > 0 { nasflow_probe_bpf::SLOW_RING_BYTES } else { 4096 })
+            // The ring takes its room only when slow operations are reported (else one page,
+            // the least a ring buffer holds).
+            .map_max_entries(
+                maps::SLOW_OPS,
+                if slow_op_ns > 0 { nasflow_probe_bpf::SLOW_RING_BYTES.max(page) } else { page },
+            )
             .map_max_entries(maps::RPC_TASKS, o.max_inflight)
             .map_max_entries(maps::IO_COUNTERS, o.max_series)
             .map_max_entries(maps::IO_HIST, o.hist_entries())

@@ -125,3 +125,11 @@ pub(crate) fn count_keys(fd: BorrowedFd<'_>, key_size: usize, max: u64) -> io::R
     }
     Ok(n)
 }
+
+/// The kernel's page size: a BPF ring buffer is a power-of-two multiple of it (4 KiB on
+/// x86-64, up to 64 KiB on arm64).
+pub(crate) fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions; a failure returns -1, handled below.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(page).ok().filter(|p| p.is_power_of_two()).unwrap_or(4096)
+}
