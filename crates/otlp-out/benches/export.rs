@@ -22,7 +22,7 @@ use nasflow_otlp_out::{
     encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality, DEFAULT_MAX_REQUEST_BYTES},
     transport::gzip_size,
 };
-use nasflow_probe::{Histogram, IoRow, Operation, ProbeHealth, Snapshot};
+use nasflow_probe::{Histogram, IoRow, Operation, Snapshot};
 
 struct Counting;
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
@@ -91,13 +91,7 @@ fn setup(pods: u64) -> (Snapshot, Names) {
             rows.push(IoRow::new(cgroup, 61, op, 0).with_completed(n, n * 65536, latency));
         }
     }
-    let snap = Snapshot {
-        taken_at: Some(SystemTime::now()),
-        rows,
-        inflight: vec![],
-        health: ProbeHealth::default(),
-        slow_ops: vec![],
-    };
+    let snap = Snapshot { taken_at: Some(SystemTime::now()), rows, ..Snapshot::default() };
     (snap, names)
 }
 

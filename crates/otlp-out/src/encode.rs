@@ -480,7 +480,7 @@ mod tests {
     use std::{collections::HashMap, sync::Arc};
 
     use nasflow_enrich::names::{Names, NasView, Workload};
-    use nasflow_probe::{server::ServerRow, ProbeHealth, LATENCY_SLOTS};
+    use nasflow_probe::{server::ServerRow, LATENCY_SLOTS};
     use nasflow_probe_bpf::latency_slot;
     use opentelemetry_proto::tonic::{
         collector::metrics::v1::ExportMetricsServiceRequest,
@@ -527,13 +527,7 @@ mod tests {
     }
 
     fn snap(rows: Vec<IoRow>) -> Snapshot {
-        Snapshot {
-            taken_at: Some(SystemTime::now()),
-            rows,
-            inflight: vec![],
-            health: ProbeHealth::default(),
-            slow_ops: vec![],
-        }
+        Snapshot { taken_at: Some(SystemTime::now()), rows, ..Snapshot::default() }
     }
 
     fn names(gone: &[u64]) -> Names {

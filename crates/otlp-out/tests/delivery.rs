@@ -23,7 +23,7 @@ use nasflow_otlp_out::{
     encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality, DEFAULT_MAX_REQUEST_BYTES},
     transport::{Protocol, Transport, TransportConfig},
 };
-use nasflow_probe::{Histogram, IoRow, Operation, ProbeHealth, Snapshot};
+use nasflow_probe::{Histogram, IoRow, Operation, Snapshot};
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::{
         metrics_service_server::{MetricsService, MetricsServiceServer},
@@ -267,16 +267,7 @@ fn snapshot(ops: u64) -> (Snapshot, Names) {
     let mut n = Names::default();
     n.workloads.insert(7, Arc::new(Workload { cgroup_path: Some(Arc::from("/pods/a")), ..Workload::default() }));
     let row = IoRow::new(7, 61, Operation::Read, 0).with_completed(ops, 4096 * ops, Histogram::default());
-    (
-        Snapshot {
-            taken_at: Some(SystemTime::now()),
-            rows: vec![row],
-            inflight: vec![],
-            health: ProbeHealth::default(),
-            slow_ops: vec![],
-        },
-        n,
-    )
+    (Snapshot { taken_at: Some(SystemTime::now()), rows: vec![row], ..Snapshot::default() }, n)
 }
 
 /// Publishes `intervals` growing intervals every `every`, flushes the last, and returns the

@@ -16,7 +16,7 @@ use nasflow_otlp_out::{
     encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality, DEFAULT_MAX_REQUEST_BYTES},
     transport::{Protocol, Transport, TransportConfig},
 };
-use nasflow_probe::{Histogram, IoRow, Operation, ProbeHealth, ProcName, Snapshot, LATENCY_SLOTS};
+use nasflow_probe::{Histogram, IoRow, Operation, ProcName, Snapshot, LATENCY_SLOTS};
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::{
         metrics_service_server::{MetricsService, MetricsServiceServer},
@@ -146,9 +146,7 @@ fn rows(scale: u64) -> Snapshot {
             row(Operation::Write, 0, 2 * scale, 4096 * scale + 7, [0; LATENCY_SLOTS]),
             getattr,
         ],
-        inflight: vec![],
-        health: ProbeHealth::default(),
-        slow_ops: vec![],
+        ..Snapshot::default()
     }
 }
 
@@ -354,13 +352,7 @@ fn many(pods: u64, scale: u64) -> (Snapshot, Names) {
             rows.push(IoRow::new(cgroup, 61, op, 0).with_completed(pod + scale + 1, 4096 * (pod + scale), latency));
         }
     }
-    let snap = Snapshot {
-        taken_at: Some(SystemTime::now()),
-        rows,
-        inflight: vec![],
-        health: ProbeHealth::default(),
-        slow_ops: vec![],
-    };
+    let snap = Snapshot { taken_at: Some(SystemTime::now()), rows, ..Snapshot::default() };
     (snap, n)
 }
 
