@@ -96,6 +96,20 @@ pub struct IoLine {
     pub rtt: Option<Histogram>,
 }
 
+/// Attribute names and values, as a line prints them.
+type Attributes = BTreeMap<&'static str, String>;
+
+/// How every line names who and where: the cgroup path, the workload's attributes and the
+/// NAS's (empty when not known).
+fn named(names: &Names, cgroup: u64, dev: u32) -> (Option<String>, Attributes, Attributes) {
+    let w = names.workloads.get(&cgroup);
+    (
+        w.and_then(|w| w.cgroup_path.as_deref().map(str::to_owned)),
+        w.map(|w| w.attributes().into_iter().collect()).unwrap_or_default(),
+        names.nas_of(dev, cgroup).map(|n| n.attributes().into_iter().collect()).unwrap_or_default(),
+    )
+}
+
 /// Groups rows of one (cgroup, dev, op) across their errno variants into lines.
 pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
     let ts_ms = snap.taken_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis());
@@ -103,19 +117,16 @@ pub fn lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<IoLine> {
     // Rows come sorted by (cgroup, dev, op, dir, err), so a group is a run of rows.
     for group in snap.rows.chunk_by(|a, b| (a.cgroup, a.dev, a.op, a.dir) == (b.cgroup, b.dev, b.op, b.dir)) {
         let first = &group[0];
-        let w = names.workloads.get(&first.cgroup);
+        let (cgroup, workload, nas) = named(names, first.cgroup, first.dev);
         let mut line = IoLine {
             kind: "io",
             seq,
             ts_ms,
             cgroup_id: first.cgroup,
-            cgroup: w.and_then(|w| w.cgroup_path.as_deref().map(str::to_owned)),
-            workload: w.map(|w| w.attributes().into_iter().collect()).unwrap_or_default(),
-            nas: names
-                .nas_of(first.dev, first.cgroup)
-                .map(|n| n.attributes().into_iter().collect())
-                .unwrap_or_default(),
-            cgroup_gone: w.is_some_and(|w| w.gone),
+            cgroup,
+            workload,
+            nas,
+            cgroup_gone: names.workloads.get(&first.cgroup).is_some_and(|w| w.gone),
             dev: first.dev_string(),
             op: first.op.name().to_owned(),
             directory: names.directory(first.dir).map(str::to_owned),
@@ -189,16 +200,16 @@ pub fn slow_op_lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<SlowOpLine
     snap.slow_ops
         .iter()
         .map(|o| {
-            let w = names.workloads.get(&o.cgroup);
+            let (cgroup, workload, nas) = named(names, o.cgroup, o.dev);
             SlowOpLine {
                 kind: "slow_op",
                 seq,
                 start_unix_ns: o.start.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
                 duration_s: o.duration.as_secs_f64(),
                 cgroup_id: o.cgroup,
-                cgroup: w.and_then(|w| w.cgroup_path.as_deref().map(str::to_owned)),
-                workload: w.map(|w| w.attributes().into_iter().collect()).unwrap_or_default(),
-                nas: names.nas_of(o.dev, o.cgroup).map(|n| n.attributes().into_iter().collect()).unwrap_or_default(),
+                cgroup,
+                workload,
+                nas,
                 dev: dev_string(o.dev),
                 op: o.op.name().to_owned(),
                 error: (o.err != 0).then(|| errno_name(o.err)),
@@ -324,22 +335,10 @@ pub fn write_interval(
     anomalies: &[AnomalyLine],
     slow: &[SlowOpLine],
 ) -> std::io::Result<()> {
-    for line in io {
-        serde_json::to_writer(&mut *w, line)?;
-        w.write_all(b"\n")?;
-    }
-    for line in slow {
-        serde_json::to_writer(&mut *w, line)?;
-        w.write_all(b"\n")?;
-    }
-    for line in anomalies {
-        serde_json::to_writer(&mut *w, line)?;
-        w.write_all(b"\n")?;
-    }
-    for line in server.map(|(_, l)| l).unwrap_or_default() {
-        serde_json::to_writer(&mut *w, line)?;
-        w.write_all(b"\n")?;
-    }
+    write_lines(w, io)?;
+    write_lines(w, slow)?;
+    write_lines(w, anomalies)?;
+    write_lines(w, server.map(|(_, l)| l).unwrap_or_default())?;
     let h = &snap.health;
     let health = HealthLine {
         kind: "health",
@@ -362,9 +361,17 @@ pub fn write_interval(
             counters: s.counters.iter().copied().collect(),
         }),
     };
-    serde_json::to_writer(&mut *w, &health)?;
-    w.write_all(b"\n")?;
+    write_lines(w, &[health])?;
     w.flush()
+}
+
+/// Each line as JSON, one per line.
+pub fn write_lines<T: Serialize>(w: &mut impl Write, lines: &[T]) -> std::io::Result<()> {
+    for line in lines {
+        serde_json::to_writer(&mut *w, line)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// One anomaly event: the attributes and body of the `nfs.anomaly` log record.
@@ -430,9 +437,7 @@ mod tests {
                 row(7, Operation::Write, 0, 1, 4096, 20),
                 row(9, Operation::Read, 0, 1, 100, 20),
             ],
-            inflight: vec![],
-            health: nasflow_probe::ProbeHealth::default(),
-            slow_ops: vec![],
+            ..Snapshot::default()
         };
         let mut names = Names::default();
         let a = Workload { cgroup_path: Some(Arc::from("/a")), ..Workload::default() };

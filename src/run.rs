@@ -151,7 +151,7 @@ fn start_otlp_and_anomaly(cfg: &RunConfig) -> Result<(Option<OtlpSink>, Option<A
     });
     let anomaly = cfg.anomaly.map(|c| {
         tracing::info!(warmup = ?c.interval * c.warmup, threshold = c.threshold, "anomaly detection per NAS export");
-        Anomaly { detector: Detector::new(c), config: c, deltas: Deltas::new(), events, last_at: None }
+        Anomaly { detector: Detector::new(c), deltas: Deltas::new(), events, last_at: None }
     });
     Ok((otlp, anomaly))
 }
@@ -271,11 +271,7 @@ async fn stop_anomaly(anomaly: Option<Anomaly>, jsonl: bool, seq: u64, deadline:
     }
     if jsonl && !closed.is_empty() {
         let mut out = io::stdout().lock();
-        for line in jsonl::anomaly_lines(&closed, seq) {
-            if serde_json::to_writer(&mut out, &line).is_ok() {
-                let _ = out.write_all(b"\n");
-            }
-        }
+        let _ = jsonl::write_lines(&mut out, &jsonl::anomaly_lines(&closed, seq));
         let _ = out.flush();
     }
     if let Some(sink) = a.events {
@@ -444,7 +440,6 @@ impl OtlpSink {
 /// events go (none without OTLP: then they are logged and, with `--output jsonl`, printed).
 struct Anomaly {
     detector: Detector,
-    config: nasflow_detect::DetectConfig,
     deltas: Deltas,
     events: Option<EventSink>,
     /// When the last interval was observed (a monotonic clock: a wall-clock step is no
@@ -460,7 +455,7 @@ impl Anomaly {
         let elapsed = self.last_at.map(|last| now.saturating_duration_since(last));
         self.last_at = Some(now);
         let sample = self.deltas.next(snap, names);
-        if let Some(elapsed) = elapsed.filter(|e| !self.config.judges(*e)) {
+        if let Some(elapsed) = elapsed.filter(|e| !self.detector.config().judges(*e)) {
             tracing::debug!(?elapsed, "an interval of irregular length is not judged");
             return Findings::default();
         }

@@ -413,6 +413,12 @@ impl Detector {
         Self { cfg, window, nas: BTreeMap::new(), tick: 0, nas_refused: false }
     }
 
+    /// Its settings.
+    #[must_use]
+    pub fn config(&self) -> &DetectConfig {
+        &self.cfg
+    }
+
     /// The window in intervals.
     #[must_use]
     pub fn window(&self) -> usize {

@@ -244,6 +244,12 @@ pub struct SlowOp {
     pub file: Option<(u64, i64)>,
 }
 
+/// The operation of a kernel operation id: a fixed one, or a procedure name the kernel was
+/// given (flags masked off); `None` for an id not known (yet).
+fn op_named(raw: u16, names: &HashMap<u16, ProcName>) -> Option<Op> {
+    Op::from_raw(raw).or_else(|| names.get(&(raw & OP_MASK)).map(|n| Op::Rpc(*n)))
+}
+
 /// Slow operations from ring records: operation ids named as the rows' are, kernel start
 /// times (`CLOCK_MONOTONIC`) placed on the wall clock by one reading of both clocks. Records
 /// of unknown operation ids are skipped.
@@ -256,7 +262,7 @@ pub(crate) fn slow_ops_from(
     records
         .iter()
         .filter_map(|r| {
-            let op = Op::from_raw(r.op).or_else(|| names.get(&(r.op & OP_MASK)).map(|n| Op::Rpc(*n)))?;
+            let op = op_named(r.op, names)?;
             let ago = Duration::from_nanos(mono_now_ns.saturating_sub(r.start_ns));
             Some(SlowOp {
                 cgroup: r.cgroup,
@@ -296,7 +302,7 @@ fn rows_from(
     hists: impl IntoIterator<Item = (IoKey, Histogram)>,
     counters: impl IntoIterator<Item = (IoKey, IoCounters)>,
 ) -> Vec<IoRow> {
-    let op_of = |raw: u16| Op::from_raw(raw).or_else(|| names.get(&(raw & OP_MASK)).map(|n| Op::Rpc(*n)));
+    let op_of = |raw: u16| op_named(raw, names);
     let mut rows: BTreeMap<RowKey, IoRow> = BTreeMap::new();
     for (key, h) in hists {
         let Some(op) = op_of(key.op) else {
