@@ -192,6 +192,10 @@ pub struct SlowOpLine {
     pub file_id: Option<u64>,
     /// Offset in the file, READ, WRITE and COMMIT.
     pub offset: Option<i64>,
+    /// The RPC's transaction id, when the kernel gave it.
+    pub xid: Option<u32>,
+    /// The RPC's round trip, seconds, when it got a reply.
+    pub rtt_s: Option<f64>,
 }
 
 /// The interval's slow operations, named by the same tables as the counters.
@@ -217,6 +221,8 @@ pub fn slow_op_lines(snap: &Snapshot, seq: u64, names: &Names) -> Vec<SlowOpLine
                 bytes: o.bytes,
                 file_id: o.file.map(|f| f.0),
                 offset: o.file.map(|f| f.1),
+                xid: o.rpc.map(|r| r.xid),
+                rtt_s: o.rpc.and_then(|r| r.rtt).map(|d| d.as_secs_f64()),
             }
         })
         .collect()
@@ -479,6 +485,7 @@ mod tests {
             duration: std::time::Duration::from_millis(1500),
             bytes: if file.is_some() { 65_536 } else { 0 },
             file,
+            rpc: file.map(|_| nasflow_probe::RpcFacts { xid: 0xbeef, rtt: Some(std::time::Duration::from_millis(3)) }),
         };
         let snap = Snapshot {
             slow_ops: vec![
@@ -504,5 +511,7 @@ mod tests {
         assert_eq!(json[0]["workload"]["process.linux.cgroup"], "/a");
         assert_eq!((json[1]["op"].as_str(), json[1]["error"].as_str()), (Some("LOOKUP"), Some("ENOENT")));
         assert!(json[1]["file_id"].is_null() && json[1].get("directory").is_none());
+        assert_eq!((json[0]["xid"].as_u64(), json[0]["rtt_s"].as_f64()), (Some(0xbeef), Some(0.003)));
+        assert!(json[1]["xid"].is_null() && json[1]["rtt_s"].is_null());
     }
 }

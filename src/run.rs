@@ -18,6 +18,7 @@ use nasflow_enrich::{
 use nasflow_otlp_out::{
     delivery::Delivery,
     encode::{AnomalyScore, Encoder, SelfStats, Served},
+    spans::SpanSink,
     transport::Transport,
 };
 use nasflow_probe::{
@@ -123,11 +124,21 @@ async fn server_attach_loop(probe: SharedServer, mode: ServerMode) {
     }
 }
 
-/// The OTLP exporter (when an endpoint is set) and the anomaly detector (unless switched off),
-/// whose events share the exporter's connection.
-fn start_otlp_and_anomaly(cfg: &RunConfig) -> Result<(Option<OtlpSink>, Option<Anomaly>)> {
+/// What the pipe sends: the metrics (OTLP and `/metrics`), the anomaly detector and its
+/// events, and the slow-operation spans.
+struct Outputs {
+    otlp: Option<OtlpSink>,
+    anomaly: Option<Anomaly>,
+    spans: Option<SpanSink>,
+}
+
+/// The OTLP exporter (when an endpoint is set), the anomaly detector (unless switched off),
+/// whose events share the exporter's connection, and the slow-operation spans (with an
+/// endpoint and slow operations on).
+fn start_outputs(cfg: &RunConfig) -> Result<Outputs> {
     let mut events = None;
     let mut delivery = None;
+    let mut spans = None;
     let encoder = Encoder::new(cfg.encode.clone());
     if let Some(o) = &cfg.otlp {
         let transport = Transport::new(&o.transport)?;
@@ -139,6 +150,9 @@ fn start_otlp_and_anomaly(cfg: &RunConfig) -> Result<(Option<OtlpSink>, Option<A
                 Ok(sink) => events = Some(sink),
                 Err(e) => tracing::warn!(error = %e, "anomaly events are not sent (they are still logged)"),
             }
+        }
+        if let Some(slow) = cfg.slow_ops {
+            spans = Some(start_spans(o, &transport, slow, cfg.interval)?);
         }
         delivery = Some(Delivery::spawn(transport, &encoder));
     }
@@ -153,7 +167,29 @@ fn start_otlp_and_anomaly(cfg: &RunConfig) -> Result<(Option<OtlpSink>, Option<A
         tracing::info!(warmup = ?c.interval * c.warmup, threshold = c.threshold, "anomaly detection per NAS export");
         Anomaly { detector: Detector::new(c), deltas: Deltas::new(), events, last_at: None }
     });
-    Ok((otlp, anomaly))
+    Ok(Outputs { otlp, anomaly, spans })
+}
+
+/// The spans' sink: over the metrics' connection when they go to the same place, else its
+/// own. Its queue holds two intervals at the kernel's rate limit (at least the SDK's 2048).
+fn start_spans(
+    o: &crate::config::OtlpConfig,
+    metrics: &Transport,
+    slow: nasflow_probe::SlowOpOptions,
+    interval: Duration,
+) -> Result<SpanSink> {
+    let transport = if o.traces == o.transport { metrics.clone() } else { Transport::new(&o.traces)? };
+    let per_interval = u64::from(slow.per_second).saturating_mul(interval.as_secs().max(1));
+    let queue = usize::try_from(per_interval.saturating_mul(2)).unwrap_or(usize::MAX).clamp(2048, 1 << 20);
+    let sink = SpanSink::new(&transport, &o.encode.resource, &o.encode.scope_version, queue)
+        .with_context(|| format!("slow-operation spans to {}", transport.endpoint()))?;
+    tracing::info!(
+        endpoint = transport.endpoint(),
+        threshold = ?slow.threshold,
+        per_second = slow.per_second,
+        "slow operations as spans"
+    );
+    Ok(sink)
 }
 
 /// Runs until SIGINT or SIGTERM, then writes one last interval and returns.
@@ -188,7 +224,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     // Waiting for a refresh when a new cgroup, container or mount shows up is bounded so an
     // interval never slips by more than half.
     let budget = (cfg.interval / 2).min(Duration::from_secs(2));
-    let (otlp, anomaly) = start_otlp_and_anomaly(&cfg)?;
+    let Outputs { otlp, anomaly, spans } = start_outputs(&cfg)?;
     if let (Some(addr), Some(text)) = (cfg.prometheus_listen, otlp.as_ref().and_then(|o| o.metrics_text.clone())) {
         health::serve_metrics(addr, text).await.with_context(|| format!("serving /metrics on {addr}"))?;
     }
@@ -213,6 +249,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         server,
         directories,
         anomaly,
+        spans,
     };
     let mut ticker = tokio::time::interval(cfg.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -254,6 +291,11 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         }
     };
     stop_anomaly(pipe.anomaly, pipe.jsonl, pipe.seq, deadline).await;
+    if let Some(sink) = pipe.spans {
+        // The SDK's shutdown waits on its exporter: off the runtime's threads.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _ = tokio::time::timeout(left, tokio::task::spawn_blocking(move || sink.shutdown())).await;
+    }
     stopped
 }
 
@@ -403,6 +445,8 @@ struct Pipe {
     directories: Arc<[String]>,
     /// Anomaly detection, unless switched off.
     anomaly: Option<Anomaly>,
+    /// Slow operations as spans, with an OTLP endpoint.
+    spans: Option<SpanSink>,
 }
 
 /// The scores of the score gauge, as plain data for the encoder.
@@ -659,12 +703,16 @@ impl Pipe {
                 degraded: DEGRADED_STATES.iter().map(|s| (*s, degraded.iter().any(|(d, _)| d == s))).collect(),
                 maps,
                 attached_programs: snap.health.attached_programs,
+                spans: self.spans.as_ref().map(|s| s.counts().outcomes()).unwrap_or_default(),
             };
             let served = match (&served, &self.server) {
                 (Some(s), Some(side)) => Some(Served { snap: s, exports: &side.exports }),
                 _ => None,
             };
             o.encoder.set_anomaly_scores(scores_of(&findings));
+            if let Some(sink) = &self.spans {
+                o.encoder.set_span_links(sink.record(&snap.slow_ops, &names));
+            }
             let interval = o.encoder.interval_with_server(&snap, &names, &stats, served);
             o.hand_over(interval);
         }

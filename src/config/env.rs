@@ -71,6 +71,22 @@ pub const VARS: &[Var] = &[
     }),
     var("OTEL_EXPORTER_OTLP_CLIENT_KEY", "otlp_client_key", |s, v| put(&mut s.otlp_client_key, Ok(v.into()))),
     var("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "otlp_client_key", |s, v| put(&mut s.otlp_client_key, Ok(v.into()))),
+    // The spans' own, over the generic ones above (which they share otherwise).
+    var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otlp_traces_endpoint", |s, v| {
+        put(&mut s.otlp_traces_endpoint, Ok(Endpoint { url: v.to_owned(), exact: true }))
+    }),
+    var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "otlp_traces_protocol", |s, v| {
+        put(&mut s.otlp_traces_protocol, values::choice(v))
+    }),
+    secret("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "otlp_traces_headers", |s, v| {
+        put(&mut s.otlp_traces_headers, values::key_values(v))
+    }),
+    var("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "otlp_traces_compression", |s, v| {
+        put(&mut s.otlp_traces_compression, values::choice(v))
+    }),
+    var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "otlp_traces_timeout", |s, v| {
+        put(&mut s.otlp_traces_timeout, values::millis(v))
+    }),
     var("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "temporality", |s, v| {
         put(&mut s.temporality, values::otel_temporality(v))
     }),

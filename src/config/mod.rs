@@ -201,6 +201,8 @@ pub struct RunConfig {
 pub struct OtlpConfig {
     /// Where and how to send.
     pub transport: TransportConfig,
+    /// Where and how slow-operation spans go (for OTLP/HTTP the traces URL).
+    pub traces: TransportConfig,
     /// How to encode.
     pub encode: EncodeOptions,
 }

@@ -109,6 +109,8 @@ impl Settings {
             operations,
             slow_ops: match self.slow_op_threshold.unwrap_or(default::SLOW_OP_THRESHOLD) {
                 t if t.is_zero() => None,
+                // Nothing would read the reports (no spans, no jsonl): the kernel does no work.
+                _ if self.otlp_endpoint.is_none() && self.output.is_none() => None,
                 threshold => Some(nasflow_probe::SlowOpOptions {
                     threshold,
                     per_second: self.max_slow_ops_per_second.unwrap_or(default::MAX_SLOW_OPS_PER_SECOND),
@@ -154,26 +156,43 @@ impl Settings {
         let endpoint = self.otlp_endpoint.as_ref()?;
         let protocol = self.otlp_protocol.unwrap_or(Protocol::Grpc);
         let timeout = self.otlp_timeout.unwrap_or(default::OTLP_TIMEOUT);
-        Some(OtlpConfig {
-            transport: TransportConfig {
-                protocol: match protocol {
-                    Protocol::Grpc => transport::Protocol::Grpc,
-                    Protocol::HttpProtobuf => transport::Protocol::HttpProtobuf,
-                },
-                endpoint: match protocol {
-                    Protocol::Grpc => endpoint.url.clone(),
-                    Protocol::HttpProtobuf => metrics_url(&endpoint.url, endpoint.exact),
-                },
-                headers: pairs(self.otlp_headers.as_deref().unwrap_or_default()),
-                gzip: self.otlp_compression.unwrap_or(Compression::Gzip) == Compression::Gzip,
-                timeout,
-                ca: self.otlp_certificate.clone(),
-                client_cert: self.otlp_client_certificate.clone(),
-                client_key: self.otlp_client_key.clone(),
-                keepalive: transport::DEFAULT_KEEPALIVE,
+        let gzip = self.otlp_compression.unwrap_or(Compression::Gzip) == Compression::Gzip;
+        let transport = TransportConfig {
+            protocol: transport_protocol(protocol),
+            endpoint: match protocol {
+                Protocol::Grpc => endpoint.url.clone(),
+                Protocol::HttpProtobuf => metrics_url(&endpoint.url, endpoint.exact),
             },
-            encode: self.encode_options(),
-        })
+            headers: pairs(self.otlp_headers.as_deref().unwrap_or_default()),
+            gzip,
+            timeout,
+            ca: self.otlp_certificate.clone(),
+            client_cert: self.otlp_client_certificate.clone(),
+            client_key: self.otlp_client_key.clone(),
+            keepalive: transport::DEFAULT_KEEPALIVE,
+        };
+        // The spans share the metrics' collector and settings unless their own say otherwise.
+        let traces_protocol = self.otlp_traces_protocol.unwrap_or(protocol);
+        let traces = TransportConfig {
+            protocol: transport_protocol(traces_protocol),
+            endpoint: match (traces_protocol, &self.otlp_traces_endpoint) {
+                (Protocol::Grpc, Some(t)) => t.url.clone(),
+                (Protocol::Grpc, None) => endpoint.url.clone(),
+                (Protocol::HttpProtobuf, Some(t)) => signal_url(&t.url, t.exact, "traces"),
+                (Protocol::HttpProtobuf, None) => {
+                    nasflow_otlp_out::sdk::signal_url(&metrics_url(&endpoint.url, endpoint.exact), "traces")
+                }
+            },
+            headers: pairs(
+                super::settings::merge_headers(self.otlp_headers.clone(), self.otlp_traces_headers.clone())
+                    .as_deref()
+                    .unwrap_or_default(),
+            ),
+            gzip: self.otlp_traces_compression.map_or(gzip, |c| c == Compression::Gzip),
+            timeout: self.otlp_traces_timeout.unwrap_or(timeout),
+            ..transport.clone()
+        };
+        Some(OtlpConfig { transport, traces, encode: self.encode_options() })
     }
 
     /// How series are encoded, for OTLP and for `/metrics` alike.
@@ -229,16 +248,29 @@ fn hostname() -> Option<String> {
 /// For http/protobuf, a collector URL without a path gets `/v1/metrics`, unless it is `exact`
 /// (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, used as given).
 pub fn metrics_url(url: &str, exact: bool) -> String {
+    signal_url(url, exact, "metrics")
+}
+
+/// The OTLP/HTTP URL of `signal`: `url` as given when `exact` or when it has a path, else
+/// with `/v1/<signal>` added.
+fn signal_url(url: &str, exact: bool, signal: &str) -> String {
     if exact {
         return url.to_owned();
     }
     let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
     match after_scheme.find('/') {
         Some(i) if after_scheme[i..].trim_end_matches('/').is_empty() => {
-            format!("{}/v1/metrics", url.trim_end_matches('/'))
+            format!("{}/v1/{signal}", url.trim_end_matches('/'))
         }
         Some(_) => url.to_owned(),
-        None => format!("{url}/v1/metrics"),
+        None => format!("{url}/v1/{signal}"),
+    }
+}
+
+fn transport_protocol(p: Protocol) -> transport::Protocol {
+    match p {
+        Protocol::Grpc => transport::Protocol::Grpc,
+        Protocol::HttpProtobuf => transport::Protocol::HttpProtobuf,
     }
 }
 

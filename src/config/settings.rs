@@ -215,6 +215,32 @@ pub struct Settings {
     #[arg(long)]
     pub otlp_client_key: Option<PathBuf>,
 
+    /// Where slow-operation spans go, when not to the metrics' collector; for http/protobuf
+    /// /v1/traces is added to a bare URL, except from the variable [default: the metrics'
+    /// collector, /v1/traces beside /v1/metrics] [env: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT]
+    #[arg(long, value_parser = values::endpoint)]
+    pub otlp_traces_endpoint: Option<Endpoint>,
+
+    /// OTLP protocol of the spans [default: the metrics'] [env: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL]
+    #[arg(long, value_enum)]
+    pub otlp_traces_protocol: Option<Protocol>,
+
+    /// Extra header KEY=VALUE of the spans, repeatable; merged by name over the metrics' headers
+    /// (file key otlp_traces_headers) [env: OTEL_EXPORTER_OTLP_TRACES_HEADERS, as k1=v1,k2=v2]
+    #[arg(long = "otlp-traces-header", value_name = "KEY=VALUE", value_parser = values::header)]
+    #[serde(alias = "otlp_traces_header")]
+    pub otlp_traces_headers: Option<Vec<Header>>,
+
+    /// OTLP compression of the spans [default: the metrics'] [env: OTEL_EXPORTER_OTLP_TRACES_COMPRESSION]
+    #[arg(long, value_enum)]
+    pub otlp_traces_compression: Option<Compression>,
+
+    /// Per-export timeout of the spans, e.g. 10s [default: the metrics']
+    /// [env: OTEL_EXPORTER_OTLP_TRACES_TIMEOUT (ms)]
+    #[arg(long, value_parser = values::duration)]
+    #[serde(deserialize_with = "values::file::duration")]
+    pub otlp_traces_timeout: Option<Duration>,
+
     /// Histogram encoding [default: exponential] [env: NASFLOW_HISTOGRAM]
     #[arg(long, value_enum)]
     pub histogram: Option<Histogram>,
@@ -269,6 +295,8 @@ impl Settings {
     /// Headers merge by name instead, so a header from the file survives the environment's
     /// (typically a Secret's) unless the environment names the same header.
     #[must_use]
+    // One line per setting, destructured so none is forgotten: long by nature.
+    #[allow(clippy::too_many_lines)]
     pub fn merge(self, over: Settings) -> Settings {
         // Destructured, so a new field cannot be forgotten here.
         let Settings {
@@ -307,6 +335,11 @@ impl Settings {
             otlp_certificate,
             otlp_client_certificate,
             otlp_client_key,
+            otlp_traces_endpoint,
+            otlp_traces_protocol,
+            otlp_traces_headers,
+            otlp_traces_compression,
+            otlp_traces_timeout,
             histogram,
             temporality,
             max_series,
@@ -354,6 +387,11 @@ impl Settings {
             otlp_certificate: otlp_certificate.or(self.otlp_certificate),
             otlp_client_certificate: otlp_client_certificate.or(self.otlp_client_certificate),
             otlp_client_key: otlp_client_key.or(self.otlp_client_key),
+            otlp_traces_endpoint: otlp_traces_endpoint.or(self.otlp_traces_endpoint),
+            otlp_traces_protocol: otlp_traces_protocol.or(self.otlp_traces_protocol),
+            otlp_traces_headers: merge_headers(self.otlp_traces_headers, otlp_traces_headers),
+            otlp_traces_compression: otlp_traces_compression.or(self.otlp_traces_compression),
+            otlp_traces_timeout: otlp_traces_timeout.or(self.otlp_traces_timeout),
             histogram: histogram.or(self.histogram),
             temporality: temporality.or(self.temporality),
             max_series: max_series.or(self.max_series),
@@ -368,7 +406,7 @@ impl Settings {
 }
 
 /// The lower layer's headers whose names the higher layer does not set, then the higher's.
-fn merge_headers(under: Option<Vec<Header>>, over: Option<Vec<Header>>) -> Option<Vec<Header>> {
+pub(super) fn merge_headers(under: Option<Vec<Header>>, over: Option<Vec<Header>>) -> Option<Vec<Header>> {
     match (under, over) {
         (Some(under), Some(over)) => {
             let mut merged: Vec<Header> =

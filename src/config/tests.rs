@@ -529,3 +529,46 @@ fn slow_op_settings_from_every_layer_zero_is_off() {
     let e = error(None, &[], &["--output", "jsonl", "--max-slow-ops-per-second", "0"]);
     assert!(e.contains("--max-slow-ops-per-second"), "{e}");
 }
+
+#[test]
+fn spans_follow_the_metrics_unless_their_own_settings_say_otherwise() {
+    let file = Some("otlp_endpoint: http://file:4318\notlp_protocol: http/protobuf\notlp_headers: [x-tenant=a]\n");
+    let traces =
+        |vars: &[(&str, &str)], flags: &[&str]| otlp(&layers(file, vars, flags).expect("resolve")).traces.clone();
+    let same = traces(&[], &[]);
+    assert_eq!(same.endpoint, "http://file:4318/v1/traces", "beside /v1/metrics");
+    assert_eq!((same.gzip, same.timeout), (true, Duration::from_secs(10)));
+    let custom = traces(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4318/v1/metrics")], &[]);
+    assert_eq!(custom.endpoint, "http://m:4318/v1/traces");
+    let own = traces(
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://tempo:4318/otlp/v1/traces"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=b,x-scope=t"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+        ],
+        &[],
+    );
+    assert_eq!(own.endpoint, "http://tempo:4318/otlp/v1/traces", "used as given");
+    assert_eq!(own.headers, vec![("x-tenant".to_owned(), "b".to_owned()), ("x-scope".to_owned(), "t".to_owned())]);
+    assert_eq!((own.gzip, own.timeout), (false, Duration::from_millis(2500)));
+    let flag = traces(&[], &["--otlp-traces-endpoint", "http://tempo:4317", "--otlp-traces-protocol", "grpc"]);
+    assert_eq!(
+        (flag.endpoint.as_str(), flag.protocol),
+        ("http://tempo:4317", nasflow_otlp_out::transport::Protocol::Grpc)
+    );
+    let bare = traces(&[], &["--otlp-traces-endpoint", "http://tempo:4318"]);
+    assert_eq!(bare.endpoint, "http://tempo:4318/v1/traces", "a bare URL gets the path");
+    // gRPC with nothing of their own: the same settings, so the same connection.
+    let grpc = otlp(&layers(None, &[ENDPOINT], &[]).expect("resolve")).clone();
+    assert_eq!(grpc.traces, grpc.transport);
+}
+
+#[test]
+fn slow_operations_are_reported_only_where_something_reads_them() {
+    let slow = |vars: &[(&str, &str)], flags: &[&str]| layers(None, vars, flags).map(|c| c.slow_ops.is_some());
+    assert!(slow(&[ENDPOINT], &[]).expect("resolve"), "spans");
+    assert!(slow(&[("NASFLOW_OUTPUT", "jsonl")], &[]).expect("resolve"), "jsonl lines");
+    assert!(!slow(&[("NASFLOW_PROMETHEUS_LISTEN", "127.0.0.1:9809")], &[]).expect("resolve"), "/metrics alone");
+    assert!(!slow(&[ENDPOINT, ("NASFLOW_SLOW_OP_THRESHOLD", "0")], &[]).expect("resolve"), "off");
+}

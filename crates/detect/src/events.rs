@@ -2,7 +2,7 @@
 //! OpenTelemetry SDK's batch processor and OTLP exporter over the agent's own connection to
 //! the collector (same endpoint, TLS, headers and compression as the metrics).
 
-use std::{collections::HashMap, fmt::Write as _, time::SystemTime};
+use std::{fmt::Write as _, time::SystemTime};
 
 use opentelemetry::{
     logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity},
@@ -15,7 +15,7 @@ use opentelemetry_sdk::{
     Resource,
 };
 
-use nasflow_otlp_out::transport::Transport;
+use nasflow_otlp_out::{sdk, transport::Transport};
 
 use crate::detector::{AnomalyEvent, CloseReason, Direction, EventState, Signal};
 
@@ -60,16 +60,13 @@ impl EventSink {
                 b.build().map_err(|e| err(e.to_string()))?
             }
             Transport::Http { client, url, headers, gzip } => {
-                let headers: HashMap<String, String> = headers
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-                    .collect();
+                let headers = sdk::header_map(headers);
                 // The protocol is the agent's, whatever OTEL_EXPORTER_OTLP_PROTOCOL says.
                 let mut b = opentelemetry_otlp::LogExporter::builder()
                     .with_http()
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_http_client(Reqwest(client.clone()))
-                    .with_endpoint(logs_url(url))
+                    .with_http_client(sdk::SdkHttpClient(client.clone()))
+                    .with_endpoint(sdk::signal_url(url, "logs"))
                     .with_headers(headers);
                 if *gzip {
                     b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
@@ -113,15 +110,6 @@ impl EventSink {
         if let Err(e) = self.provider.shutdown() {
             tracing::debug!(error = %e, "anomaly events shutdown");
         }
-    }
-}
-
-/// The logs URL beside an OTLP/HTTP metrics URL (`.../v1/metrics` becomes `.../v1/logs`).
-#[must_use]
-pub fn logs_url(metrics_url: &str) -> String {
-    match metrics_url.strip_suffix("/v1/metrics") {
-        Some(base) => format!("{base}/v1/logs"),
-        None => format!("{}/v1/logs", metrics_url.trim_end_matches('/')),
     }
 }
 
@@ -245,31 +233,6 @@ pub fn message(e: &AnomalyEvent) -> String {
     m
 }
 
-/// The agent's HTTP client (reqwest, with its TLS and no redirects) as the SDK's client.
-#[derive(Debug, Clone)]
-struct Reqwest(reqwest::Client);
-
-#[async_trait::async_trait]
-impl opentelemetry_http::HttpClient for Reqwest {
-    async fn send_bytes(
-        &self,
-        request: http::Request<bytes::Bytes>,
-    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
-        let (parts, body) = request.into_parts();
-        let mut req = self.0.request(parts.method, parts.uri.to_string()).body(body);
-        for (k, v) in &parts.headers {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await?;
-        let mut out = http::Response::builder().status(resp.status().as_u16());
-        for (k, v) in resp.headers() {
-            out = out.header(k.as_str(), v.as_bytes());
-        }
-        let body = resp.bytes().await?;
-        Ok(out.body(body)?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::{sync::Arc, time::Duration};
@@ -318,11 +281,5 @@ mod tests {
             message(&e),
             "NAS 10.0.0.5:/export: operations surged since 2026-11-30T00:53:10Z: 440.0000 against 40.0000 {operation}/s expected (score 120.0); moved by ml/trainer-0 (90%), ci/build-1 (10%)"
         );
-    }
-
-    #[test]
-    fn logs_go_beside_metrics() {
-        assert_eq!(logs_url("http://c:4318/v1/metrics"), "http://c:4318/v1/logs");
-        assert_eq!(logs_url("https://c/otlp/"), "https://c/otlp/v1/logs");
     }
 }

@@ -335,6 +335,7 @@ mod tests {
             start: 0,
             attrs: vec![],
             ended: true,
+            exemplars: vec![],
         };
         lock(&shared.inbox).ended = (0..MAX_TOMBSTONES as u64 + 5).map(point).collect();
         let mut ledger = Ledger::default();

@@ -13,7 +13,11 @@ use nasflow_probe::{
     server::{status_name, ServerSnapshot},
     Histogram, Inflight, IoRow, Operation, Snapshot,
 };
-use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
+use opentelemetry_proto::tonic::{
+    common::v1::InstrumentationScope,
+    metrics::v1::{exemplar, Exemplar},
+    resource::v1::Resource,
+};
 
 use crate::{
     attrs::{kv, AttrCache, Own},
@@ -22,6 +26,7 @@ use crate::{
     points::{self, Value},
     schema::{self, Source, METRICS},
     series::{Origin, Registry, SeriesKey},
+    spans::SpanLink,
     telemetry::{self, SeriesStats},
     wire,
 };
@@ -255,6 +260,29 @@ fn int_kv(key: &str, value: i64) -> opentelemetry_proto::tonic::common::v1::KeyV
     }
 }
 
+/// Exemplars a latency point carries at most: the interval's slowest operations in it.
+pub const MAX_EXEMPLARS: usize = 3;
+
+/// The exemplars of each latency series, keyed by (cgroup, device, operation, directory):
+/// its slowest operations' spans, slowest first.
+fn exemplars_by_series(mut links: Vec<SpanLink>) -> HashMap<(u64, u32, Operation, u16), Vec<Exemplar>> {
+    links.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    let mut out: HashMap<(u64, u32, Operation, u16), Vec<Exemplar>> = HashMap::new();
+    for l in links {
+        let slot = out.entry((l.cgroup, l.dev, l.op, l.dir)).or_default();
+        if slot.len() < MAX_EXEMPLARS {
+            slot.push(Exemplar {
+                filtered_attributes: vec![],
+                time_unix_nano: nanos(l.at),
+                span_id: l.span_id.to_vec(),
+                trace_id: l.trace_id.to_vec(),
+                value: Some(exemplar::Value::AsDouble(l.seconds)),
+            });
+        }
+    }
+    out
+}
+
 /// Turns snapshots into intervals; one per tick.
 pub struct Encoder {
     registry: Registry,
@@ -268,6 +296,8 @@ pub struct Encoder {
     server: ServerTable,
     /// The scores for the next interval.
     anomaly_scores: Vec<AnomalyScore>,
+    /// The slow operations' spans for the next interval's exemplars.
+    span_links: Vec<SpanLink>,
 }
 
 impl Encoder {
@@ -303,6 +333,7 @@ impl Encoder {
             attrs: AttrCache::default(),
             server: ServerTable::default(),
             anomaly_scores: Vec::new(),
+            span_links: Vec::new(),
         }
     }
 
@@ -383,6 +414,7 @@ impl Encoder {
             values.extend(self.server.values(s));
         }
         let current = self.registry.current(time, values, gone);
+        let mut exemplars = exemplars_by_series(std::mem::take(&mut self.span_links));
         let mut seen = HashSet::new();
         let mut servers = HashSet::new();
         let mut points = Vec::with_capacity(current.len());
@@ -404,7 +436,15 @@ impl Encoder {
                 }
                 None => vec![self.attrs.own(tag, Own::Overflow)],
             };
-            points.push(SeriesPoint { key: c.key, value: c.value, start: c.start, attrs, ended: c.ended });
+            let exemplars = match c.key.origin {
+                Some(Origin::Client { cgroup, dev, op, dir, .. })
+                    if METRICS[c.key.metric].source == Source::Latency =>
+                {
+                    exemplars.remove(&(cgroup, dev, op, dir)).unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
+            points.push(SeriesPoint { key: c.key, value: c.value, start: c.start, attrs, ended: c.ended, exemplars });
         }
         self.attrs.retain(&seen);
         self.server.retain(&servers);
@@ -421,6 +461,12 @@ impl Encoder {
         let series = SeriesStats { admitted: self.registry.admitted(), overflowed: self.registry.overflowed() };
         let self_metrics = telemetry::metrics(stats, series, self.started, time);
         Interval { seq: self.seq, time, points, gauges, self_metrics }
+    }
+
+    /// The slow operations' spans the next interval's `nfs.client.operation.duration` points
+    /// link to as exemplars (the slowest [`MAX_EXEMPLARS`] per series).
+    pub fn set_span_links(&mut self, links: Vec<SpanLink>) {
+        self.span_links = links;
     }
 
     /// The anomaly scores the next interval carries (`nfs.client.anomaly.score`).

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::metrics::v1::Metric;
+use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric};
 
 use crate::{points::Value, series::SeriesKey};
 
@@ -23,6 +23,9 @@ pub(crate) struct SeriesPoint {
     /// The series ends with this value (its cgroup is gone): delivery keeps it as a tombstone
     /// until a request holding it is answered.
     pub(crate) ended: bool,
+    /// Slow operations of the interval in this series (latency histograms only), slowest
+    /// first, linking the point to their spans.
+    pub(crate) exemplars: Vec<Exemplar>,
 }
 
 /// One interval's worth of metrics.

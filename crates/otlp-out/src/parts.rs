@@ -123,8 +123,12 @@ impl Framing {
         match value {
             Value::Sum(v) => wire::encode(&points::number(vec![], since, time, *v), out),
             Value::Hist(h) => match self.histogram {
-                HistogramKind::Exponential => wire::encode(&points::exponential(vec![], since, time, h), out),
-                HistogramKind::Explicit => wire::encode(&points::explicit(vec![], since, time, h), out),
+                HistogramKind::Exponential => {
+                    wire::encode(&points::exponential(vec![], since, time, h, p.exemplars.clone()), out);
+                }
+                HistogramKind::Explicit => {
+                    wire::encode(&points::explicit(vec![], since, time, h, p.exemplars.clone()), out);
+                }
             },
         }
         for a in &p.attrs {

@@ -7,7 +7,7 @@ use nasflow_probe::{latency_slot_upper_bound_s, Histogram, LATENCY_SLOTS};
 use opentelemetry_proto::tonic::{
     common::v1::KeyValue,
     metrics::v1::{
-        exponential_histogram_data_point::Buckets, number_data_point, ExponentialHistogramDataPoint,
+        exponential_histogram_data_point::Buckets, number_data_point, Exemplar, ExponentialHistogramDataPoint,
         HistogramDataPoint, NumberDataPoint,
     },
 };
@@ -86,6 +86,7 @@ pub(crate) fn exponential(
     start: u64,
     now: u64,
     h: &Histogram,
+    exemplars: Vec<Exemplar>,
 ) -> ExponentialHistogramDataPoint {
     let first = h.slots.iter().skip(1).position(|c| *c > 0).map(|p| p + 1);
     let last = h.slots.iter().rposition(|c| *c > 0).filter(|l| *l >= 1);
@@ -105,7 +106,7 @@ pub(crate) fn exponential(
         positive,
         negative: None,
         flags: 0,
-        exemplars: vec![],
+        exemplars,
         min: None,
         max: None,
         zero_threshold: latency_slot_upper_bound_s(0),
@@ -113,7 +114,13 @@ pub(crate) fn exponential(
 }
 
 /// The kernel slots as a classic histogram with power-of-two bounds.
-pub(crate) fn explicit(attributes: Vec<KeyValue>, start: u64, now: u64, h: &Histogram) -> HistogramDataPoint {
+pub(crate) fn explicit(
+    attributes: Vec<KeyValue>,
+    start: u64,
+    now: u64,
+    h: &Histogram,
+    exemplars: Vec<Exemplar>,
+) -> HistogramDataPoint {
     let mut bucket_counts = h.slots.to_vec();
     bucket_counts.push(0);
     HistogramDataPoint {
@@ -124,7 +131,7 @@ pub(crate) fn explicit(attributes: Vec<KeyValue>, start: u64, now: u64, h: &Hist
         sum: Some(h.sum_ns as f64 / 1e9),
         bucket_counts,
         explicit_bounds: (0..LATENCY_SLOTS).map(latency_slot_upper_bound_s).collect(),
-        exemplars: vec![],
+        exemplars,
         flags: 0,
         min: None,
         max: None,

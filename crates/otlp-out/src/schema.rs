@@ -83,6 +83,19 @@ pub const ATTR_ANOMALY_SIGNAL: &str = "nfs.anomaly.signal";
 /// Marks the series that hold what exceeded the series budget.
 pub const ATTR_OVERFLOW: &str = "otel.metric.overflow";
 
+/// The instrumentation scope of slow-operation spans.
+pub const SPAN_SCOPE: &str = "nasflow.slow_ops";
+/// A slow operation's RPC transaction id (an int), when the kernel gave it.
+pub const ATTR_RPC_XID: &str = "nfs.rpc.xid";
+/// A slow operation's RPC round trip in seconds (a double), when it got a reply.
+pub const ATTR_RPC_RTT: &str = "nfs.rpc.rtt";
+/// The file's id on the server (its inode number; an int), on READ, WRITE and COMMIT spans.
+pub const ATTR_FILE_ID: &str = "nfs.file.id";
+/// The offset in the file (an int), on READ, WRITE and COMMIT spans.
+pub const ATTR_FILE_OFFSET: &str = "nfs.file.offset";
+/// Payload bytes of a READ or WRITE span (an int).
+pub const ATTR_IO_BYTES: &str = "nfs.io.bytes";
+
 /// Bytes on the wire: READ and WRITE payloads.
 pub const IO: Metric = Metric {
     name: "nfs.client.io",
@@ -390,8 +403,17 @@ pub const SELF_PROGRAMS: SelfMetric = SelfMetric {
     attributes: &[],
 };
 
+/// Slow-operation spans by what became of them.
+pub const SELF_SPANS: SelfMetric = SelfMetric {
+    name: "nasflow.spans",
+    unit: "{span}",
+    instrument: Instrument::Counter,
+    description: "Slow-operation spans by outcome: exported (the collector took them), failed (the export failed; the SDK does not retry) or dropped (the SDK's queue was full).",
+    attributes: &["outcome"],
+};
+
 /// Every self-telemetry metric, in the order a request carries them.
-pub const SELF_METRICS: [SelfMetric; 17] = [
+pub const SELF_METRICS: [SelfMetric; 18] = [
     SELF_EXPORT_FAILURES,
     SELF_SERIES,
     SELF_OVERFLOWED,
@@ -409,6 +431,7 @@ pub const SELF_METRICS: [SelfMetric; 17] = [
     SELF_MAP_ENTRIES,
     SELF_MAP_CAPACITY,
     SELF_PROGRAMS,
+    SELF_SPANS,
 ];
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct SelfStats {
     pub maps: Vec<(&'static str, u64, u64)>,
     /// BPF programs attached now.
     pub attached_programs: u64,
+    /// Slow-operation spans by outcome (empty when no spans are sent).
+    pub spans: Vec<(&'static str, u64)>,
 }
 
 /// What the encoder itself knows: series admitted now and folded so far.
@@ -51,7 +53,8 @@ pub(crate) fn metrics(stats: &SelfStats, series: SeriesStats, start: u64, now: u
     let degraded: Vec<(&'static str, u64)> = stats.degraded.iter().map(|(s, on)| (*s, u64::from(*on))).collect();
     let entries: Vec<(&'static str, u64)> = stats.maps.iter().map(|(m, used, _)| (*m, *used)).collect();
     let capacity: Vec<(&'static str, u64)> = stats.maps.iter().map(|(m, _, cap)| (*m, *cap)).collect();
-    let values: [(SelfMetric, Vec<NumberDataPoint>); 17] = [
+    let spans = stats.spans.iter().map(|(k, v)| number(vec![kv("outcome", *k)], start, now, *v)).collect();
+    let values: [(SelfMetric, Vec<NumberDataPoint>); 18] = [
         (schema::SELF_EXPORT_FAILURES, one(d.failures)),
         (schema::SELF_SERIES, gauge(u64::try_from(series.admitted).unwrap_or(u64::MAX))),
         (schema::SELF_OVERFLOWED, one(series.overflowed)),
@@ -72,6 +75,7 @@ pub(crate) fn metrics(stats: &SelfStats, series: SeriesStats, start: u64, now: u
         (schema::SELF_MAP_ENTRIES, by("map", &entries)),
         (schema::SELF_MAP_CAPACITY, by("map", &capacity)),
         (schema::SELF_PROGRAMS, gauge(stats.attached_programs)),
+        (schema::SELF_SPANS, spans),
     ];
     values
         .into_iter()

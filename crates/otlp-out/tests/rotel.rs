@@ -14,16 +14,22 @@ use nasflow_enrich::names::{Names, Workload};
 use nasflow_otlp_out::{
     delivery::{Delivery, DeliveryStats},
     encode::{EncodeOptions, Encoder, HistogramKind, SelfStats, Temporality, DEFAULT_MAX_REQUEST_BYTES},
+    spans::SpanSink,
     transport::{Protocol, Transport, TransportConfig},
 };
-use nasflow_probe::{Histogram, IoRow, Operation, ProcName, Snapshot, LATENCY_SLOTS};
+use nasflow_probe::{Histogram, IoRow, Operation, ProcName, RpcFacts, SlowOp, Snapshot, LATENCY_SLOTS};
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::{
         metrics_service_server::{MetricsService, MetricsServiceServer},
         ExportMetricsServiceRequest, ExportMetricsServiceResponse,
     },
+    collector::trace::v1::{
+        trace_service_server::{TraceService, TraceServiceServer},
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    },
     common::v1::any_value,
-    metrics::v1::{metric::Data, number_data_point, Metric},
+    metrics::v1::{exemplar, metric::Data, number_data_point, Metric},
+    trace::v1::{span::SpanKind, status::StatusCode, Span},
 };
 
 type Got = Arc<Mutex<Vec<ExportMetricsServiceRequest>>>;
@@ -41,22 +47,48 @@ impl MetricsService for Sink {
     }
 }
 
+type GotSpans = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
+
+struct SpanSinkService(GotSpans);
+
+#[tonic::async_trait]
+impl TraceService for SpanSinkService {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.lock().expect("lock").push(req.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
 async fn receiver() -> (SocketAddr, Got) {
+    let (addr, got, _) = receiver_with_traces().await;
+    (addr, got)
+}
+
+/// A receiver of what rotel forwards: metrics and traces.
+async fn receiver_with_traces() -> (SocketAddr, Got, GotSpans) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let got: Got = Arc::default();
+    let spans: GotSpans = Arc::default();
     // rotel batches what it forwards: accept large requests here, the limit under test is
     // rotel's own.
     let svc = MetricsServiceServer::new(Sink(Arc::clone(&got)))
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(256 << 20);
+    let traces = TraceServiceServer::new(SpanSinkService(Arc::clone(&spans)))
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(256 << 20);
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(svc)
+            .add_service(traces)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await;
     });
-    (addr, got)
+    (addr, got, spans)
 }
 
 fn free_port() -> u16 {
@@ -492,4 +524,165 @@ async fn series_of_removed_cgroups_survive_an_outage() {
         assert!(Instant::now() < deadline, "final values of the ended pods: {ended:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Every span the collector passed on.
+fn spans_of(got: &GotSpans) -> Vec<Span> {
+    let got = got.lock().expect("lock");
+    got.iter()
+        .flat_map(|r| r.resource_spans.iter())
+        .flat_map(|rs| rs.scope_spans.iter())
+        .flat_map(|ss| ss.spans.iter().cloned())
+        .collect()
+}
+
+fn span_attr(s: &Span, key: &str) -> Option<any_value::Value> {
+    s.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.clone()).and_then(|v| v.value)
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    u64::try_from(t.duration_since(SystemTime::UNIX_EPOCH).expect("after 1970").as_nanos()).expect("fits")
+}
+
+// Short names (t, e, s, p) keep the assertions readable.
+#[allow(clippy::many_single_char_names)]
+async fn spans_through_rotel(protocol: Protocol) {
+    let (rx, got, got_spans) = receiver_with_traces().await;
+    let rotel = Rotel::start(free_port(), free_port(), rx);
+    let metrics = transport(protocol, rotel.grpc, rotel.http);
+    let traces = match protocol {
+        Protocol::Grpc => metrics.clone(),
+        Protocol::HttpProtobuf => Transport::new(&TransportConfig {
+            protocol,
+            endpoint: format!("http://127.0.0.1:{}/v1/traces", rotel.http),
+            headers: vec![],
+            gzip: true,
+            timeout: Duration::from_secs(2),
+            ca: None,
+            client_cert: None,
+            client_key: None,
+            keepalive: nasflow_otlp_out::transport::DEFAULT_KEEPALIVE,
+        })
+        .expect("traces transport"),
+    };
+    let sink = SpanSink::new(&traces, &encoder_options().resource, "test", 2048).expect("span sink");
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let slow = |op, ms: u64, file: Option<(u64, i64)>, err: u16| SlowOp {
+        cgroup: 7,
+        dev: 61,
+        op,
+        err,
+        dir: 0,
+        start,
+        duration: Duration::from_millis(ms),
+        bytes: if file.is_some() { 65_536 } else { 0 },
+        file,
+        rpc: Some(RpcFacts { xid: 0x0102_0304, rtt: Some(Duration::from_millis(ms - 1)) }),
+    };
+    let getattr = Operation::Rpc(ProcName::new("GETATTR"));
+    let mut snap = rows(1);
+    // Four slow READs (the slowest three become the READ point's exemplars) and a failed
+    // GETATTR; none in the WRITE series (it has no samples).
+    snap.slow_ops = vec![
+        slow(Operation::Read, 700, Some((11, 0)), 0),
+        slow(Operation::Read, 2500, Some((12, 4096)), 0),
+        slow(Operation::Read, 900, Some((13, 8192)), 0),
+        slow(Operation::Read, 600, Some((14, 0)), 0),
+        slow(getattr, 1200, None, 13),
+    ];
+    let links = sink.record(&snap.slow_ops, &names());
+    assert_eq!(links.len(), 5);
+    let mut e = encoder();
+    e.set_span_links(links.clone());
+    let delivery = Delivery::spawn(metrics, &e);
+    let interval = e.interval(&snap, &names(), &SelfStats::default());
+    let seq = interval.seq();
+    delivery.publish(interval);
+    assert!(delivery.flush(seq, Duration::from_secs(10)).await, "metrics delivered");
+    tokio::task::spawn_blocking(move || {
+        sink.shutdown();
+        sink
+    })
+    .await
+    .map(|sink| assert_eq!(sink.counts().outcomes(), vec![("exported", 5), ("failed", 0), ("dropped", 0)]))
+    .expect("shutdown");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while spans_of(&got_spans).len() < 5 {
+        assert!(Instant::now() < deadline, "collector passed on {} spans of 5", spans_of(&got_spans).len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let spans = spans_of(&got_spans);
+    assert_eq!(spans.len(), 5, "each slow operation once");
+    for (l, o) in links.iter().zip(&snap.slow_ops) {
+        let s = spans.iter().find(|s| s.span_id == l.span_id).expect("the link's span arrived");
+        assert_eq!(s.trace_id, l.trace_id);
+        assert_eq!(s.kind, SpanKind::Client as i32);
+        assert_eq!(s.parent_span_id, Vec::<u8>::new(), "a root span");
+        assert_eq!((s.start_time_unix_nano, s.end_time_unix_nano), (unix_ns(o.start), unix_ns(o.start + o.duration)));
+        assert_eq!(
+            span_attr(s, "process.linux.cgroup"),
+            Some(any_value::Value::StringValue("/system.slice/backup.service".into()))
+        );
+        assert_eq!(span_attr(s, "nfs.rpc.xid"), Some(any_value::Value::IntValue(0x0102_0304)));
+        if o.op == Operation::Read {
+            assert_eq!(s.name, "NFS READ");
+            assert_eq!(
+                span_attr(s, "nfs.file.id"),
+                o.file.map(|f| any_value::Value::IntValue(i64::try_from(f.0).expect("small")))
+            );
+            assert_eq!(s.status.as_ref().map_or(0, |st| st.code), StatusCode::Unset as i32);
+        } else {
+            assert_eq!(s.name, "NFS GETATTR");
+            assert_eq!(span_attr(s, "error.type"), Some(any_value::Value::StringValue("EACCES".into())));
+            assert_eq!(
+                s.status.as_ref().map(|st| (st.code, st.message.as_str())),
+                Some((StatusCode::Error as i32, "EACCES"))
+            );
+        }
+    }
+
+    assert_exemplars_link(&got, &links);
+    drop(rotel);
+}
+
+/// An exemplar as compared: trace id, span id, value, time.
+type ExemplarIds = (Vec<u8>, Vec<u8>, Option<exemplar::Value>, u64);
+
+/// The duration points link to the spans: READ's three slowest, slowest first; GETATTR's one.
+fn assert_exemplars_link(got: &Got, links: &[nasflow_otlp_out::spans::SpanLink]) {
+    let duration = newest(got, "nfs.client.operation.duration").expect("duration metric");
+    let Some(Data::ExponentialHistogram(h)) = &duration.data else { panic!("exponential histogram") };
+    let exemplars_of = |op: &str| {
+        h.data_points
+            .iter()
+            .find(|p| {
+                p.attributes.iter().any(|a| {
+                    a.key == "nfs.operation.name"
+                        && a.value.as_ref().and_then(|v| v.value.clone())
+                            == Some(any_value::Value::StringValue(op.into()))
+                })
+            })
+            .map(|p| p.exemplars.clone())
+            .unwrap_or_default()
+    };
+    let read: Vec<ExemplarIds> =
+        exemplars_of("READ").into_iter().map(|x| (x.trace_id, x.span_id, x.value, x.time_unix_nano)).collect();
+    let want = |i: usize| {
+        let l = &links[i];
+        (l.trace_id.to_vec(), l.span_id.to_vec(), Some(exemplar::Value::AsDouble(l.seconds)), unix_ns(l.at))
+    };
+    assert_eq!(read, vec![want(1), want(2), want(0)]);
+    let getattr: Vec<Vec<u8>> = exemplars_of("GETATTR").into_iter().map(|x| x.span_id).collect();
+    assert_eq!(getattr, vec![links[4].span_id.to_vec()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_operations_reach_the_collector_as_spans_that_the_duration_points_link_to_over_grpc() {
+    spans_through_rotel(Protocol::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_operations_reach_the_collector_as_spans_that_the_duration_points_link_to_over_http() {
+    spans_through_rotel(Protocol::HttpProtobuf).await;
 }

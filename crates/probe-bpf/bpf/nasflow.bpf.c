@@ -69,6 +69,9 @@ const volatile __u8 create_dentry_arg = 3;
 const volatile __u64 slow_op_ns = 0;
 /* Slow operations reported per second at most (--max-slow-ops-per-second). */
 const volatile __u64 slow_ops_per_sec = 50;
+/* Non-zero when rpc_stats_latency is attached: slow RPCs other than READ, WRITE and COMMIT
+ * wait for it (it follows rpc_task_end) to be reported with their xid and round trip. */
+const volatile __u8 slow_waits_for_rpc = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -82,6 +85,28 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, NASFLOW_SLOW_RING_BYTES);
 } slow_ops SEC(".maps");
+
+/*
+ * Slow RPCs other than READ, WRITE and COMMIT between rpc_task_end and rpc_stats_latency,
+ * which adds their xid and round trip. An RPC that never got a request slot has no
+ * rpc_stats_latency: user space reports what is left here after a second. Whoever deletes
+ * an entry reports it, so none is reported twice.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct nasflow_rpc_task_key);
+	__type(value, struct nasflow_slow_op);
+} slow_pending SEC(".maps");
+
+/* The xid and round trip of the data RPC this CPU's thread completes next: rpc_stats_latency
+ * sets them right before the nfs *_done event of the same RPC, on the same thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nasflow_slow_rpc);
+} slow_rpc SEC(".maps");
 
 /* The per-second budget of slow reports (one entry). */
 struct {
@@ -317,18 +342,18 @@ static __noinline int account(struct nasflow_io_key *key, __u64 ops, __u64 bytes
 }
 
 /*
- * Reports an operation that passed the slow-op threshold, within the per-second budget. The
- * budget is read and then raised without a fetching atomic (kernels before 5.12 have none):
- * CPUs racing at its edge may each report one more, and two starting the same new second may
- * both reset it; a few over the limit at most. It only moves forward: an operation that
- * ended in a second already left counts against the current one.
+ * Whether an operation that passed the slow-op threshold fits the per-second budget (else it
+ * is counted as over the limit). The budget is read and then raised without a fetching
+ * atomic (kernels before 5.12 have none): CPUs racing at its edge may each report one more,
+ * and two starting the same new second may both reset it; a few over the limit at most. It
+ * only moves forward: an operation that ended in a second already left counts against the
+ * current one.
  */
-static __noinline int report_slow(const struct nasflow_slow_op *op)
+static __noinline int slow_budget_ok(__u64 end_ns)
 {
 	struct nasflow_slow_budget *b;
-	struct nasflow_slow_op *e;
 	__u32 zero = 0;
-	__u64 second = (op->start_ns + op->duration_ns) / 1000000000ULL;
+	__u64 second = end_ns / 1000000000ULL;
 
 	b = bpf_map_lookup_elem(&slow_budget, &zero);
 	if (!b)
@@ -342,6 +367,14 @@ static __noinline int report_slow(const struct nasflow_slow_op *op)
 		return 0;
 	}
 	__sync_fetch_and_add(&b->used, 1);
+	return 1;
+}
+
+/* Puts a slow operation in the ring buffer (or counts it lost when the ring is full). */
+static __noinline int emit_slow(const struct nasflow_slow_op *op)
+{
+	struct nasflow_slow_op *e;
+
 	e = bpf_ringbuf_reserve(&slow_ops, sizeof(*e), 0);
 	if (!e) {
 		health_add(NASFLOW_H_SLOW_RING_FULL, 1);
@@ -350,6 +383,25 @@ static __noinline int report_slow(const struct nasflow_slow_op *op)
 	__builtin_memcpy(e, op, sizeof(*e));
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+/* A slow READ, WRITE or COMMIT: with the xid and round trip rpc_stats_latency left for this
+ * thread, when it was this operation's RPC. */
+static __noinline int report_slow_data(struct nasflow_slow_op *op)
+{
+	struct nasflow_slow_rpc *f;
+	__u32 zero = 0;
+
+	if (!slow_budget_ok(op->start_ns + op->duration_ns))
+		return 0;
+	f = bpf_map_lookup_elem(&slow_rpc, &zero);
+	if (f && f->pid_tgid == bpf_get_current_pid_tgid() && f->op == op->op) {
+		op->has_rpc = 1;
+		op->xid = f->xid;
+		op->rtt_us = f->rtt_us;
+		f->pid_tgid = 0;
+	}
+	return emit_slow(op);
 }
 
 static __always_inline void charge_bytes(__u64 cgroup, __u32 dev, __u16 op, __u64 bytes, __u16 dir)
@@ -433,7 +485,7 @@ static __always_inline void finish_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 
 			.dir = started.dir,
 		};
 
-		report_slow(&slow);
+		report_slow_data(&slow);
 	}
 	if (resend_at)
 		start_rpc(dev, op, fileid, offset + resend_at, started.cgroup, now, started.dir);
@@ -1245,6 +1297,43 @@ int rpc_request(void *ctx)
 	return 0;
 }
 
+/*
+ * The xid and round trip of an RPC that just ended: a slow one waiting in slow_pending is
+ * reported with them; for READ, WRITE and COMMIT they are left for the nfs *_done event that
+ * follows on this thread.
+ */
+static __noinline int slow_rpc_facts(struct nasflow_rpc_task_key *key, __u16 op, __u32 xid, __u64 rtt_us)
+{
+	struct nasflow_slow_op *pending, slow;
+	struct nasflow_slow_rpc *f;
+	__u32 zero = 0;
+	__u32 rtt = rtt_us > 0xffffffffULL ? 0xffffffffU : (__u32)rtt_us;
+
+	if (op <= NASFLOW_OP_COMMIT) {
+		f = bpf_map_lookup_elem(&slow_rpc, &zero);
+		if (f) {
+			f->pid_tgid = bpf_get_current_pid_tgid();
+			f->op = op;
+			f->xid = xid;
+			f->rtt_us = rtt;
+		}
+		return 0;
+	}
+	if (!slow_waits_for_rpc)
+		return 0;
+	pending = bpf_map_lookup_elem(&slow_pending, key);
+	if (!pending)
+		return 0;
+	slow = *pending;
+	/* User space may have taken it (an RPC it thought would never see this event). */
+	if (bpf_map_delete_elem(&slow_pending, key))
+		return 0;
+	slow.has_rpc = 1;
+	slow.xid = xid;
+	slow.rtt_us = rtt;
+	return emit_slow(&slow);
+}
+
 SEC("tracepoint/sunrpc/rpc_task_end")
 int rpc_task_end(void *ctx)
 {
@@ -1274,7 +1363,7 @@ int rpc_task_end(void *ctx)
 	io = task_io_key(task, 0, task->err);
 	now = bpf_ktime_get_ns();
 	account(&io, 1, 0, now - task->start_ns, 1);
-	if (slow_op_ns && now - task->start_ns >= slow_op_ns) {
+	if (slow_op_ns && now - task->start_ns >= slow_op_ns && slow_budget_ok(now)) {
 		struct nasflow_slow_op slow = {
 			.cgroup = io.cgroup,
 			.start_ns = task->start_ns,
@@ -1285,7 +1374,9 @@ int rpc_task_end(void *ctx)
 			.dir = io.dir,
 		};
 
-		report_slow(&slow);
+		/* Reported by rpc_stats_latency with its xid and round trip, or now. */
+		if (!slow_waits_for_rpc || bpf_map_update_elem(&slow_pending, &key, &slow, BPF_NOEXIST))
+			emit_slow(&slow);
 	}
 	return 0;
 }
@@ -1303,9 +1394,13 @@ int rpc_stats_lat(void *ctx)
 		return 0;
 	key = task_key(&r, RPC_FIELD(lat_task_id), RPC_FIELD(lat_client_id));
 	task = bpf_map_lookup_elem(&rpc_tasks, &key);
+	if (!task || task->state != NASFLOW_RPC_ENDED)
+		return 0;
 	/* No reply, no round trip (rtt 0): timed out or never sent. */
 	rtt_us = field_u(&r, RPC_FIELD(lat_rtt));
-	if (!task || task->state != NASFLOW_RPC_ENDED || !rtt_us)
+	if (slow_op_ns)
+		slow_rpc_facts(&key, task->op, (__u32)field_u(&r, RPC_FIELD(lat_xid)), rtt_us);
+	if (!rtt_us)
 		return 0;
 	io = task_io_key(task, NASFLOW_OP_RTT, task->err);
 	hist_add(&io, rtt_us * 1000);

@@ -213,6 +213,21 @@ struct nasflow_slow_op {
 	__u16 op;
 	__u16 err;
 	__u16 dir;
+	/* 1 when xid and rtt_us are known (sunrpc:rpc_stats_latency seen for the RPC). */
+	__u16 has_rpc;
+	__u32 xid;
+	/* Round trip of the reply, µs; 0 without a reply. */
+	__u32 rtt_us;
+	__u32 pad;
+};
+
+/* The xid and round trip rpc_stats_latency saw for a data RPC, for the nfs *_done event of
+ * the same RPC that follows on the same thread. */
+struct nasflow_slow_rpc {
+	__u64 pid_tgid;
+	__u32 xid;
+	__u32 rtt_us;
+	__u16 op;
 	__u16 pad[3];
 };
 
@@ -270,6 +285,7 @@ struct nasflow_rpc_layout {
 	struct nasflow_field lat_task_id;
 	struct nasflow_field lat_client_id;
 	struct nasflow_field lat_rtt;
+	struct nasflow_field lat_xid;
 	struct nasflow_field rtx_task_id;
 	struct nasflow_field rtx_client_id;
 	struct nasflow_field hint_dev[NASFLOW_HINT_EVENTS];
@@ -287,9 +303,10 @@ _Static_assert(sizeof(struct nasflow_dir_key) == 16, "nasflow_dir_key ABI");
 _Static_assert(sizeof(struct nasflow_proc_name) == NASFLOW_PROC_NAME, "nasflow_proc_name ABI");
 _Static_assert(sizeof(struct nasflow_rpc_task_key) == 8, "nasflow_rpc_task_key ABI");
 _Static_assert(sizeof(struct nasflow_rpc_task) == 32, "nasflow_rpc_task ABI");
-_Static_assert(sizeof(struct nasflow_rpc_layout) == 80, "nasflow_rpc_layout ABI");
-_Static_assert(sizeof(struct nasflow_slow_op) == 64, "nasflow_slow_op ABI");
+_Static_assert(sizeof(struct nasflow_rpc_layout) == 84, "nasflow_rpc_layout ABI");
+_Static_assert(sizeof(struct nasflow_slow_op) == 72, "nasflow_slow_op ABI");
 _Static_assert(sizeof(struct nasflow_slow_budget) == 16, "nasflow_slow_budget ABI");
+_Static_assert(sizeof(struct nasflow_slow_rpc) == 24, "nasflow_slow_rpc ABI");
 
 /* ---- NFS server (nfsd) ---- */
 

@@ -68,6 +68,7 @@ fn the_objects_and_the_rust_types_agree_on_every_offset() {
             nasflow_proc_name { name }
             nasflow_rpc_task_key { client_id, task_id }
             nasflow_rpc_task { cgroup, start_ns, dev, op, err, state, dir, pad }
+            nasflow_slow_op { cgroup, start_ns, duration_ns, bytes, fileid, offset, dev, op, err, dir, has_rpc, xid, rtt_us, pad }
             nasflow_io_key { cgroup, dev, op, err, dir, pad }
             nasflow_dir_key { dev, pad, ino }
             nasflow_io_counters { ops, bytes }
@@ -79,7 +80,7 @@ fn the_objects_and_the_rust_types_agree_on_every_offset() {
             nasflow_layout { read_init, read_done, write_init, write_done, commit_init, commit_done }
             nasflow_rpc_layout {
                 begin_task_id, begin_client_id, req_task_id, req_client_id, req_progname, req_procname,
-                end_task_id, end_client_id, end_status, lat_task_id, lat_client_id, lat_rtt,
+                end_task_id, end_client_id, end_status, lat_task_id, lat_client_id, lat_rtt, lat_xid,
                 rtx_task_id, rtx_client_id, hint_dev,
             }
         };

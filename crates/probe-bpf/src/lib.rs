@@ -129,6 +129,9 @@ pub mod maps {
     pub const THREAD_DIR_HINTS: &str = "thread_dir_hints";
     /// Ring buffer of [`SlowOp`](super::SlowOp) records.
     pub const SLOW_OPS: &str = "slow_ops";
+    /// Slow RPCs waiting for `rpc_stats_latency`: [`RpcTaskKey`](super::RpcTaskKey) to
+    /// [`SlowOp`](super::SlowOp).
+    pub const SLOW_PENDING: &str = "slow_pending";
 }
 
 /// Map names of the server probe (`nfsd.bpf.o`).
@@ -184,6 +187,9 @@ pub mod globals {
     pub const SLOW_OP_NS: &str = "slow_op_ns";
     /// `u64`: slow operations reported per second at most.
     pub const SLOW_OPS_PER_SEC: &str = "slow_ops_per_sec";
+    /// `u8`: non-zero when `rpc_stats_latency` is attached, so slow RPCs wait for its xid and
+    /// round trip.
+    pub const SLOW_WAITS_FOR_RPC: &str = "slow_waits_for_rpc";
 }
 
 /// The procedures of the directory hint slots, in `enum nasflow_dir_slot` order.

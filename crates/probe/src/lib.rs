@@ -31,7 +31,7 @@ pub use nasflow_probe_bpf::{
     latency_slot_upper_bound_s, Op as Operation, ProcName, HIST_SLOTS as LATENCY_SLOTS, KNOWN_PROCS, MAX_DIRS,
     PRELOADED_PROCS,
 };
-pub use snapshot::{dev_string, Completed, Histogram, Inflight, IoRow, ProbeHealth, SlowOp, Snapshot};
+pub use snapshot::{dev_string, Completed, Histogram, Inflight, IoRow, ProbeHealth, RpcFacts, SlowOp, Snapshot};
 
 use crate::{
     attach::{Attachment, ModuleInstance},
@@ -119,6 +119,13 @@ pub enum ProbeError {
 /// Records of RPCs that ended are kept this long for their round-trip time (which follows
 /// the end within microseconds), then swept.
 const SETTLED_RPC_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Slow RPCs waiting for `rpc_stats_latency` the kernel map holds (they wait microseconds;
+/// a full map reports at once, without the xid).
+const SLOW_PENDING_ENTRIES: u32 = 1024;
+/// A slow RPC still waiting this long after it ended never gets `rpc_stats_latency`: user
+/// space reports it.
+const SLOW_PENDING_STALE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the verifier said of each program: `Err` holds its reason.
 pub type Verified = Vec<(&'static str, Result<(), String>)>;
@@ -223,6 +230,8 @@ pub struct Probe {
     watched: Vec<WatchedDir>,
     /// The slow-op ring buffer of the current load (taken out of `ebpf` to be read).
     slow_ring: Mutex<Option<RingBuf<MapData>>>,
+    /// Slow RPCs the sweep took from the kernel's waiting map, for the next snapshot.
+    slow_swept: Mutex<Vec<nasflow_probe_bpf::SlowOp>>,
 }
 
 /// One watched directory as the kernel sees it: an NFS directory inode and the id its
@@ -270,6 +279,7 @@ impl Probe {
             load_generation: 0,
             watched: Vec::new(),
             slow_ring: Mutex::new(None),
+            slow_swept: Mutex::new(Vec::new()),
         })
     }
 
@@ -331,6 +341,8 @@ impl Probe {
         let slow_op_ns: u64 =
             o.slow_ops.map_or(0, |s| u64::try_from(s.threshold.as_nanos()).unwrap_or(u64::MAX).max(1));
         let slow_per_sec: u64 = o.slow_ops.map_or(0, |s| u64::from(s.per_second));
+        // Slow RPCs wait for rpc_stats_latency's xid and round trip only where it is attached.
+        let slow_waits_for_rpc = u8::from(slow_op_ns > 0 && o.features.rtt);
         let page = sys::page_size();
         let version = preflight::kernel_version();
         let create_dentry_arg: u8 = if version.is_some_and(|v| v < IDMAPPED_SINCE) { 2 } else { 3 };
@@ -360,6 +372,8 @@ impl Probe {
             .override_global(globals::DIR_SLOT_OPS, &dir_slot_ops, true)
             .override_global(globals::SLOW_OP_NS, &slow_op_ns, true)
             .override_global(globals::SLOW_OPS_PER_SEC, &slow_per_sec, true)
+            .override_global(globals::SLOW_WAITS_FOR_RPC, &slow_waits_for_rpc, true)
+            .map_max_entries(maps::SLOW_PENDING, if slow_waits_for_rpc > 0 { SLOW_PENDING_ENTRIES } else { 1 })
             // The ring takes its room only when slow operations are reported (else one page,
             // the least a ring buffer holds).
             .map_max_entries(
@@ -587,7 +601,7 @@ impl Probe {
     fn drain_slow_ops(&self, names: &HashMap<u16, ProcName>) -> Vec<SlowOp> {
         let mut guard = self.slow_ring.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(ring) = guard.as_mut() else { return Vec::new() };
-        let mut records = Vec::new();
+        let mut records = std::mem::take(&mut *self.slow_swept.lock().unwrap_or_else(PoisonError::into_inner));
         while let Some(item) = ring.next() {
             if let Some(r) = nasflow_probe_bpf::SlowOp::from_bytes(&item) {
                 records.push(r);
@@ -647,6 +661,11 @@ impl Probe {
         let now = snapshot::monotonic_ns();
         let cutoff = now.saturating_sub(u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX));
         let settled = now.saturating_sub(SETTLED_RPC_AGE.as_secs() * 1_000_000_000);
+        if self.opts.slow_ops.is_some() {
+            let stale =
+                snapshot::take_stale_slow(ebpf, now.saturating_sub(SLOW_PENDING_STALE.as_secs() * 1_000_000_000))?;
+            self.slow_swept.lock().unwrap_or_else(PoisonError::into_inner).extend(stale);
+        }
         Ok(snapshot::sweep_inflight(ebpf, cutoff, settled)? + snapshot::sweep_call_args(ebpf, &self.opts.proc_root)?)
     }
 }

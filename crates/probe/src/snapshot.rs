@@ -242,6 +242,17 @@ pub struct SlowOp {
     pub bytes: u64,
     /// File id (inode number on the server) and offset, for READ, WRITE and COMMIT.
     pub file: Option<(u64, i64)>,
+    /// The RPC's xid and round trip, when `sunrpc:rpc_stats_latency` was seen for it.
+    pub rpc: Option<RpcFacts>,
+}
+
+/// What the RPC layer says of one slow operation's (last) request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RpcFacts {
+    /// The transaction id on the wire (what a packet capture on the NAS shows).
+    pub xid: u32,
+    /// From sending to the reply; `None` without a reply (timed out, never sent).
+    pub rtt: Option<Duration>,
 }
 
 /// The operation of a kernel operation id: a fixed one, or a procedure name the kernel was
@@ -274,6 +285,10 @@ pub(crate) fn slow_ops_from(
                 duration: Duration::from_nanos(r.duration_ns),
                 bytes: r.bytes,
                 file: (r.fileid != 0).then_some((r.fileid, r.offset)),
+                rpc: (r.has_rpc != 0).then(|| RpcFacts {
+                    xid: r.xid,
+                    rtt: (r.rtt_us != 0).then(|| Duration::from_micros(u64::from(r.rtt_us))),
+                }),
             })
         })
         .collect()
@@ -561,6 +576,21 @@ pub(crate) fn sweep_inflight(ebpf: &mut Ebpf, cutoff_ns: u64, settled_ns: u64) -
     Ok(removed)
 }
 
+/// Slow RPCs still waiting for `rpc_stats_latency` that ended before `cutoff_ns`: it follows
+/// the end within microseconds, so these never had a request to report (a task that never
+/// got a slot). Taken out to be reported without xid; whoever deletes an entry reports it,
+/// so a late event and this sweep never both do.
+pub(crate) fn take_stale_slow(ebpf: &mut Ebpf, cutoff_ns: u64) -> Result<Vec<nasflow_probe_bpf::SlowOp>, ProbeError> {
+    let mut pending: BpfHashMap<&mut MapData, RpcTaskKey, nasflow_probe_bpf::SlowOp> =
+        open_map_mut(ebpf, maps::SLOW_PENDING)?;
+    let stale: Vec<(RpcTaskKey, nasflow_probe_bpf::SlowOp)> = pending
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, s)| s.start_ns.saturating_add(s.duration_ns) < cutoff_ns)
+        .collect();
+    Ok(stale.into_iter().filter(|(k, _)| pending.remove(k).is_ok()).map(|(_, s)| s).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,7 +608,10 @@ mod tests {
             op,
             err: 5,
             dir: 2,
-            pad: [0; 3],
+            has_rpc: u16::from(fileid != 0),
+            xid: 0x1234_abcd,
+            rtt_us: if fileid == 0 { 0 } else { 2_500 },
+            pad: 0,
         };
         let getattr = nasflow_probe_bpf::OP_RPC_BASE + 3;
         let names = HashMap::from([(getattr, ProcName::new("GETATTR"))]);
@@ -597,13 +630,15 @@ mod tests {
         assert_eq!((ops[0].cgroup, ops[0].dev), (42, 0x0030_0001));
         assert_eq!(ops[1].op, Op::Rpc(ProcName::new("GETATTR")));
         assert_eq!((ops[1].file, ops[1].start), (None, wall - Duration::from_millis(500)));
-        let bytes: [u8; 64] = {
-            let mut b = [0u8; 64];
+        assert_eq!(ops[0].rpc, Some(RpcFacts { xid: 0x1234_abcd, rtt: Some(Duration::from_micros(2_500)) }));
+        assert_eq!(ops[1].rpc, None, "no rpc_stats_latency seen");
+        let bytes: [u8; 72] = {
+            let mut b = [0u8; 72];
             b[0] = 42;
             b
         };
         assert_eq!(nasflow_probe_bpf::SlowOp::from_bytes(&bytes).map(|r| r.cgroup), Some(42));
-        assert!(nasflow_probe_bpf::SlowOp::from_bytes(&bytes[..63]).is_none());
+        assert!(nasflow_probe_bpf::SlowOp::from_bytes(&bytes[..71]).is_none());
     }
 
     #[test]

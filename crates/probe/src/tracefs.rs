@@ -243,6 +243,8 @@ pub fn rpc_layout_from_formats(
         lat_task_id: id(3, "task_id")?,
         lat_client_id: id(3, "client_id")?,
         lat_rtt: rpc_field(events[3], &parsed[3], "rtt", &[4, 8])?,
+        // Slow operations carry it where the kernel has it; none is no reason to fail.
+        lat_xid: id(3, "xid").unwrap_or_default(),
         ..RpcLayout::default()
     };
     if rpc[4].is_some() {
@@ -434,6 +436,7 @@ mod tests {
         assert_eq!((l.req_progname, l.req_procname), (Field { offset: 24, size: 4 }, Field { offset: 28, size: 4 }));
         assert_eq!(l.end_status, Field { offset: 32, size: 4 });
         assert_eq!(l.lat_rtt, Field { offset: 40, size: 8 });
+        assert_eq!(l.lat_xid, Field { offset: 16, size: 4 });
         assert_eq!(l.rtx_client_id, Field { offset: 12, size: 4 });
         // dev moves with the event class: 8 in inode events, 16 in lookups, 24 in atomic_open.
         let devs: Vec<u16> = l.hint_dev.iter().map(|f| f.offset).collect();
