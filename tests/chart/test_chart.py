@@ -26,7 +26,12 @@ def test_yaml_files_parse():
     assert isinstance(values(), dict)
     collector = yaml.safe_load((ROOT / "examples" / "otel-collector.yaml").read_text())
     assert "otlp" in collector["receivers"]
-    assert collector["service"]["pipelines"]["metrics"]["receivers"] == ["otlp"]
+    pipelines = collector["service"]["pipelines"]
+    assert pipelines["metrics"]["receivers"] == ["otlp"]
+    # Slow operations go to Tempo, anomaly events through a logs pipeline.
+    assert pipelines["traces"]["receivers"] == ["otlp"] and "otlp/tempo" in pipelines["traces"]["exporters"]
+    assert pipelines["logs"]["receivers"] == ["otlp"]
+    assert all(e in collector["exporters"] for p in pipelines.values() for e in p["exporters"])
 
 
 def used_paths():

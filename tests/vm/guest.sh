@@ -177,7 +177,7 @@ start_rotel() {
 ########## services: collector, sink, kubelet stand-in ##########
 phase_services() {
 	# A real collector (rotel) in front of a sink that records what it passes on.
-	detach "$SINK" 127.0.0.1:4319 /tmp/otlp.jsonl /tmp/otlp-logs.jsonl >"$R/sink.log" 2>&1
+	detach "$SINK" 127.0.0.1:4319 /tmp/otlp.jsonl /tmp/otlp-logs.jsonl /tmp/otlp-traces.jsonl >"$R/sink.log" 2>&1
 	echo $! >/tmp/pid.sink
 	start_rotel
 	# The kubelet stand-in: HTTPS on 10250 with a bearer token, serving $PODS.
@@ -393,6 +393,22 @@ phase_netem() {
 	run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(1, int(sys.argv[1]) + 1)]' "$M"
 	tc qdisc change dev lo parent 1:4 handle 40: netem delay 120ms
 	run_in "$P8" /usr/bin/python3 -c 'import os, sys; [os.stat(f"/srv/nas-slow/slow/f{i}") for i in range(int(sys.argv[1]) + 1, int(sys.argv[1]) + 4)]' "$M"
+	# Two pods read one 64 KiB block of the same file straight from the NAS (O_DIRECT) during
+	# the outage below: one through the slow mount, one through nas-a, which netem leaves
+	# alone. Only the first READ is slow: it alone becomes a span.
+	head -c 1048576 /dev/urandom >/srv/v4/exa/slow/data
+	U9=$(uuid); C9=$(cid)
+	P9=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${U9//-/_}.slice/cri-containerd-$C9.scope
+	pod ml slow-nas-reader-0 "$U9" reader "$C9" StatefulSet/slow-nas-reader team.example.com/task=slow-nas-reader
+	U10=$(uuid); C10=$(cid)
+	P10=/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${U10//-/_}.slice/cri-containerd-$C10.scope
+	pod ml fast-nas-reader-0 "$U10" reader "$C10" StatefulSet/fast-nas-reader team.example.com/task=fast-nas-reader
+	rm -f "$R/ready.slowread" "$R/ready.fastread" "$R/go.direct"
+	run_in "$P9" /usr/bin/python3 "$HERE/direct_read.py" /srv/nas-slow/slow/data "$R/ready.slowread" "$R/go.direct" >"$R/slowread.ino" &
+	SLOWREAD=$!
+	run_in "$P10" /usr/bin/python3 "$HERE/direct_read.py" /srv/nas-a/slow/data "$R/ready.fastread" "$R/go.direct" >"$R/fastread.ino" &
+	FASTREAD=$!
+	wait_until 60 "the direct readers opened their files" test -e "$R/ready.slowread" -a -e "$R/ready.fastread" || return 1
 	# A NAS that stops answering for a while (3 s each way): the age of the oldest RPC in
 	# flight to it grows while the call hangs. Another cgroup: the call ends after the delay is
 	# lifted, with round trips that no longer show it.
@@ -401,6 +417,7 @@ phase_netem() {
 	s=$(jsonl_seq "$R/v2.jsonl")
 	run_in /hung-reader stat "/srv/nas-slow/slow/f$((M + 4))" >/dev/null &
 	HUNG=$!
+	touch "$R/go.direct"
 	# The outage lasts 5 s at least: its length is the workload, not a wait for the agent ...
 	sleep 5
 	# ... and until the agent has read its maps well into it: interval s+3 began at least two
@@ -408,6 +425,10 @@ phase_netem() {
 	wait_seq "$R/v2.jsonl" $((s + 3)) 60 "v2 interval $((s + 3)), read while the NAS hung" || ok=1
 	tc qdisc del dev lo root
 	wait "$HUNG"
+	wait "$SLOWREAD" || { failure "the slow NAS's direct read failed"; ok=1; }
+	wait "$FASTREAD" || { failure "the fast NAS's direct read failed"; ok=1; }
+	expect direct_read slow "$P9" nas-slow "$(cat "$R/slowread.ino")"
+	expect direct_read fast "$P10" nas-a "$(cat "$R/fastread.ino")"
 	expect hung nas-slow 127.0.0.3
 	expect slow "$P8" nas-slow "$M"
 	return $ok
@@ -848,6 +869,7 @@ phase_collect() {
 	stop_pid sink "$(cat /tmp/pid.sink)" || ok=1
 	cp /tmp/otlp.jsonl "$R/otlp.jsonl" || ok=1
 	cp /tmp/otlp-logs.jsonl "$R/otlp-logs.jsonl" 2>/dev/null || : >"$R/otlp-logs.jsonl"
+	cp /tmp/otlp-traces.jsonl "$R/otlp-traces.jsonl" 2>/dev/null || : >"$R/otlp-traces.jsonl"
 	return $ok
 }
 

@@ -319,6 +319,70 @@ def test_cgroup_v1_attribution(expect, v1):
     assert v1.health[-1]["counters"]["write_bytes_unowned"] == 0
 
 
+def load_spans(phase):
+    """The spans the collector passed on from one agent."""
+    path = R / "otlp-traces.jsonl"
+    assert path.exists(), f"{path} missing"
+    spans = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [s for s in spans if s["resource"].get("nasflow.test.phase") == phase]
+
+
+@needs(*V2, "netem", "collect")
+def test_slow_operations_reach_the_collector_as_spans_the_latency_points_link_to(expect, v2):
+    # The v2 agent (default 500 ms threshold) over rotel: the O_DIRECT READ that waited out
+    # the netem outage on the slow mount is a span named like its metrics, with its pod, NAS,
+    # file id and xid; the same READ through the fast mount, at the same time, is none.
+    slow_read, fast_read = ([r for r in expect if r[:2] == ["direct_read", which]][0] for which in ("slow", "fast"))
+    spans = load_spans("v2")
+    assert spans, "no span from the v2 agent reached the sink"
+    # Every span is a slow operation the agent printed, with the same times; the netem
+    # phase's (the outage's stat and READ) each arrived once. (A span of an operation that
+    # ended while the collector was stopped in the outage phase is lost, counted as failed.)
+    printed = [(l["start_unix_ns"], round(l["duration_s"] * 1e9), l["cgroup"]) for l in slow_op_lines("v2")]
+    def same(s, p):
+        return abs(s["start"] - p[0]) <= 1000 and abs(s["end"] - s["start"] - p[1]) <= 1000
+    assert all(sum(1 for p in printed if same(s, p)) == 1 for s in spans), "a span no slow_op line has"
+    outage = [p for p in printed if p[2] in ("/hung-reader", slow_read[2])]
+    assert outage and all(sum(1 for s in spans if same(s, p)) == 1 for p in outage), outage
+    assert slow_read[4] == fast_read[4], "one file, through two mounts"
+    assert all(s["end"] - s["start"] >= 500_000_000 for s in spans), [s for s in spans if s["end"] - s["start"] < 5e8]
+    assert all(s["kind"] == 3 and s["scope"] == "nasflow.slow_ops" and s["parent_span_id"] == "" for s in spans), spans[0]
+    assert all(s["name"] == "NFS " + s["attrs"]["nfs.operation.name"] for s in spans), spans[0]
+    pods = {s["attrs"].get("k8s.pod.name") for s in spans}
+    assert "fast-nas-reader-0" not in pods, pods
+    reads = [s for s in spans if s["attrs"].get("k8s.pod.name") == "slow-nas-reader-0"]
+    assert [s["name"] for s in reads] == ["NFS READ"], [(s["name"], s["end"] - s["start"]) for s in reads]
+    read = reads[0]
+    a = read["attrs"]
+    assert (a["k8s.namespace.name"], a["nasflow.task"], a["server.address"]) == ("ml", "slow-nas-reader", "127.0.0.3"), a
+    assert a["nfs.export.path"] == "/srv/v4/exa" and a["nfs.file.id"] == int(slow_read[4]), (a, slow_read)
+    assert (a["nfs.file.offset"], a["nfs.io.bytes"]) == (0, 65536), a
+    assert isinstance(a.get("nfs.rpc.xid"), int), a
+    assert read["end"] - read["start"] >= 3_000_000_000, read
+    # The READ's latency point on the slow NAS carries it as an exemplar, and every exemplar of
+    # the agent names a span the collector received.
+    by_id = {(s["trace_id"], s["span_id"]): s for s in spans}
+    points = [p for p in load_otlp("v2") if p["metric"] == "nfs.client.operation.duration"]
+    linked = [(p, x) for p in points for x in p.get("exemplars", [])]
+    assert linked, "no duration point carried an exemplar"
+    for p, x in linked:
+        s = by_id.get((x["trace_id"], x["span_id"]))
+        assert s is not None, f"exemplar {x} names no span the collector received"
+        assert abs(x["value"] - (s["end"] - s["start"]) / 1e9) < 1e-6 and x["time"] == s["end"], (x, s)
+        assert p["attrs"].get("k8s.pod.uid") == s["attrs"].get("k8s.pod.uid"), (p["attrs"], s["attrs"])
+        assert p["attrs"]["nfs.operation.name"] == s["attrs"]["nfs.operation.name"], (p["attrs"], s["attrs"])
+    assert any(s is read for p, x in linked for s in [by_id[(x["trace_id"], x["span_id"])]]), "the READ is no exemplar"
+    # The agent's own count (as of its last export; the SDK exports a second after a span
+    # ends): nothing dropped, and no more exported or failed than reported.
+    counts = {}
+    for p in load_otlp("v2"):
+        if p["metric"] == "nasflow.spans" and p["time"] >= counts.get(p["attrs"]["outcome"], (0, 0))[0]:
+            counts[p["attrs"]["outcome"]] = (p["time"], p["value"])
+    counts = {k: v for k, (_, v) in counts.items()}
+    assert counts["dropped"] == 0 and counts["exported"] >= len(outage), counts
+    assert counts["exported"] + counts["failed"] <= len(printed), (counts, len(printed))
+
+
 @needs(*V1)
 def test_cgroup_v1_pods_named(expect, v1):
     cases = [r for r in expect if r[0] == "v1attrs"]

@@ -1,8 +1,10 @@
-//! An OTLP/gRPC receiver for the VM suite: `otlp_sink <listen addr> <out.jsonl> [<logs.jsonl>]`.
+//! An OTLP/gRPC receiver for the VM suite:
+//! `otlp_sink <listen addr> <out.jsonl> [<logs.jsonl> [<traces.jsonl>]]`.
 //! Writes every data point it receives as one JSON line (request number, resource, scope,
-//! metric, attributes, value or histogram), and every log record as one line of the logs file
-//! (resource, scope, event name, severity, body, attributes), so tests can assert on what a
-//! collector passed on.
+//! metric, attributes, value or histogram with its exemplars), every log record as one line of
+//! the logs file (resource, scope, event name, severity, body, attributes), and every span as
+//! one line of the traces file (resource, scope, ids, name, kind, times, status, attributes),
+//! so tests can assert on what a collector passed on.
 
 use std::{
     collections::BTreeMap,
@@ -19,8 +21,12 @@ use opentelemetry_proto::tonic::{
         metrics_service_server::{MetricsService, MetricsServiceServer},
         ExportMetricsServiceRequest, ExportMetricsServiceResponse,
     },
+    collector::trace::v1::{
+        trace_service_server::{TraceService, TraceServiceServer},
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    },
     common::v1::{any_value, KeyValue},
-    metrics::v1::{metric::Data, number_data_point},
+    metrics::v1::{exemplar, metric::Data, number_data_point, Exemplar},
 };
 use serde_json::{json, Value};
 
@@ -42,6 +48,45 @@ fn any(v: Option<&any_value::Value>) -> Value {
 
 fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
     kvs.iter().map(|kv| (kv.key.clone(), any(kv.value.as_ref().and_then(|v| v.value.as_ref())))).collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn exemplars(e: &[Exemplar]) -> Value {
+    Value::Array(
+        e.iter()
+            .map(|x| {
+                let value = match x.value {
+                    Some(exemplar::Value::AsDouble(d)) => json!(d),
+                    Some(exemplar::Value::AsInt(i)) => json!(i),
+                    None => Value::Null,
+                };
+                json!({"trace_id": hex(&x.trace_id), "span_id": hex(&x.span_id), "value": value,
+                       "time": x.time_unix_nano})
+            })
+            .collect(),
+    )
+}
+
+/// The spans of a request, one JSON line each.
+fn span_lines(req: &ExportTraceServiceRequest) -> Vec<Value> {
+    let mut out = Vec::new();
+    for rs in &req.resource_spans {
+        let resource = rs.resource.as_ref().map(|r| attrs(&r.attributes)).unwrap_or_default();
+        for ss in &rs.scope_spans {
+            let scope = ss.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+            for s in &ss.spans {
+                let (code, message) = s.status.as_ref().map_or((0, String::new()), |st| (st.code, st.message.clone()));
+                out.push(json!({"resource": resource, "scope": scope, "trace_id": hex(&s.trace_id),
+                    "span_id": hex(&s.span_id), "parent_span_id": hex(&s.parent_span_id), "name": s.name,
+                    "kind": s.kind, "start": s.start_time_unix_nano, "end": s.end_time_unix_nano,
+                    "status_code": code, "status_message": message, "attrs": attrs(&s.attributes)}));
+            }
+        }
+    }
+    out
 }
 
 /// The log records of a request, one JSON line each.
@@ -107,6 +152,7 @@ fn lines(n: u64, req: &ExportMetricsServiceRequest) -> Vec<Value> {
                             l["zero_count"] = json!(p.zero_count);
                             l["offset"] = json!(offset);
                             l["buckets"] = json!(buckets);
+                            l["exemplars"] = exemplars(&p.exemplars);
                             out.push(l);
                         }
                     }
@@ -117,6 +163,7 @@ fn lines(n: u64, req: &ExportMetricsServiceRequest) -> Vec<Value> {
                             l["sum"] = json!(p.sum);
                             l["bounds"] = json!(p.explicit_bounds);
                             l["bucket_counts"] = json!(p.bucket_counts);
+                            l["exemplars"] = exemplars(&p.exemplars);
                             out.push(l);
                         }
                     }
@@ -170,17 +217,41 @@ impl LogsService for LogSink {
     }
 }
 
+struct TraceSink {
+    out: Arc<Mutex<std::fs::File>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for TraceSink {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut buf = Vec::new();
+        for l in span_lines(req.get_ref()) {
+            writeln!(buf, "{l}").map_err(|e| tonic::Status::internal(e.to_string()))?;
+        }
+        let mut f = self.out.lock().map_err(|_| tonic::Status::internal("lock"))?;
+        f.write_all(&buf).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(addr), Some(out)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: otlp_sink <listen addr> <out.jsonl> [<logs.jsonl>]");
+        eprintln!("usage: otlp_sink <listen addr> <out.jsonl> [<logs.jsonl> [<traces.jsonl>]]");
         std::process::exit(2);
     };
     let open = |p: &str| std::fs::OpenOptions::new().create(true).append(true).open(p);
     let sink = Sink { out: Arc::new(Mutex::new(open(out)?)), requests: Arc::default() };
     let logs_path = args.get(3).cloned().unwrap_or_else(|| format!("{out}.logs"));
     let logs = LogSink { out: Arc::new(Mutex::new(open(&logs_path)?)) };
+    let traces_path = args.get(4).cloned().unwrap_or_else(|| format!("{out}.traces"));
+    let traces = TraceServiceServer::new(TraceSink { out: Arc::new(Mutex::new(open(&traces_path)?)) })
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(64 << 20);
     let svc = MetricsServiceServer::new(sink)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(64 << 20);
@@ -188,6 +259,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
         .max_decoding_message_size(64 << 20);
     println!("listening on {addr}");
-    tonic::transport::Server::builder().add_service(svc).add_service(logs).serve(addr.parse()?).await?;
+    tonic::transport::Server::builder()
+        .add_service(svc)
+        .add_service(logs)
+        .add_service(traces)
+        .serve(addr.parse()?)
+        .await?;
     Ok(())
 }
