@@ -58,6 +58,7 @@ start_agent() { # mode
 	dirs64) "$BIN" run --output jsonl --interval 5s --directories "$DIRS64" >/dev/null 2>"$R/agent.cur" & ;;
 	lean) "$BIN" run --output jsonl --interval 5s --operations READ,WRITE,COMMIT --latency off >/dev/null 2>"$R/agent.cur" & ;;
 	no-slow) "$BIN" run --output jsonl --interval 5s --slow-op-threshold 0 >/dev/null 2>"$R/agent.cur" & ;;
+	no-latency) "$BIN" run --output jsonl --interval 5s --latency off >/dev/null 2>"$R/agent.cur" & ;;
 	noop) "$NOOP" >"$R/agent.cur" 2>&1 & ;;
 	esac
 	AGENT=$!

@@ -6,7 +6,7 @@
 # NASFLOW_OVERHEAD_PAIRS (5), _SECONDS (5 per run), _MODES, _WORKLOADS narrow a run, and
 # _STATS_MODES (default) picks the agents whose kernel time per I/O is measured. Modes:
 # default, client-only, noop, app-bytes, dirs64 (64 watched directories), lean (--operations
-# READ,WRITE,COMMIT --latency off), no-slow (--slow-op-threshold 0);
+# READ,WRITE,COMMIT --latency off), no-slow (--slow-op-threshold 0), no-latency (--latency off);
 # NASFLOW_BIN and NASFLOW_NOOP take prebuilt binaries (to measure an older build).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
