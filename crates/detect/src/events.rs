@@ -8,7 +8,6 @@ use opentelemetry::{
     logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity},
     InstrumentationScope, KeyValue, StringValue,
 };
-use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::{
     logs::{log_processor_with_async_runtime::BatchLogProcessor, SdkLogger, SdkLoggerProvider},
     runtime::Tokio,
@@ -47,33 +46,10 @@ impl EventSink {
     /// blocks the pipe) exporting over `transport`. Must be called inside the runtime.
     pub fn new(transport: &Transport, resource: &[(String, String)], version: &str) -> Result<Self, EventsError> {
         let err = |detail: String| EventsError::Exporter { endpoint: transport.endpoint().to_owned(), detail };
-        let exporter = match transport {
-            Transport::Grpc { channel, metadata, gzip, timeout, .. } => {
-                let mut b = opentelemetry_otlp::LogExporter::builder()
-                    .with_tonic()
-                    .with_channel(channel.clone())
-                    .with_metadata(metadata.clone())
-                    .with_timeout(*timeout);
-                if *gzip {
-                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-                }
-                b.build().map_err(|e| err(e.to_string()))?
-            }
-            Transport::Http { client, url, headers, gzip } => {
-                let headers = sdk::header_map(headers);
-                // The protocol is the agent's, whatever OTEL_EXPORTER_OTLP_PROTOCOL says.
-                let mut b = opentelemetry_otlp::LogExporter::builder()
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_http_client(sdk::SdkHttpClient(client.clone()))
-                    .with_endpoint(sdk::signal_url(url, "logs"))
-                    .with_headers(headers);
-                if *gzip {
-                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-                }
-                b.build().map_err(|e| err(e.to_string()))?
-            }
-        };
+        let exporter = nasflow_otlp_out::sdk_exporter!(opentelemetry_otlp::LogExporter, transport, |url: &str| {
+            sdk::signal_url(url, "logs")
+        })
+        .map_err(|e| err(e.to_string()))?;
         let resource = Resource::builder_empty()
             .with_attributes(resource.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())))
             .build();

@@ -51,7 +51,10 @@ fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, Value> {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    b.iter().fold(String::with_capacity(2 * b.len()), |mut s, x| {
+        let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{x:02x}"));
+        s
+    })
 }
 
 fn exemplars(e: &[Exemplar]) -> Value {

@@ -38,6 +38,43 @@ pub fn signal_url(metrics_url: &str, signal: &str) -> String {
     }
 }
 
+/// Builds one of the SDK's OTLP exporters (`LogExporter`, `SpanExporter`) over the agent's
+/// transport: over gRPC on its channel with its metadata, timeout and compression; over
+/// OTLP/HTTP through its client to `url_of(<the transport's URL>)`, as protobuf whatever
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` says. Evaluates to the builder's `Result`. (A macro: the
+/// exporters' builders share these methods but no trait.)
+#[macro_export]
+macro_rules! sdk_exporter {
+    ($exporter:path, $transport:expr, $url_of:expr) => {{
+        use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
+        match $transport {
+            $crate::transport::Transport::Grpc { channel, metadata, gzip, timeout, .. } => {
+                let mut b = <$exporter>::builder()
+                    .with_tonic()
+                    .with_channel(channel.clone())
+                    .with_metadata(metadata.clone())
+                    .with_timeout(*timeout);
+                if *gzip {
+                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+                }
+                b.build()
+            }
+            $crate::transport::Transport::Http { client, url, headers, gzip } => {
+                let mut b = <$exporter>::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_http_client($crate::sdk::SdkHttpClient(client.clone()))
+                    .with_endpoint(($url_of)(url.as_str()))
+                    .with_headers($crate::sdk::header_map(headers));
+                if *gzip {
+                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+                }
+                b.build()
+            }
+        }
+    }};
+}
+
 /// The transport's headers as the SDK's HTTP exporters take them.
 #[must_use]
 pub fn header_map(headers: &reqwest::header::HeaderMap) -> std::collections::HashMap<String, String> {

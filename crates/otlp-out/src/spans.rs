@@ -18,7 +18,6 @@ use opentelemetry::{
     trace::{Span as _, SpanBuilder, SpanKind, Status, Tracer as _, TracerProvider as _},
     Context, InstrumentationScope, KeyValue,
 };
-use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::{
     error::OTelSdkResult,
     runtime::Tokio,
@@ -29,7 +28,7 @@ use opentelemetry_sdk::{
     Resource,
 };
 
-use crate::{schema, sdk, transport::Transport};
+use crate::{schema, transport::Transport};
 
 /// Why spans cannot be sent.
 #[derive(Debug, thiserror::Error)]
@@ -152,32 +151,9 @@ impl SpanSink {
         queue: usize,
     ) -> Result<Self, SpansError> {
         let err = |detail: String| SpansError::Exporter { endpoint: transport.endpoint().to_owned(), detail };
-        let exporter = match transport {
-            Transport::Grpc { channel, metadata, gzip, timeout, .. } => {
-                let mut b = opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .with_channel(channel.clone())
-                    .with_metadata(metadata.clone())
-                    .with_timeout(*timeout);
-                if *gzip {
-                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-                }
-                b.build().map_err(|e| err(e.to_string()))?
-            }
-            Transport::Http { client, url, headers, gzip } => {
-                // The protocol is the agent's, whatever OTEL_EXPORTER_OTLP_PROTOCOL says.
-                let mut b = opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_http_client(sdk::SdkHttpClient(client.clone()))
-                    .with_endpoint(url.clone())
-                    .with_headers(sdk::header_map(headers));
-                if *gzip {
-                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-                }
-                b.build().map_err(|e| err(e.to_string()))?
-            }
-        };
+        // The traces URL is the transport's own (the config derives it).
+        let exporter = crate::sdk_exporter!(opentelemetry_otlp::SpanExporter, transport, str::to_owned)
+            .map_err(|e| err(e.to_string()))?;
         let counts = Arc::new(SpanCounts::default());
         let exporter = Counted { inner: exporter, counts: Arc::clone(&counts) };
         let resource = Resource::builder_empty()
