@@ -232,6 +232,9 @@ pub struct Probe {
     slow_ring: Mutex<Option<RingBuf<MapData>>>,
     /// Slow RPCs the sweep took from the kernel's waiting map, for the next snapshot.
     slow_swept: Mutex<Vec<nasflow_probe_bpf::SlowOp>>,
+    /// Slow operations a reload took from the old maps (named by their table), for the next
+    /// snapshot.
+    slow_carried: Mutex<Vec<SlowOp>>,
 }
 
 /// One watched directory as the kernel sees it: an NFS directory inode and the id its
@@ -280,6 +283,7 @@ impl Probe {
             watched: Vec::new(),
             slow_ring: Mutex::new(None),
             slow_swept: Mutex::new(Vec::new()),
+            slow_carried: Mutex::new(Vec::new()),
         })
     }
 
@@ -428,6 +432,7 @@ impl Probe {
             tracing::warn!(
                 "the nfs tracepoint layout changed with the module reload: reloading the probe, counters restart"
             );
+            self.carry_slow_ops();
             self.ebpf = None;
         }
         if self.ebpf.is_none() {
@@ -574,6 +579,9 @@ impl Probe {
             snap.health.attached_programs = a.attached() as u64;
             snap.health.failed_programs.clone_from(&a.failed);
         }
+        // The ring before the name table: every record's procedure id is in the table read
+        // after it.
+        let slow = self.take_slow_records();
         let names = self.proc_names(ebpf)?;
         snap.rows = snapshot::read_rows(ebpf, &names, &mut snap.health)?;
         snap.inflight = snapshot::read_inflight(ebpf, &mut snap.health)?;
@@ -592,23 +600,45 @@ impl Probe {
         }
         snap.health.maps = fill;
         snap.health.counters = snapshot::read_health(ebpf)?;
-        snap.slow_ops = self.drain_slow_ops(&names);
+        snap.slow_ops = std::mem::take(&mut *self.slow_carried.lock().unwrap_or_else(PoisonError::into_inner));
+        snap.slow_ops.extend(snapshot::slow_ops_from(&slow, &names, SystemTime::now(), snapshot::monotonic_ns()));
         Ok(snap)
     }
 
-    /// The slow operations the kernel reported since the last call (at most what the ring
-    /// holds, so a read is bounded).
-    fn drain_slow_ops(&self, names: &HashMap<u16, ProcName>) -> Vec<SlowOp> {
-        let mut guard = self.slow_ring.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(ring) = guard.as_mut() else { return Vec::new() };
+    /// The slow-operation records the kernel reported since the last call, and those the
+    /// sweep took from the waiting map (at most what the ring holds, so a read is bounded).
+    fn take_slow_records(&self) -> Vec<nasflow_probe_bpf::SlowOp> {
         let mut records = std::mem::take(&mut *self.slow_swept.lock().unwrap_or_else(PoisonError::into_inner));
-        while let Some(item) = ring.next() {
-            if let Some(r) = nasflow_probe_bpf::SlowOp::from_bytes(&item) {
-                records.push(r);
+        let mut guard = self.slow_ring.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ring) = guard.as_mut() {
+            while let Some(item) = ring.next() {
+                if let Some(r) = nasflow_probe_bpf::SlowOp::from_bytes(&item) {
+                    records.push(r);
+                }
             }
         }
-        drop(guard);
-        snapshot::slow_ops_from(&records, names, SystemTime::now(), snapshot::monotonic_ns())
+        records
+    }
+
+    /// Before a reload drops the maps: the slow operations they still hold (in the ring and
+    /// waiting for their xid), named by the old table, go to the next snapshot.
+    fn carry_slow_ops(&mut self) {
+        let mut records = self.take_slow_records();
+        let Some(ebpf) = self.ebpf.as_mut() else { return };
+        match snapshot::take_stale_slow(ebpf, u64::MAX) {
+            Ok(waiting) => records.extend(waiting),
+            Err(e) => tracing::debug!(error = %e, "slow operations waiting for their xid"),
+        }
+        let Some(ebpf) = self.ebpf.as_ref() else { return };
+        let names = match self.proc_names(ebpf) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading procedure names before a reload: slow operations of named procedures dropped");
+                HashMap::new()
+            }
+        };
+        let ops = snapshot::slow_ops_from(&records, &names, SystemTime::now(), snapshot::monotonic_ns());
+        self.slow_carried.lock().unwrap_or_else(PoisonError::into_inner).extend(ops);
     }
 
     /// Sets the watched directories (the whole set; what is not in it is no longer watched).
