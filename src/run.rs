@@ -266,16 +266,7 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
     // One overall deadline for the last interval and its export; a second signal stops at once.
     let deadline = tokio::time::Instant::now() + cfg.shutdown_timeout;
     tracing::info!(deadline = ?cfg.shutdown_timeout, "stopping: one last interval (a second signal stops at once)");
-    let last = async {
-        pipe.tick().await?;
-        if let Some((d, seq)) = pipe.otlp.as_ref().and_then(|o| Some((o.delivery.as_ref()?, o.last_seq))) {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if !d.flush(seq, left).await {
-                tracing::warn!(endpoint = d.endpoint(), "the last export did not complete in time");
-            }
-        }
-        anyhow::Ok(())
-    };
+    let last = pipe.last_interval(deadline);
     let stopped = tokio::select! {
         r = tokio::time::timeout_at(deadline, last) => r.unwrap_or_else(|_| {
             tracing::warn!(deadline = ?cfg.shutdown_timeout, "the last interval did not complete in time");
@@ -291,11 +282,6 @@ pub async fn run(cfg: RunConfig) -> Result<()> {
         }
     };
     stop_anomaly(pipe.anomaly, pipe.jsonl, pipe.seq, deadline).await;
-    if let Some(sink) = pipe.spans {
-        // The SDK's shutdown waits on its exporter: off the runtime's threads.
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let _ = tokio::time::timeout(left, tokio::task::spawn_blocking(move || sink.shutdown())).await;
-    }
     stopped
 }
 
@@ -629,6 +615,28 @@ impl Pipe {
             tracing::warn!(error = %e, "writing jsonl");
         }
         let _ = stdout.flush();
+        Ok(())
+    }
+
+    /// The last interval at stop, with what waits in the kernel for its xid, and its export:
+    /// the metrics' flush and the spans' beside each other, within `deadline`.
+    async fn last_interval(&mut self, deadline: tokio::time::Instant) -> Result<()> {
+        let p = Arc::clone(&self.probe);
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || with_probe(&p, Probe::take_waiting_slow_ops)).await {
+            tracing::warn!(error = %e, "taking the slow operations that wait for their xid");
+        }
+        self.tick().await?;
+        // The spans go out beside the last metrics (whose exemplars name them), not after.
+        let spans = self.spans.take().map(|sink| tokio::task::spawn_blocking(move || sink.shutdown()));
+        if let Some((d, seq)) = self.otlp.as_ref().and_then(|o| Some((o.delivery.as_ref()?, o.last_seq))) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !d.flush(seq, left).await {
+                tracing::warn!(endpoint = d.endpoint(), "the last export did not complete in time");
+            }
+        }
+        if let Some(spans) = spans {
+            let _ = spans.await;
+        }
         Ok(())
     }
 

@@ -71,7 +71,11 @@ pub const VARS: &[Var] = &[
     }),
     var("OTEL_EXPORTER_OTLP_CLIENT_KEY", "otlp_client_key", |s, v| put(&mut s.otlp_client_key, Ok(v.into()))),
     var("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "otlp_client_key", |s, v| put(&mut s.otlp_client_key, Ok(v.into()))),
-    // The spans' own, over the generic ones above (which they share otherwise).
+    // The spans' own, over the generic ones above (which they share otherwise); the generic
+    // endpoint also kept apart, for spans when the metrics go to their own.
+    var("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_generic_endpoint", |s, v| {
+        put(&mut s.otlp_generic_endpoint, values::endpoint(v))
+    }),
     var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otlp_traces_endpoint", |s, v| {
         put(&mut s.otlp_traces_endpoint, Ok(Endpoint { url: v.to_owned(), exact: true }))
     }),
@@ -299,7 +303,8 @@ mod tests {
                 .and_then(|a| a.get_long_help().or(a.get_help()))
                 .map(ToString::to_string)
         };
-        for var in VARS.iter().filter(|v| !v.name.starts_with("OTEL_RESOURCE") && v.name != "OTEL_SERVICE_NAME") {
+        let env_only = ["resource_attributes", "service_name", "otlp_generic_endpoint"];
+        for var in VARS.iter().filter(|v| !env_only.contains(&v.setting)) {
             let text = help(var.setting).unwrap_or_else(|| panic!("{}: no flag {}", var.name, var.setting));
             assert!(text.contains(var.name), "help of --{} does not name {}: {text}", var.setting, var.name);
         }

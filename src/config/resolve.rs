@@ -50,6 +50,11 @@ impl Settings {
                  --output jsonl to print them"
             );
         }
+        if otlp.is_none() && self.otlp_traces_endpoint.is_some() {
+            tracing::warn!(
+                "a traces endpoint without --otlp-endpoint: slow-operation spans go out beside OTLP metrics only, so none are sent"
+            );
+        }
         let kubelet = match (&self.kubelet_url, &self.node_name) {
             (None, None) => None,
             (url, node) => {
@@ -173,9 +178,12 @@ impl Settings {
         };
         // The spans share the metrics' collector and settings unless their own say otherwise.
         let traces_protocol = self.otlp_traces_protocol.unwrap_or(protocol);
+        // Metrics sent to their own URL (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT): spans go to
+        // the generic endpoint when there is one, as the OpenTelemetry variables mean it.
+        let generic = self.otlp_generic_endpoint.as_ref().filter(|_| endpoint.exact);
         let traces = TransportConfig {
             protocol: transport_protocol(traces_protocol),
-            endpoint: match (traces_protocol, &self.otlp_traces_endpoint) {
+            endpoint: match (traces_protocol, self.otlp_traces_endpoint.as_ref().or(generic)) {
                 (Protocol::Grpc, Some(t)) => t.url.clone(),
                 (Protocol::Grpc, None) => endpoint.url.clone(),
                 (Protocol::HttpProtobuf, Some(t)) => signal_url(&t.url, t.exact, "traces"),

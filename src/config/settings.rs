@@ -284,6 +284,12 @@ pub struct Settings {
     #[serde(skip)]
     pub resource_attributes: Option<Vec<Header>>,
 
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` itself (environment only): where the spans go by default
+    /// when `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` sends the metrics elsewhere.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub otlp_generic_endpoint: Option<Endpoint>,
+
     /// `service.name` from `OTEL_SERVICE_NAME` (environment only).
     #[arg(skip)]
     #[serde(skip)]
@@ -348,6 +354,7 @@ impl Settings {
             health_listen,
             prometheus_listen,
             resource_attributes,
+            otlp_generic_endpoint,
             service_name,
         } = over;
         Settings {
@@ -400,6 +407,7 @@ impl Settings {
             health_listen: health_listen.or(self.health_listen),
             prometheus_listen: prometheus_listen.or(self.prometheus_listen),
             resource_attributes: resource_attributes.or(self.resource_attributes),
+            otlp_generic_endpoint: otlp_generic_endpoint.or(self.otlp_generic_endpoint),
             service_name: service_name.or(self.service_name),
         }
     }

@@ -540,6 +540,22 @@ fn spans_follow_the_metrics_unless_their_own_settings_say_otherwise() {
     assert_eq!((same.gzip, same.timeout), (true, Duration::from_secs(10)));
     let custom = traces(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:4318/v1/metrics")], &[]);
     assert_eq!(custom.endpoint, "http://m:4318/v1/traces");
+    let apart = traces(
+        &[
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://m/custom"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://generic:4318"),
+        ],
+        &[],
+    );
+    assert_eq!(apart.endpoint, "http://generic:4318/v1/traces", "metrics elsewhere: the generic endpoint");
+    let flagged = traces(
+        &[
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://m/custom"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://g:4318"),
+        ],
+        &["--otlp-endpoint", "http://flag:4318"],
+    );
+    assert_eq!(flagged.endpoint, "http://flag:4318/v1/traces", "a flag for the metrics takes the spans along");
     let own = traces(
         &[
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://tempo:4318/otlp/v1/traces"),

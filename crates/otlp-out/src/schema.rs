@@ -408,7 +408,7 @@ pub const SELF_SPANS: SelfMetric = SelfMetric {
     name: "nasflow.spans",
     unit: "{span}",
     instrument: Instrument::Counter,
-    description: "Slow-operation spans by outcome: exported (the collector took them), failed (the export failed; the SDK does not retry) or dropped (the SDK's queue was full).",
+    description: "Slow-operation spans by outcome: exported (the collector took them), failed (the exporter's retries within its timeout ran out) or dropped (the SDK's queue was full).",
     attributes: &["outcome"],
 };
 

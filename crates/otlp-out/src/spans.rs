@@ -103,17 +103,29 @@ struct Counted<E> {
     counts: Arc<SpanCounts>,
 }
 
+/// One export's spans: failed unless the export says otherwise, also when the batch
+/// processor gives up on it (drops the export's future at its own timeout).
+struct InExport<'a> {
+    counts: &'a SpanCounts,
+    spans: u64,
+    exported: bool,
+}
+
+impl Drop for InExport<'_> {
+    fn drop(&mut self) {
+        let outcome = if self.exported { &self.counts.exported } else { &self.counts.failed };
+        outcome.fetch_add(self.spans, Ordering::Relaxed);
+    }
+}
+
 impl<E: SpanExporter> SpanExporter for Counted<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let n = batch.len() as u64;
+        let mut settle = InExport { counts: &self.counts, spans: batch.len() as u64, exported: false };
         let result = self.inner.export(batch).await;
         match &result {
-            Ok(()) => self.counts.exported.fetch_add(n, Ordering::Relaxed),
-            Err(e) => {
-                tracing::debug!(error = %e, spans = n, "exporting slow-operation spans failed");
-                self.counts.failed.fetch_add(n, Ordering::Relaxed)
-            }
-        };
+            Ok(()) => settle.exported = true,
+            Err(e) => tracing::debug!(error = %e, spans = settle.spans, "exporting slow-operation spans failed"),
+        }
         result
     }
 
@@ -320,6 +332,17 @@ mod tests {
 
     fn get(a: &[KeyValue], k: &str) -> Option<Value> {
         a.iter().find(|kv| kv.key.as_str() == k).map(|kv| kv.value.clone())
+    }
+
+    #[test]
+    fn an_export_counts_its_spans_once_also_when_given_up() {
+        let counts = SpanCounts::default();
+        counts.handed.store(7, Ordering::Relaxed);
+        drop(InExport { counts: &counts, spans: 4, exported: true });
+        // The batch processor drops the export's future at its timeout: failed.
+        drop(InExport { counts: &counts, spans: 2, exported: false });
+        assert_eq!(counts.outcomes(), vec![("exported", 4), ("failed", 2), ("dropped", 0)]);
+        assert_eq!(counts.queued(), 1);
     }
 
     #[test]

@@ -385,6 +385,12 @@ static __noinline int emit_slow(const struct nasflow_slow_op *op)
 	return 0;
 }
 
+/*
+ * The xid rpc_stats_latency leaves for a data RPC's done event is trusted this long: the two
+ * run back to back on one thread (rpc_exit_task); rpc_task_end, before both, clears it.
+ */
+#define SLOW_RPC_MAX_AGE_NS 5000000ULL
+
 /* A slow READ, WRITE or COMMIT: with the xid and round trip rpc_stats_latency left for this
  * thread, when it was this operation's RPC. */
 static __noinline int report_slow_data(struct nasflow_slow_op *op)
@@ -395,12 +401,14 @@ static __noinline int report_slow_data(struct nasflow_slow_op *op)
 	if (!slow_budget_ok(op->start_ns + op->duration_ns))
 		return 0;
 	f = bpf_map_lookup_elem(&slow_rpc, &zero);
-	if (f && f->pid_tgid == bpf_get_current_pid_tgid() && f->op == op->op) {
+	if (f && f->at_ns && f->pid_tgid == bpf_get_current_pid_tgid() && f->op == op->op &&
+	    bpf_ktime_get_ns() - f->at_ns < SLOW_RPC_MAX_AGE_NS) {
 		op->has_rpc = 1;
 		op->xid = f->xid;
 		op->rtt_us = f->rtt_us;
-		f->pid_tgid = 0;
 	}
+	if (f)
+		f->at_ns = 0;
 	return emit_slow(op);
 }
 
@@ -1297,32 +1305,46 @@ int rpc_request(void *ctx)
 	return 0;
 }
 
+/* A data RPC ends on this thread: whatever xid the slot holds is not its own (yet). */
+static __always_inline void forget_slow_rpc(void)
+{
+	__u32 zero = 0;
+	struct nasflow_slow_rpc *f = bpf_map_lookup_elem(&slow_rpc, &zero);
+
+	if (f)
+		f->at_ns = 0;
+}
+
 /*
  * The xid and round trip of an RPC that just ended: a slow one waiting in slow_pending is
  * reported with them; for READ, WRITE and COMMIT they are left for the nfs *_done event that
  * follows on this thread.
  */
-static __noinline int slow_rpc_facts(struct nasflow_rpc_task_key *key, __u16 op, __u32 xid, __u64 rtt_us)
+static __noinline int slow_rpc_facts(struct nasflow_rpc_task_key *key, struct nasflow_rpc_task *task, __u32 xid,
+				      __u64 rtt_us)
 {
 	struct nasflow_slow_op *pending, slow;
 	struct nasflow_slow_rpc *f;
 	__u32 zero = 0;
 	__u32 rtt = rtt_us > 0xffffffffULL ? 0xffffffffU : (__u32)rtt_us;
 
-	if (op <= NASFLOW_OP_COMMIT) {
+	if (task->op <= NASFLOW_OP_COMMIT) {
 		f = bpf_map_lookup_elem(&slow_rpc, &zero);
 		if (f) {
 			f->pid_tgid = bpf_get_current_pid_tgid();
-			f->op = op;
+			f->at_ns = bpf_ktime_get_ns();
+			f->op = task->op;
 			f->xid = xid;
 			f->rtt_us = rtt;
 		}
 		return 0;
 	}
-	if (!slow_waits_for_rpc)
+	if (!task->slow)
 		return 0;
+	task->slow = 0;
 	pending = bpf_map_lookup_elem(&slow_pending, key);
-	if (!pending)
+	/* Another RPC's that reused the task id after an RPC that never got here: not ours. */
+	if (!pending || pending->start_ns != task->start_ns)
 		return 0;
 	slow = *pending;
 	/* User space may have taken it (an RPC it thought would never see this event). */
@@ -1358,8 +1380,11 @@ int rpc_task_end(void *ctx)
 	task->err = status < 0 ? (__u16)(-status) : 0;
 	task->state = NASFLOW_RPC_ENDED;
 	/* READ, WRITE and COMMIT are counted with their bytes by the nfs tracepoints. */
-	if (task->op <= NASFLOW_OP_COMMIT)
+	if (task->op <= NASFLOW_OP_COMMIT) {
+		if (slow_op_ns)
+			forget_slow_rpc();
 		return 0;
+	}
 	io = task_io_key(task, 0, task->err);
 	now = bpf_ktime_get_ns();
 	account(&io, 1, 0, now - task->start_ns, 1);
@@ -1375,7 +1400,9 @@ int rpc_task_end(void *ctx)
 		};
 
 		/* Reported by rpc_stats_latency with its xid and round trip, or now. */
-		if (!slow_waits_for_rpc || bpf_map_update_elem(&slow_pending, &key, &slow, BPF_NOEXIST))
+		if (slow_waits_for_rpc && !bpf_map_update_elem(&slow_pending, &key, &slow, BPF_NOEXIST))
+			task->slow = 1;
+		else
 			emit_slow(&slow);
 	}
 	return 0;
@@ -1399,7 +1426,7 @@ int rpc_stats_lat(void *ctx)
 	/* No reply, no round trip (rtt 0): timed out or never sent. */
 	rtt_us = field_u(&r, RPC_FIELD(lat_rtt));
 	if (slow_op_ns)
-		slow_rpc_facts(&key, task->op, (__u32)field_u(&r, RPC_FIELD(lat_xid)), rtt_us);
+		slow_rpc_facts(&key, task, (__u32)field_u(&r, RPC_FIELD(lat_xid)), rtt_us);
 	if (!rtt_us)
 		return 0;
 	io = task_io_key(task, NASFLOW_OP_RTT, task->err);

@@ -110,7 +110,8 @@ struct nasflow_rpc_task {
 	__u16 err;
 	__u32 state;
 	__u16 dir;
-	__u16 pad;
+	/* 1 while its slow report waits in slow_pending for rpc_stats_latency. */
+	__u16 slow;
 };
 
 /* Counter and histogram key: who (cgroup), where (NFS super block dev), what (op), how it
@@ -225,6 +226,8 @@ struct nasflow_slow_op {
  * the same RPC that follows on the same thread. */
 struct nasflow_slow_rpc {
 	__u64 pid_tgid;
+	/* When rpc_stats_latency set it (bpf_ktime_get_ns); 0 once used or cleared. */
+	__u64 at_ns;
 	__u32 xid;
 	__u32 rtt_us;
 	__u16 op;
@@ -306,7 +309,7 @@ _Static_assert(sizeof(struct nasflow_rpc_task) == 32, "nasflow_rpc_task ABI");
 _Static_assert(sizeof(struct nasflow_rpc_layout) == 84, "nasflow_rpc_layout ABI");
 _Static_assert(sizeof(struct nasflow_slow_op) == 72, "nasflow_slow_op ABI");
 _Static_assert(sizeof(struct nasflow_slow_budget) == 16, "nasflow_slow_budget ABI");
-_Static_assert(sizeof(struct nasflow_slow_rpc) == 24, "nasflow_slow_rpc ABI");
+_Static_assert(sizeof(struct nasflow_slow_rpc) == 32, "nasflow_slow_rpc ABI");
 
 /* ---- NFS server (nfsd) ---- */
 

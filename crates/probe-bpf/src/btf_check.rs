@@ -67,7 +67,7 @@ fn the_objects_and_the_rust_types_agree_on_every_offset() {
         let rust = layouts! {
             nasflow_proc_name { name }
             nasflow_rpc_task_key { client_id, task_id }
-            nasflow_rpc_task { cgroup, start_ns, dev, op, err, state, dir, pad }
+            nasflow_rpc_task { cgroup, start_ns, dev, op, err, state, dir, slow }
             nasflow_slow_op { cgroup, start_ns, duration_ns, bytes, fileid, offset, dev, op, err, dir, has_rpc, xid, rtt_us, pad }
             nasflow_io_key { cgroup, dev, op, err, dir, pad }
             nasflow_dir_key { dev, pad, ino }

@@ -107,6 +107,8 @@ pub const RPC: [Program; 5] = [
 
 /// The RPC program whose attachment means RPCs are counted.
 pub const RPC_END: &str = RPC[2].name;
+/// The program that gives each RPC its round trip and xid (`sunrpc:rpc_stats_latency`).
+pub const RPC_STATS: &str = RPC[3].name;
 
 /// Which of [`RPC`] a kernel may lack without losing the others.
 pub const RPC_OPTIONAL: [&str; 1] = [RPC[4].name];

@@ -692,11 +692,27 @@ impl Probe {
         let cutoff = now.saturating_sub(u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX));
         let settled = now.saturating_sub(SETTLED_RPC_AGE.as_secs() * 1_000_000_000);
         if self.opts.slow_ops.is_some() {
-            let stale =
-                snapshot::take_stale_slow(ebpf, now.saturating_sub(SLOW_PENDING_STALE.as_secs() * 1_000_000_000))?;
+            // Without rpc_stats_latency attached (refused, or not yet) none will be completed.
+            let completes = self.attachment.as_ref().is_some_and(|a| a.has(programs::RPC_STATS));
+            let stale_before =
+                if completes { now.saturating_sub(SLOW_PENDING_STALE.as_secs() * 1_000_000_000) } else { u64::MAX };
+            let stale = snapshot::take_stale_slow(ebpf, stale_before)?;
             self.slow_swept.lock().unwrap_or_else(PoisonError::into_inner).extend(stale);
         }
         Ok(snapshot::sweep_inflight(ebpf, cutoff, settled)? + snapshot::sweep_call_args(ebpf, &self.opts.proc_root)?)
+    }
+
+    /// Takes every slow operation still waiting for its xid, for the next snapshot (the last
+    /// one, when the agent stops: what waits would be lost).
+    pub fn take_waiting_slow_ops(&mut self) -> Result<(), ProbeError> {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return Ok(());
+        };
+        if self.opts.slow_ops.is_some() {
+            let waiting = snapshot::take_stale_slow(ebpf, u64::MAX)?;
+            self.slow_swept.lock().unwrap_or_else(PoisonError::into_inner).extend(waiting);
+        }
+        Ok(())
     }
 }
 
