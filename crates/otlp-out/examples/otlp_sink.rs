@@ -189,15 +189,20 @@ impl MetricsService for Sink {
             *r += 1;
             *r
         };
-        // One write per request: slow file systems (9p under emulation) see few, large writes.
-        let mut buf = Vec::new();
-        for l in lines(n, req.get_ref()) {
-            writeln!(buf, "{l}").map_err(|e| tonic::Status::internal(e.to_string()))?;
-        }
-        let mut f = self.out.lock().map_err(|_| tonic::Status::internal("lock"))?;
-        f.write_all(&buf).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        append(&self.out, &lines(n, req.get_ref()))?;
         Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
     }
+}
+
+/// Appends lines to a file in one write: slow file systems (9p under emulation) see few,
+/// large writes.
+fn append(out: &Mutex<std::fs::File>, lines: &[Value]) -> Result<(), tonic::Status> {
+    let mut buf = Vec::new();
+    for l in lines {
+        writeln!(buf, "{l}").map_err(|e| tonic::Status::internal(e.to_string()))?;
+    }
+    let mut f = out.lock().map_err(|_| tonic::Status::internal("lock"))?;
+    f.write_all(&buf).map_err(|e| tonic::Status::internal(e.to_string()))
 }
 
 struct LogSink {
@@ -210,12 +215,7 @@ impl LogsService for LogSink {
         &self,
         req: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let mut buf = Vec::new();
-        for l in log_lines(req.get_ref()) {
-            writeln!(buf, "{l}").map_err(|e| tonic::Status::internal(e.to_string()))?;
-        }
-        let mut f = self.out.lock().map_err(|_| tonic::Status::internal("lock"))?;
-        f.write_all(&buf).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        append(&self.out, &log_lines(req.get_ref()))?;
         Ok(tonic::Response::new(ExportLogsServiceResponse { partial_success: None }))
     }
 }
@@ -230,12 +230,7 @@ impl TraceService for TraceSink {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut buf = Vec::new();
-        for l in span_lines(req.get_ref()) {
-            writeln!(buf, "{l}").map_err(|e| tonic::Status::internal(e.to_string()))?;
-        }
-        let mut f = self.out.lock().map_err(|_| tonic::Status::internal("lock"))?;
-        f.write_all(&buf).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        append(&self.out, &span_lines(req.get_ref()))?;
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
