@@ -632,6 +632,12 @@ phase_server() {
 		run_in "/srv-r-$m" dd if=/srv/nas-$m/server-direct of=/dev/null bs=1M iflag=direct
 		expect srv_io "nas-$m" read "$n"
 	done
+	# The agent names exports from the kernel's caches, which the exportfs of the second
+	# client below flushes (an idle export's handles come back only with new requests): let
+	# it read them after the I/O.
+	local s
+	s=$(jsonl_seq "$R/srv.jsonl")
+	wait_seq "$R/srv.jsonl" $((s + 2)) 60 "srv interval $((s + 2)), begun after the I/O" || return 1
 	# ENOSPC: more than the 1 MiB export holds.
 	run_in /srv-full dd if=/dev/zero of=/srv/nas-t/full bs=1M count=2 oflag=direct
 	# ESTALE: a directory the client holds goes away on the server (a directory, not a file:
