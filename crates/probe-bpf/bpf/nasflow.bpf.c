@@ -438,9 +438,18 @@ static __always_inline void start_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 o
 		return;
 	/* Another RPC with this key is in flight: share its entry. */
 	cur = bpf_map_lookup_elem(&inflight, &key);
-	if (cur)
+	if (cur) {
 		__sync_fetch_and_add(&cur->pending, 1);
-	else if (bpf_map_update_elem(&inflight, &key, &val, BPF_ANY))
+		/*
+		 * Its last completion may have seen the count at zero and deleted the entry just
+		 * before this share was added: then this RPC starts its own (finish_rpc re-checks
+		 * from its side after deleting, so one of the two keeps the entry).
+		 */
+		if (bpf_map_lookup_elem(&inflight, &key))
+			return;
+	}
+	if (bpf_map_update_elem(&inflight, &key, &val, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&inflight, &key))
 		health_add(NASFLOW_H_INFLIGHT_FULL, 1);
 }
 
@@ -474,8 +483,19 @@ static __always_inline void finish_rpc(__u32 dev, __u16 op, __u64 fileid, __s64 
 	 * atomics: kernels before 5.12 refuse them.)
 	 */
 	__sync_fetch_and_add(&start->pending, -1);
-	if ((__s32)READ_ONCE(start->pending) <= 0)
+	if ((__s32)READ_ONCE(start->pending) <= 0) {
 		bpf_map_delete_elem(&inflight, &ikey);
+		/*
+		 * An RPC of the same key that shared the entry between the read and the delete
+		 * (start_rpc re-checks from its side): put the entry back for it.
+		 */
+		if ((__s32)READ_ONCE(start->pending) > 0) {
+			struct nasflow_inflight_val again = started;
+
+			again.pending = READ_ONCE(start->pending);
+			bpf_map_update_elem(&inflight, &ikey, &again, BPF_NOEXIST);
+		}
+	}
 	key.cgroup = started.cgroup;
 	key.dir = started.dir;
 	account(&key, 1, bytes, now - started.start_ns, 1);
