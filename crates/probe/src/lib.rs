@@ -125,7 +125,7 @@ const SETTLED_RPC_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 const SLOW_PENDING_ENTRIES: u32 = 1024;
 /// A slow RPC still waiting this long after it ended never gets `rpc_stats_latency`: user
 /// space reports it.
-const SLOW_PENDING_STALE: std::time::Duration = std::time::Duration::from_secs(1);
+const SLOW_PENDING_STALE_NS: u64 = 1_000_000_000;
 
 /// What the verifier said of each program: `Err` holds its reason.
 pub type Verified = Vec<(&'static str, Result<(), String>)>;
@@ -623,12 +623,10 @@ impl Probe {
     /// Before a reload drops the maps: the slow operations they still hold (in the ring and
     /// waiting for their xid), named by the old table, go to the next snapshot.
     fn carry_slow_ops(&mut self) {
-        let mut records = self.take_slow_records();
-        let Some(ebpf) = self.ebpf.as_mut() else { return };
-        match snapshot::take_stale_slow(ebpf, u64::MAX) {
-            Ok(waiting) => records.extend(waiting),
-            Err(e) => tracing::debug!(error = %e, "slow operations waiting for their xid"),
+        if let Err(e) = self.sweep_waiting_slow(u64::MAX) {
+            tracing::debug!(error = %e, "slow operations waiting for their xid");
         }
+        let records = self.take_slow_records();
         let Some(ebpf) = self.ebpf.as_ref() else { return };
         let names = match self.proc_names(ebpf) {
             Ok(n) => n,
@@ -685,33 +683,32 @@ impl Probe {
     /// reload, a missed event) and the call arguments of threads that ended. Returns how many
     /// were deleted.
     pub fn sweep_inflight(&mut self, max_age: std::time::Duration) -> Result<usize, ProbeError> {
+        let now = snapshot::monotonic_ns();
+        // Without rpc_stats_latency attached (refused, or not yet) no waiting one completes.
+        let completes = self.attachment.as_ref().is_some_and(|a| a.has(programs::RPC_STATS));
+        self.sweep_waiting_slow(if completes { now.saturating_sub(SLOW_PENDING_STALE_NS) } else { u64::MAX })?;
         let Some(ebpf) = self.ebpf.as_mut() else {
             return Ok(0);
         };
-        let now = snapshot::monotonic_ns();
         let cutoff = now.saturating_sub(u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX));
         let settled = now.saturating_sub(SETTLED_RPC_AGE.as_secs() * 1_000_000_000);
-        if self.opts.slow_ops.is_some() {
-            // Without rpc_stats_latency attached (refused, or not yet) none will be completed.
-            let completes = self.attachment.as_ref().is_some_and(|a| a.has(programs::RPC_STATS));
-            let stale_before =
-                if completes { now.saturating_sub(SLOW_PENDING_STALE.as_secs() * 1_000_000_000) } else { u64::MAX };
-            let stale = snapshot::take_stale_slow(ebpf, stale_before)?;
-            self.slow_swept.lock().unwrap_or_else(PoisonError::into_inner).extend(stale);
-        }
         Ok(snapshot::sweep_inflight(ebpf, cutoff, settled)? + snapshot::sweep_call_args(ebpf, &self.opts.proc_root)?)
     }
 
     /// Takes every slow operation still waiting for its xid, for the next snapshot (the last
     /// one, when the agent stops: what waits would be lost).
     pub fn take_waiting_slow_ops(&mut self) -> Result<(), ProbeError> {
-        let Some(ebpf) = self.ebpf.as_mut() else {
+        self.sweep_waiting_slow(u64::MAX)
+    }
+
+    /// Moves the slow operations that ended before `ended_before_ns` and still wait for their
+    /// xid from the kernel's map to the next snapshot.
+    fn sweep_waiting_slow(&mut self, ended_before_ns: u64) -> Result<(), ProbeError> {
+        let Some(ebpf) = self.ebpf.as_mut().filter(|_| self.opts.slow_ops.is_some()) else {
             return Ok(());
         };
-        if self.opts.slow_ops.is_some() {
-            let waiting = snapshot::take_stale_slow(ebpf, u64::MAX)?;
-            self.slow_swept.lock().unwrap_or_else(PoisonError::into_inner).extend(waiting);
-        }
+        let waiting = snapshot::take_stale_slow(ebpf, ended_before_ns)?;
+        self.slow_swept.lock().unwrap_or_else(PoisonError::into_inner).extend(waiting);
         Ok(())
     }
 }
