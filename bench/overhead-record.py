@@ -1,5 +1,6 @@
 """One JSON line per overhead run: workload, mode, round, I/Os, IOPS and mean time per I/O;
-with bpftool dumps before and after, also the kernel time nasflow's programs spent."""
+with bpftool dumps before and after, also the kernel time the agent's programs spent (the
+no-op agent's empty `noop_*` programs in the noop mode: the floor of being attached at all)."""
 import json
 import sys
 
@@ -21,7 +22,8 @@ else:
 rec = {"workload": workload, "mode": mode, "round": round_, "ios": ios, "iops": iops, "ns_per_io": ns_per_io}
 if len(sys.argv) > 6:
     def progs(path):
-        return {p["id"]: p for p in json.load(open(path)) if not p.get("name", "").startswith("noop_")}
+        return {p["id"]: p for p in json.load(open(path))
+                if p.get("name", "").startswith("noop_") == (mode == "noop")}
     before, after = progs(sys.argv[5]), progs(sys.argv[6])
     per_prog = {}
     for pid, p in after.items():

@@ -41,20 +41,20 @@ for w in order:
     off = statistics.median(iops[(w, "off")])
     print(f"| {w} | {off:.0f} | " + " | ".join(cells) + " |")
 print()
-print("| workload | agent | I/Os | mean time per I/O | nasflow programs per I/O | share | of it, server (svc_*) | of it, directories (dir_*) | programs (runs per I/O) |")
+print("| workload | agent | I/Os | mean time per I/O | the agent's programs per I/O | share | of it, server (svc_*) | of it, directories (dir_*) | programs (runs per I/O x us per run) |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---|")
 for s in stats:
     per_io = s["prog_ns"] / s["ios"] if s["ios"] else float("nan")
     share = per_io / s["ns_per_io"]
-    server_ns = sum(v["ns"] for n, v in s["programs"].items() if n.startswith("svc_"))
+    server_ns = sum(v["ns"] for n, v in s["programs"].items() if n.removeprefix("noop_").startswith("svc_"))
     server_per_io = server_ns / s["ios"] if s["ios"] else float("nan")
-    dir_ns = sum(v["ns"] for n, v in s["programs"].items() if n.startswith("dir_"))
+    dir_ns = sum(v["ns"] for n, v in s["programs"].items() if n.removeprefix("noop_").startswith("dir_"))
     dir_per_io = dir_ns / s["ios"] if s["ios"] else float("nan")
     summary["stats"][s["workload"] + ("" if s.get("mode", "default") == "default" else "/" + s["mode"])] = {
         "prog_ns_per_io": per_io, "io_ns": s["ns_per_io"], "share": share,
         "server_ns_per_io": server_per_io, "server_share": server_per_io / s["ns_per_io"],
     }
-    progs = ", ".join(f"{n} {v['runs'] / s['ios']:.2f}" for n, v in sorted(s["programs"].items(), key=lambda kv: -kv[1]["ns"]))
+    progs = ", ".join(f"{n} {v['runs'] / s['ios']:.2f}x{v['ns'] / v['runs'] / 1000:.1f}" for n, v in sorted(s["programs"].items(), key=lambda kv: -kv[1]["ns"]))
     print(f"| {s['workload']} | {s.get('mode', 'default')} | {s['ios']} | {s['ns_per_io'] / 1000:.0f} us | {per_io / 1000:.2f} us | {share * 100:.2f}% "
           f"| {server_per_io / 1000:.2f} us ({server_per_io / s['ns_per_io'] * 100:.2f}%) "
           f"| {dir_per_io / 1000:.2f} us ({dir_per_io / s['ns_per_io'] * 100:.2f}%) | {progs} |")
