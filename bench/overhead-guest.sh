@@ -42,6 +42,8 @@ workload() { # name out.json
 		--invalidate=0 --output="$2" ;;
 	direct-read) fio --name=w $(FIO_COMMON) --filename=data --size=64m --rw=randread \
 		--direct=1 --output="$2" ;;
+	cached-write) fio --name=w $(FIO_COMMON) --filename=wdata --size=16m --rw=randwrite \
+		--output="$2" ;;
 	fsync-write) fio --name=w $(FIO_COMMON) --filename=wdata --size=16m --rw=randwrite \
 		--fsync=1 --output="$2" ;;
 	metadata) python3 "$HERE/metadata-storm.py" $M/meta "$SECS" >"$2" ;;

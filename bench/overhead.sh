@@ -25,7 +25,7 @@ cat >"$R/settings.sh" <<SET
 PAIRS=${NASFLOW_OVERHEAD_PAIRS:-5}
 SECS=${NASFLOW_OVERHEAD_SECONDS:-5}
 MODES="${NASFLOW_OVERHEAD_MODES:-default client-only noop app-bytes}"
-WORKLOADS="${NASFLOW_OVERHEAD_WORKLOADS:-cached-read direct-read fsync-write metadata}"
+WORKLOADS="${NASFLOW_OVERHEAD_WORKLOADS:-cached-read direct-read cached-write fsync-write metadata}"
 STATS_MODES="${NASFLOW_OVERHEAD_STATS_MODES:-default}"
 SET
 timeout 5400 vng -r "$KERNEL" --user root --disable-kvm --cpus "${NASFLOW_OVERHEAD_CPUS:-2}" --memory 2G --rwdir "$R" \

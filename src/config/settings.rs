@@ -50,7 +50,8 @@ pub struct Settings {
     pub max_kernel_series: Option<u32>,
 
     /// Application bytes (nfs.client.app.io): a kprobe and a kretprobe on every read() of an NFS
-    /// file, page-cache hits included, the one cost on the cache-hit path [default: off]
+    /// file, page-cache hits included, the one cost on the cache-hit path, and a kretprobe on
+    /// every write() [default: off]
     /// [env: NASFLOW_APP_BYTES]
     #[arg(long, value_enum)]
     pub app_bytes: Option<Switch>,

@@ -550,8 +550,14 @@ phase_features() {
 	run_in /feat-reader dd if=/srv/nas-b/feat-twice of=/dev/null bs=1M
 	run_in /feat-reader dd if=/srv/nas-b/feat-twice of=/dev/null bs=1M
 	run_in /feat-reader stat /srv/nas-b/feat-missing-"$(uuid)"
+	# One buffered write() of m bytes, flushed by this shell's sync: the application bytes
+	# from nfs_file_write's return, the WRITE bytes charged to the writer at its entry.
+	m=$(rnd 100000 3000000)
+	run_in /feat-reader dd if=/dev/zero of=/srv/nas-b/feat-written-"$(uuid)" bs=$m count=1
+	sync
 	expect feat_read /feat-reader nas-b "$n"
 	expect feat_app_read /feat-reader nas-b $((2 * n))
+	expect feat_app_write /feat-reader nas-b "$m"
 	bpftool -j prog show >"$R/feat-progs.json"
 	stop_agent feat
 }

@@ -514,8 +514,9 @@ def test_default_agent_does_nothing_on_cached_reads(expect, v2):
         assert v2.bytes(cgroup, dev, "READ") == wire
     assert not [l for l in v2.io if l["op"].startswith("APP_")]
     progs = loaded_programs("v2")
-    assert {"nfs_initiate_read", "nfs_fwrite_ent", "nfs_fwrite_ret", "rpc_request", "rpc_stats_lat"} <= progs, progs
-    assert not progs & {"nfs_fread_ent", "nfs_fread_ret"}, progs
+    assert {"nfs_initiate_read", "nfs_fwrite_ent", "rpc_request", "rpc_stats_lat"} <= progs, progs
+    # Writes are charged at nfs_file_write's entry: no return probe either.
+    assert not progs & {"nfs_fread_ent", "nfs_fread_ret", "nfs_fwrite_ret"}, progs
 
 
 @pytest.fixture
@@ -526,7 +527,7 @@ def feat():
 @needs("services", "nfs", "features")
 def test_switches_change_what_is_exported_and_attached(expect, feat):
     # --app-bytes on --rtt off --latency off: application bytes exact (the cached re-read
-    # twice), wire bytes once; no round-trip times, no latency samples; the nfs_file_read
+    # twice, a buffered write once), wire bytes once; no round-trip times, no latency samples; the nfs_file_read
     # probes loaded, rpc_stats_latency's program not.
     (_, cgroup, dev, n), = [r for r in expect if r[0] == "feat_app_read"]
     wire = next(int(r[3]) for r in expect if r[0] == "feat_read")
@@ -535,8 +536,11 @@ def test_switches_change_what_is_exported_and_attached(expect, feat):
     assert feat.series(cgroup, dev, "LOOKUP"), "metadata operations still counted"
     assert all(l.get("rtt") is None for l in feat.io), [l for l in feat.io if l.get("rtt")][:1]
     assert all(l["latency"]["count"] == 0 for l in feat.io), [l for l in feat.io if l["latency"]["count"]][:1]
+    (_, wcgroup, wdev, m), = [r for r in expect if r[0] == "feat_app_write"]
+    assert feat.bytes(wcgroup, wdev, "APP_WRITE") == int(m)
+    assert feat.bytes(wcgroup, wdev, "WRITE") == int(m), "the flushed write charged to its writer"
     progs = loaded_programs("feat")
-    assert {"nfs_fread_ent", "nfs_fread_ret", "rpc_request"} <= progs, progs
+    assert {"nfs_fread_ent", "nfs_fread_ret", "nfs_fwrite_ent", "nfs_fwrite_ret", "rpc_request"} <= progs, progs
     assert "rpc_stats_lat" not in progs, progs
 
 

@@ -102,6 +102,12 @@ struct file {
 
 struct kiocb {
 	struct file *ki_filp;
+	__s64 ki_pos;
+};
+
+/* `count` sits in an anonymous union on newer kernels; CO-RE finds it there. */
+struct iov_iter {
+	unsigned long count;
 };
 
 #pragma clang attribute pop

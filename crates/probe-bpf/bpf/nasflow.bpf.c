@@ -172,9 +172,9 @@ struct {
 	__type(value, struct dirty_val);
 } dirty SEC(".maps");
 
-/* nfs_file_write's inode between entry and return, per thread; bit 0 marks O_DIRECT (inode
- * pointers are aligned). Deleted at return; a return the kretprobe missed leaves an entry
- * that the thread's next write overwrites. */
+/* nfs_file_write's inode between entry and return, per thread, only with --app-bytes on; bit
+ * 0 marks O_DIRECT (inode pointers are aligned). Deleted at return; a return the kretprobe
+ * missed leaves an entry that the thread's next write overwrites. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
@@ -1044,31 +1044,51 @@ static __always_inline struct inode *take_call(void *args, __u64 *direct)
 	return (struct inode *)(v & ~1ULL);
 }
 
+/*
+ * A buffered write is charged to its writer at entry, with the bytes it asks to write: no
+ * return probe runs on the page-cache path unless application bytes are asked for. A write
+ * that copies less (a fault, an error) leaves the difference pending for the file's next
+ * flush; the file's size after the write bounds what stays pending.
+ */
 SEC("kprobe/nfs_file_write")
-int BPF_KPROBE(nfs_fwrite_ent, struct kiocb *iocb)
+int BPF_KPROBE(nfs_fwrite_ent, struct kiocb *iocb, struct iov_iter *from)
 {
-	stash_call(&write_args, iocb);
+	struct file *file = BPF_CORE_READ(iocb, ki_filp);
+	struct inode *inode;
+	__u64 count;
+	__s64 pos, size;
+
+	if (want_app_bytes)
+		stash_call(&write_args, iocb);
+	if (!file)
+		return 0;
+	/* Direct writes never dirty the page cache: their WRITEs go out in this context. */
+	if (BPF_CORE_READ(file, f_flags) & o_direct_flag)
+		return 0;
+	count = BPF_CORE_READ(from, count);
+	if (!count)
+		return 0;
+	inode = BPF_CORE_READ(file, f_inode);
+	size = BPF_CORE_READ(inode, i_size);
+	pos = BPF_CORE_READ(iocb, ki_pos);
+	/* An O_APPEND write's position is set later, from the size: bound by both. */
+	if (pos > size)
+		size = pos;
+	charge_dirty(BPF_CORE_READ(inode, i_sb, s_dev), BPF_CORE_READ(inode, i_ino), current_cgroup(), count,
+		     size + (__s64)count);
 	return 0;
 }
 
+/* Only with --app-bytes on: the bytes the call wrote. */
 SEC("kretprobe/nfs_file_write")
 int BPF_KRETPROBE(nfs_fwrite_ret, long ret)
 {
-	__u64 cgroup, direct = 0;
+	__u64 direct = 0;
 	struct inode *inode = take_call(&write_args, &direct);
-	__u32 dev;
 
 	if (ret <= 0 || !inode)
 		return 0;
-	/* Direct writes never dirty the page cache: their WRITEs go out in this context. */
-	if (direct && !want_app_bytes)
-		return 0;
-	dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	cgroup = current_cgroup();
-	if (want_app_bytes)
-		app_bytes(cgroup, dev, NASFLOW_OP_APP_WRITE, (__u64)ret);
-	if (!direct)
-		charge_dirty(dev, BPF_CORE_READ(inode, i_ino), cgroup, (__u64)ret, BPF_CORE_READ(inode, i_size));
+	app_bytes(current_cgroup(), BPF_CORE_READ(inode, i_sb, s_dev), NASFLOW_OP_APP_WRITE, (__u64)ret);
 	return 0;
 }
 

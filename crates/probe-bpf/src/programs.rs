@@ -82,8 +82,8 @@ pub const DATA_PATH: [Program; 6] = [
 ];
 
 /// `nfs_file_write`/`nfs_file_read` entry and return: who dirtied what (writeback
-/// attribution) and application bytes. Optional: without them buffered writes go to the
-/// flushing context.
+/// attribution, the `nfs_file_write` entry alone) and application bytes (the rest). Optional:
+/// without the entry probe buffered writes go to the flushing context.
 pub const FILE_CALLS: [Program; 4] = [
     Program { name: "nfs_fwrite_ent", noop: "noop_fw_entry", hook: Hook::Kprobe("nfs_file_write") },
     Program { name: "nfs_fwrite_ret", noop: "noop_fw_exit", hook: Hook::Kretprobe("nfs_file_write") },
@@ -91,8 +91,9 @@ pub const FILE_CALLS: [Program; 4] = [
     Program { name: "nfs_fread_ret", noop: "noop_fr_exit", hook: Hook::Kretprobe("nfs_file_read") },
 ];
 
-/// The programs whose pair makes writeback attribution work.
-pub const WRITE_ATTRIBUTION: [&str; 2] = [FILE_CALLS[0].name, FILE_CALLS[1].name];
+/// The program that makes writeback attribution work: it charges a buffered write to its
+/// writer at entry, so no return probe runs on the page-cache path by default.
+pub const WRITE_ATTRIBUTION: [&str; 1] = [FILE_CALLS[0].name];
 
 /// sunrpc: every NFS RPC with its procedure, errno, rtt and retransmissions; in the order of
 /// `struct nasflow_rpc_layout`. The first four are needed together; `xprt_retransmit`
@@ -208,6 +209,9 @@ impl Default for Features {
 /// The programs only [`Features::app_bytes`] needs: `nfs_file_read` entry and return.
 pub const APP_READ: [&str; 2] = [FILE_CALLS[2].name, FILE_CALLS[3].name];
 
+/// The program only [`Features::app_bytes`] adds to writes: `nfs_file_write`'s return.
+pub const APP_WRITE: &str = FILE_CALLS[1].name;
+
 /// The program only [`Features::rtt`] needs.
 pub const RTT: &str = RPC[3].name;
 
@@ -218,6 +222,8 @@ impl Features {
         let is = |group: &[Program], i: usize| group.get(i).is_some_and(|q| q.name == p.name);
         if APP_READ.contains(&p.name) {
             self.app_bytes && self.reads
+        } else if p.name == APP_WRITE {
+            self.app_bytes && self.writes
         } else if p.name == RTT {
             self.rtt
         } else if is(&DATA_PATH, 0) || is(&DATA_PATH, 1) {
@@ -252,10 +258,10 @@ mod tests {
         let f = Features::default();
         let dirs: Vec<&str> = DIRECTORIES.iter().map(|p| p.name).collect();
         let off: Vec<&str> = all().filter(|p| !f.wants(p)).map(|p| p.name).collect();
-        assert_eq!(off, [&["nfs_fread_ent", "nfs_fread_ret"][..], &dirs].concat());
+        assert_eq!(off, [&["nfs_fwrite_ret", "nfs_fread_ent", "nfs_fread_ret"][..], &dirs].concat());
         let lean = Features { app_bytes: false, rtt: false, latency: false, ..f };
         let off: Vec<&str> = all().filter(|p| !lean.wants(p)).map(|p| p.name).collect();
-        assert_eq!(off, [&["nfs_fread_ent", "nfs_fread_ret", "rpc_stats_lat"][..], &dirs].concat());
+        assert_eq!(off, [&["nfs_fwrite_ret", "nfs_fread_ent", "nfs_fread_ret", "rpc_stats_lat"][..], &dirs].concat());
         let full = Features { app_bytes: true, rtt: true, latency: true, directories: true, ..f };
         assert!(all().all(|p| full.wants(p)));
     }
