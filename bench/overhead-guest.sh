@@ -62,6 +62,7 @@ start_agent() { # mode
 	no-slow) "$BIN" run --output jsonl --interval 5s --slow-op-threshold 0 >/dev/null 2>"$R/agent.cur" & ;;
 	no-latency) "$BIN" run --output jsonl --interval 5s --latency off >/dev/null 2>"$R/agent.cur" & ;;
 	noop) "$NOOP" >"$R/agent.cur" 2>&1 & ;;
+	before) "$BEFORE" run --output jsonl --interval 5s >/dev/null 2>"$R/agent.cur" & ;;
 	esac
 	AGENT=$!
 	case $1 in
