@@ -555,6 +555,22 @@ phase_features() {
 	m=$(rnd 100000 3000000)
 	run_in /feat-reader dd if=/dev/zero of=/srv/nas-b/feat-written-"$(uuid)" bs=$m count=1
 	sync
+	# A file written and rewritten in place before its flush (at close) leaves nothing
+	# pending beyond what the file holds, so an appender's later flush is its own to the byte.
+	# The file ends on a page boundary: the kernel may send the rest of a partly written page
+	# with the appender's WRITE.
+	f=/srv/nas-b/feat-rewritten-"$(uuid)"
+	m2=$(($(rnd 25 250) * 4096))
+	m3=$(rnd 100000 1000000)
+	run_in /feat-rewriter python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT)
+b = b"x" * int(sys.argv[2])
+for _ in range(2):
+    os.pwrite(fd, b, 0)
+os.close(fd)' "$f" "$m2"
+	run_in /feat-appender dd if=/dev/zero of="$f" bs=$m3 count=1 oflag=append conv=notrunc
+	expect feat_rewrite /feat-rewriter nas-b "$m2"
+	expect feat_append /feat-appender nas-b "$m3"
 	expect feat_read /feat-reader nas-b "$n"
 	expect feat_app_read /feat-reader nas-b $((2 * n))
 	expect feat_app_write /feat-reader nas-b "$m"

@@ -539,6 +539,10 @@ def test_switches_change_what_is_exported_and_attached(expect, feat):
     (_, wcgroup, wdev, m), = [r for r in expect if r[0] == "feat_app_write"]
     assert feat.bytes(wcgroup, wdev, "APP_WRITE") == int(m)
     assert feat.bytes(wcgroup, wdev, "WRITE") == int(m), "the flushed write charged to its writer"
+    # A rewrite in place records no more than the file holds; an appender's flush is its own.
+    for kind in ("feat_rewrite", "feat_append"):
+        (_, cg, dev, n), = [r for r in expect if r[0] == kind]
+        assert feat.bytes(cg, dev, "WRITE") == int(n), kind
     progs = loaded_programs("feat")
     assert {"nfs_fread_ent", "nfs_fread_ret", "nfs_fwrite_ent", "nfs_fwrite_ret", "rpc_request"} <= progs, progs
     assert "rpc_stats_lat" not in progs, progs

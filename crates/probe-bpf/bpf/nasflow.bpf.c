@@ -52,6 +52,8 @@ const volatile __u8 cgroup_v1 = 0;
 const volatile __u64 root_cgroup = 1;
 /* O_DIRECT of this architecture: direct writes never dirty the page cache. */
 const volatile __u32 o_direct_flag = 040000;
+/* O_APPEND of this architecture: an appending write ends at the file's size plus its bytes. */
+const volatile __u32 o_append_flag = 02000;
 /* Optional signals (user space also leaves their programs unattached when off):
  * operation latency histograms, and application bytes (nfs_file_read/nfs_file_write calls,
  * page-cache hits included). */
@@ -1048,7 +1050,7 @@ static __always_inline struct inode *take_call(void *args, __u64 *direct)
  * A buffered write is charged to its writer at entry, with the bytes it asks to write: no
  * return probe runs on the page-cache path unless application bytes are asked for. A write
  * that copies less (a fault, an error) leaves the difference pending for the file's next
- * flush; the file's size after the write bounds what stays pending.
+ * flush; the file's size after the write, were it whole, bounds what stays pending.
  */
 SEC("kprobe/nfs_file_write")
 int BPF_KPROBE(nfs_fwrite_ent, struct kiocb *iocb, struct iov_iter *from)
@@ -1056,26 +1058,28 @@ int BPF_KPROBE(nfs_fwrite_ent, struct kiocb *iocb, struct iov_iter *from)
 	struct file *file = BPF_CORE_READ(iocb, ki_filp);
 	struct inode *inode;
 	__u64 count;
-	__s64 pos, size;
+	__s64 end, size;
+	__u32 flags;
 
 	if (want_app_bytes)
 		stash_call(&write_args, iocb);
 	if (!file)
 		return 0;
+	flags = BPF_CORE_READ(file, f_flags);
 	/* Direct writes never dirty the page cache: their WRITEs go out in this context. */
-	if (BPF_CORE_READ(file, f_flags) & o_direct_flag)
+	if (flags & o_direct_flag)
 		return 0;
 	count = BPF_CORE_READ(from, count);
 	if (!count)
 		return 0;
 	inode = BPF_CORE_READ(file, f_inode);
 	size = BPF_CORE_READ(inode, i_size);
-	pos = BPF_CORE_READ(iocb, ki_pos);
-	/* An O_APPEND write's position is set later, from the size: bound by both. */
-	if (pos > size)
-		size = pos;
-	charge_dirty(BPF_CORE_READ(inode, i_sb, s_dev), BPF_CORE_READ(inode, i_ino), current_cgroup(), count,
-		     size + (__s64)count);
+	/* The size after the write: an appending write's position is only set later, from the
+	 * size; a rewrite inside the file leaves the size as it is. */
+	end = (flags & o_append_flag) ? size + (__s64)count : BPF_CORE_READ(iocb, ki_pos) + (__s64)count;
+	if (end < size)
+		end = size;
+	charge_dirty(BPF_CORE_READ(inode, i_sb, s_dev), BPF_CORE_READ(inode, i_ino), current_cgroup(), count, end);
 	return 0;
 }
 

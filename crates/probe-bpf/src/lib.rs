@@ -166,6 +166,8 @@ pub mod globals {
     pub const ROOT_CGROUP: &str = "root_cgroup";
     /// `u32`: the architecture's `O_DIRECT`.
     pub const O_DIRECT_FLAG: &str = "o_direct_flag";
+    /// `u32`: the architecture's `O_APPEND`.
+    pub const O_APPEND_FLAG: &str = "o_append_flag";
     /// [`RpcLayout`](super::RpcLayout) of the sunrpc and hint tracepoints.
     pub const RPC_LAYOUT: &str = "rpc_layout";
     /// `u16`: the first id for procedure names not in [`KNOWN_PROCS`](super::KNOWN_PROCS).

@@ -171,7 +171,8 @@ pub const DIRECTORIES_OPTIONAL: [&str; 1] = ["dir_docreate"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Features {
     /// Bytes applications read and wrote (`APP_READ`/`APP_WRITE`), page-cache hits included:
-    /// a kprobe and a kretprobe on every `read()` of an NFS file. Off by default.
+    /// a kprobe and a kretprobe on every `read()` of an NFS file and a kretprobe on every
+    /// `write()`. Off by default.
     pub app_bytes: bool,
     /// RPC round-trip times (`rpc_stats_latency`).
     pub rtt: bool,

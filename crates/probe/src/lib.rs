@@ -336,6 +336,7 @@ impl Probe {
         let v1 = u8::from(o.cgroup.v1);
         let root = o.cgroup.root_id;
         let o_direct = u32::try_from(libc::O_DIRECT).unwrap_or(0o40000);
+        let o_append = u32::try_from(libc::O_APPEND).unwrap_or(0o2000);
         let first_dynamic = known_proc_id(KNOWN_PROCS.len());
         let want_latency = u8::from(o.features.latency);
         let want_app_bytes = u8::from(o.features.app_bytes);
@@ -367,6 +368,7 @@ impl Probe {
             .override_global(globals::CGROUP_V1, &v1, true)
             .override_global(globals::ROOT_CGROUP, &root, true)
             .override_global(globals::O_DIRECT_FLAG, &o_direct, true)
+            .override_global(globals::O_APPEND_FLAG, &o_append, true)
             .override_global(globals::RPC_LAYOUT, &rpc, true)
             .override_global(globals::WANT_LATENCY, &want_latency, true)
             .override_global(globals::WANT_APP_BYTES, &want_app_bytes, true)
@@ -482,10 +484,14 @@ impl Probe {
                     Hook::Kprobe(f) | Hook::Kretprobe(f) => f,
                     Hook::Tracepoint { event, .. } => event,
                 };
-                tracing::warn!(
-                    error = %e,
-                    "cannot probe {function}: buffered writes flushed in the background will be charged to the flushing context (usually the root cgroup)"
-                );
+                if programs::WRITE_ATTRIBUTION.contains(&p.name) {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot probe {function}: buffered writes flushed in the background will be charged to the flushing context (usually the root cgroup)"
+                    );
+                } else {
+                    tracing::warn!(error = %e, "cannot probe {function}: application bytes of those calls are not counted");
+                }
             }
         }
         tracing::info!(
