@@ -2,7 +2,7 @@
 # What users feel: their NFS I/O with nasflow off and on, alternating in one VM run, with a
 # no-op agent (empty programs on the same hooks) as the noise reference, plus the programs'
 # kernel time per I/O from bpf_stats. Prints the tables BENCHMARKS.md records.
-#   bash bench/overhead.sh            # build, run (about 25 min under TCG), print
+#   bash bench/overhead.sh            # build, run (about 30 min under TCG), print
 # NASFLOW_OVERHEAD_PAIRS (5), _SECONDS (5 per run), _MODES, _WORKLOADS narrow a run, and
 # _STATS_MODES (default) picks the agents whose kernel time per I/O is measured. Modes:
 # default, client-only, noop, app-bytes, dirs64 (64 watched directories), lean (--operations
