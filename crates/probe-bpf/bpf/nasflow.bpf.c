@@ -174,9 +174,9 @@ struct {
 	__type(value, struct dirty_val);
 } dirty SEC(".maps");
 
-/* nfs_file_write's inode between entry and return, per thread, only with --app-bytes on; bit
- * 0 marks O_DIRECT (inode pointers are aligned). Deleted at return; a return the kretprobe
- * missed leaves an entry that the thread's next write overwrites. */
+/* nfs_file_write's inode between entry and return, per thread, only with --app-bytes on.
+ * Deleted at return; a return the kretprobe missed leaves an entry that the thread's next
+ * write overwrites. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
@@ -1014,8 +1014,7 @@ int nfs_commit_done(void *ctx)
 	return 0;
 }
 
-/* Remembers, per thread, the inode of an NFS file operation until it returns; bit 0 marks
- * O_DIRECT (inode pointers are aligned). */
+/* Remembers, per thread, the inode of an NFS file operation until it returns. */
 static __always_inline void stash_call(void *args, struct kiocb *iocb)
 {
 	struct file *file = BPF_CORE_READ(iocb, ki_filp);
@@ -1025,14 +1024,12 @@ static __always_inline void stash_call(void *args, struct kiocb *iocb)
 	if (!file)
 		return;
 	saved = (__u64)BPF_CORE_READ(file, f_inode);
-	if (BPF_CORE_READ(file, f_flags) & o_direct_flag)
-		saved |= 1;
 	if (bpf_map_update_elem(args, &id, &saved, BPF_ANY))
 		health_add(NASFLOW_H_WRITE_ARGS_FULL, 1);
 }
 
 /* Takes back what stash_call remembered for this thread: the inode (NULL if none). */
-static __always_inline struct inode *take_call(void *args, __u64 *direct)
+static __always_inline struct inode *take_call(void *args)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 *saved = bpf_map_lookup_elem(args, &id);
@@ -1042,8 +1039,7 @@ static __always_inline struct inode *take_call(void *args, __u64 *direct)
 		return NULL;
 	v = *saved;
 	bpf_map_delete_elem(args, &id);
-	*direct = v & 1;
-	return (struct inode *)(v & ~1ULL);
+	return (struct inode *)v;
 }
 
 /*
@@ -1087,8 +1083,7 @@ int BPF_KPROBE(nfs_fwrite_ent, struct kiocb *iocb, struct iov_iter *from)
 SEC("kretprobe/nfs_file_write")
 int BPF_KRETPROBE(nfs_fwrite_ret, long ret)
 {
-	__u64 direct = 0;
-	struct inode *inode = take_call(&write_args, &direct);
+	struct inode *inode = take_call(&write_args);
 
 	if (ret <= 0 || !inode)
 		return 0;
@@ -1106,8 +1101,7 @@ int BPF_KPROBE(nfs_fread_ent, struct kiocb *iocb)
 SEC("kretprobe/nfs_file_read")
 int BPF_KRETPROBE(nfs_fread_ret, long ret)
 {
-	__u64 direct = 0;
-	struct inode *inode = take_call(&read_args, &direct);
+	struct inode *inode = take_call(&read_args);
 
 	if (ret <= 0 || !inode)
 		return 0;
